@@ -1,0 +1,178 @@
+"""Command line of the eval harness: ``python -m eval`` and ``rlvr eval``.
+
+Every flag has a YAML twin (``--config FILE``; keys are the flag names with ``_`` for ``-``,
+e.g. ``max_tokens``); flags given on the command line override the file.  Sampling flags left
+unset take each suite's default (printed in the summary): AIME n=16, MATH-500 n=4, both at
+temperature 0.6 / top-p 0.95 / 32,768 tokens (DeepSeek-R1 protocol); IFEval / IFBench greedy,
+n=1.  ``--oracle`` runs the self-checks of :mod:`eval.oracle` instead of a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eval.runner import EvalSettings, ResumeError, run_eval
+from eval.suites import PROMPT_TEMPLATES, SUITES, DataError
+
+__all__ = ["build_parser", "load_settings", "main"]
+
+_SETTING_KEYS = set(EvalSettings.__dataclass_fields__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rlvr eval",
+        description=(
+            "Evaluate a checkpoint on AIME 2024/2025, MATH-500, IFEval, IFBench (and the "
+            "synthetic arithmetic suite) with avg@n, pass@k, maj@k from local data."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    S = argparse.SUPPRESS  # unset flags stay unset so YAML values and suite defaults apply
+    p.add_argument("--config", help="YAML file with any of these settings", default=S)
+    p.add_argument("--model", help="local model directory or hub name", default=S)
+    p.add_argument(
+        "--suites",
+        default=S,
+        help=f"comma-separated suites ({', '.join(SUITES)}); 'NAME=FILE' names a data file "
+        "(default: aime24,aime25,math500)",
+    )
+    p.add_argument("--out", default=S, help="output directory (default: runs/eval)")
+    p.add_argument("--backend", choices=["vllm", "hf"], default=S, help="default: vllm")
+    p.add_argument("--n", type=int, default=S, help="samples per problem (default: per suite)")
+    p.add_argument("--temperature", type=float, default=S, help="default: per suite")
+    p.add_argument("--top-p", type=float, default=S, help="default: per suite")
+    p.add_argument("--top-k", type=int, default=S, help="-1 = off (default: per suite)")
+    p.add_argument("--max-tokens", type=int, default=S, help="new tokens (default: per suite)")
+    p.add_argument("--data-dir", default=S, help="directory with the benchmark files")
+    p.add_argument("--limit", type=int, default=S, help="first N problems of each suite")
+    p.add_argument("--seed", type=int, default=S, help="sampling seed (default: 0)")
+    p.add_argument("--no-chat-template", dest="chat_template", action="store_false", default=S,
+                   help="feed raw prompt text instead of the tokenizer's chat template")
+    p.add_argument("--system-prompt", default=S, help="system message (default: none)")
+    p.add_argument("--prompt-template", default=S,
+                   help=f"math prompt: {', '.join(PROMPT_TEMPLATES)} or a string with "
+                   "{problem} (default: per suite)")
+    p.add_argument("--keep-thinking", dest="strip_thinking", action="store_false", default=S,
+                   help="score IF responses including their <think> block")
+    p.add_argument("--dtype", default=S, help="float32 | bfloat16 | float16 | auto")
+    p.add_argument("--max-model-len", type=int, default=S, help="engine context length")
+    p.add_argument("--trust-remote-code", action="store_true", default=S)
+    p.add_argument("--chunk-size", type=int, default=S,
+                   help="problems per generate call (results are saved after each)")
+    p.add_argument("--score-workers", type=int, default=S, help="scoring processes (default 2)")
+    p.add_argument("--score-timeout", dest="score_timeout_s", type=float, default=S,
+                   help="seconds per scoring call (default 5)")
+    p.add_argument("--overwrite", action="store_true", default=S,
+                   help="discard samples of an earlier run in --out instead of resuming")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=True)
+    p.add_argument("--oracle", action="store_true", default=False,
+                   help="run the scorer self-checks (no model) and exit non-zero on failure")
+    return p
+
+
+def _parse_suites(value: Any, where: str) -> tuple[list[str], dict[str, str]]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names, files = [], {}
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        if "=" in item:
+            name, path = item.split("=", 1)
+            files[name.strip().lower()] = path.strip()
+            item = name.strip()
+        names.append(item.lower())
+    if not names:
+        raise ValueError(f"{where}: no suites given")
+    return names, files
+
+
+def load_settings(args: argparse.Namespace) -> tuple[EvalSettings, dict[str, Any]]:
+    """Merge YAML (``--config``) and flags into :class:`EvalSettings`."""
+    values: dict[str, Any] = {}
+    config = getattr(args, "config", None)
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+        for key, value in loaded.items():
+            key = str(key).replace("-", "_")
+            if key == "score_timeout":
+                key = "score_timeout_s"
+            if key not in _SETTING_KEYS:
+                raise ValueError(
+                    f"{path}: unknown setting {key!r}; known: {', '.join(sorted(_SETTING_KEYS))}"
+                )
+            values[key] = value
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "progress", "oracle")}
+    values.update(flags)
+    files: dict[str, str] = dict(values.pop("data_files", {}) or {})
+    if "suites" in values:
+        names, more = _parse_suites(values["suites"], "suites")
+        values["suites"] = names
+        files.update(more)
+    values["data_files"] = files
+    if "model" not in values or not values["model"]:
+        raise ValueError("--model is required (or 'model:' in --config)")
+    return EvalSettings(**values), {"progress": args.progress}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.oracle:
+        from eval.oracle import main as oracle_main
+
+        oracle_args = []
+        if getattr(args, "data_dir", None):
+            oracle_args += ["--data-dir", args.data_dir]
+        if getattr(args, "suites", None):
+            oracle_args += ["--suites", args.suites]
+        if getattr(args, "out", None):
+            oracle_args += ["--out", args.out]
+        return oracle_main(oracle_args)
+    try:
+        settings, opts = load_settings(args)
+        summary = run_eval(settings, progress=opts["progress"])
+    except (DataError, ResumeError, ValueError, FileNotFoundError, KeyError) as e:
+        print(f"rlvr eval: error: {e}", file=sys.stderr)
+        return 2
+    _print_summary(summary, settings)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"rlvr eval: {summary['model']} ({summary['backend']})")
+    for col in ("suite", "problems", "n", "T", "top_p", "max_tok", "headline", "value",
+                "pass@max", "mean tok", "trunc %"):
+        table.add_column(col)
+    for name, s in summary["suites"].items():
+        m, st = s["metrics"], s["settings"]
+        value = s["headline_value"]
+        table.add_row(
+            name, str(m["num_problems"]), str(m["n"]), f"{st['temperature']:g}",
+            f"{st['top_p']:g}", str(st.get("max_tokens_effective", st["max_tokens"])),
+            s["headline"], f"{100 * value:.1f}" if value is not None else "–",
+            f"{100 * m[f'pass@{m['n']}']:.1f}" if f"pass@{m['n']}" in m else "–",
+            f"{m['mean_tokens']:.0f}", f"{100 * m['truncation_rate']:.1f}",
+        )
+    console.print(table)
+    tps = summary["timing"]["tokens_per_second"]
+    console.print(
+        f"generated {summary['timing']['generated_tokens']} tokens"
+        + (f" at {tps:.1f} tokens/s" if tps else " (all samples resumed)")
+        + f"; outputs in {settings.out}/ (summary.json, results.md, samples/)"
+    )

@@ -1,0 +1,647 @@
+"""Process-pool reward runner: scores [B][G] completions with a hard wall-clock limit per call.
+
+For reward specs k with weights w_k (see :mod:`rewards.base`):
+
+    total[b][g] = sum_k w_k * r_k(completion[b][g], example[b])
+
+where r_k is ``failure_score`` when the call raised, returned a non-finite / non-numeric value,
+crashed its worker, or ran past its time limit.
+
+Design (read for background: verl's reward-manager process pools, the AReaL / TRL notes on
+math-verify timeouts in ../shared/specs/rewards_and_stages.md §1.1; the code is our own):
+
+* Workers come from a ``forkserver`` (default) or ``spawn`` context, never ``fork``: the trainer
+  holds torch and possibly vLLM threads. Each worker imports the reward functions itself, by
+  the spec's import target, so ``path/to/file.py:fn`` rewards work there too.
+* Work is sent in chunks (several calls per message, results flushed back every ~0.1 s), but
+  each call has its own limit: ``timeout_s`` for a per-sample call, ``group_timeout_s``
+  (default ``timeout_s * G``) for a per-group call. A worker arms ``SIGALRM`` at 90 % of the
+  limit (it runs rewards in its main thread, so Python-level loops are interrupted cheaply);
+  the parent watches a shared progress record and SIGKILLs a worker whose current call passes
+  the full limit (C-level work such as a huge integer power cannot be interrupted by signals),
+  then respawns it and re-queues the chunk's unfinished calls. The limit therefore holds for
+  any reward code.
+* Failures and time-outs are counted per scored entry (a failed group call counts G entries).
+* Per-group rewards that declare ``components`` run after the per-sample ones and receive their
+  values for the group; stateful rewards run last, their per-prompt state lives in the parent and
+  is saved / restored by :meth:`RewardRunner.state_dict` / :meth:`RewardRunner.load_state_dict`.
+* ``num_workers=0`` runs inline in the caller (debugging only: only the soft SIGALRM limit, and
+  only from the main thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from rewards.base import (
+    RewardSpec,
+    call_reward,
+    example_key,
+    load_target,
+    parse_specs,
+    weighted_total,
+)
+
+__all__ = ["RewardRunner", "RewardBatch", "RewardTimeout"]
+
+log = logging.getLogger(__name__)
+
+_SOFT_FRACTION = 0.9
+_FLUSH_S = 0.1
+_STARTUP_TIMEOUT_S = 180.0
+
+
+class RewardTimeout(BaseException):
+    """Raised inside a worker when a reward call passes its soft deadline.
+
+    A ``BaseException`` so that rewards catching ``Exception`` do not swallow it.
+    """
+
+
+@dataclass
+class RewardBatch:
+    """Scores of one batch. Lists are indexed ``[b][g]`` like the completions."""
+
+    total: list[list[float]]
+    components: dict[str, list[list[float]]]
+    n_failed: int
+    n_timeout: int
+    metrics: dict[str, float]
+    errors: list[str] = field(default_factory=list)  # first few failure messages
+
+
+@dataclass
+class _Call:
+    id: int
+    spec: int
+    b: int
+    g: int | None  # None: a group call
+    payload: dict[str, Any]
+    limit: float
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------------------------
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise RewardTimeout()
+
+
+def _execute(
+    fn: Callable,
+    spec: RewardSpec,
+    payload: dict[str, Any],
+    limit: float | None,
+    install_handler: bool = False,
+) -> tuple[str, Any]:
+    """Run one call; returns (status, value|message). status in ok / error / timeout.
+
+    Arms a SIGALRM soft deadline (``limit * 0.9``) when running in a main thread; in a worker
+    the handler is installed once at start-up, inline it is installed around the call.
+    """
+    armed = False
+    old_handler: Any = None
+    try:
+        if (
+            limit is not None
+            and threading.current_thread() is threading.main_thread()
+            and signal.getitimer(signal.ITIMER_REAL)[0] == 0
+        ):
+            if install_handler:
+                old_handler = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, max(0.01, limit * _SOFT_FRACTION))
+            armed = True
+        try:
+            out = call_reward(fn, spec, payload)
+        finally:
+            if armed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                if install_handler:
+                    signal.signal(signal.SIGALRM, old_handler)
+        return "ok", out
+    except RewardTimeout:
+        return "timeout", f"{spec.key}: soft time limit {limit:.3g}s"
+    except Exception as e:  # a reward error never stops the run
+        msg = f"{spec.key}: {type(e).__name__}: {e}"
+        return "error", msg[:500]
+
+
+def _worker_main(conn: Connection, specs: list[RewardSpec], progress: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    signal.signal(signal.SIGALRM, _on_alarm)
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    try:
+        fns = [load_target(s.target) for s in specs]
+    except BaseException as e:
+        conn.send(("init_error", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready",))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        chunk_id, examples, calls = msg
+        out: list[tuple[int, str, Any]] = []
+        last = time.monotonic()
+        for i, (call_id, spec_idx, b, payload, limit) in enumerate(calls):
+            progress[2] = 0.0
+            progress[0] = float(chunk_id)
+            progress[1] = float(i)
+            progress[2] = time.monotonic()
+            payload = dict(payload)
+            payload["example"] = examples[b]
+            status, value = _execute(fns[spec_idx], specs[spec_idx], payload, limit)
+            progress[2] = 0.0
+            out.append((call_id, status, value))
+            now = time.monotonic()
+            if now - last > _FLUSH_S and i + 1 < len(calls):
+                conn.send(("results", chunk_id, out))
+                out = []
+                last = now
+        conn.send(("done", chunk_id, out))
+
+
+# ---------------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, ctx: Any, specs: list[RewardSpec]) -> None:
+        self.progress = ctx.RawArray("d", 3)
+        parent, child = ctx.Pipe(duplex=True)
+        self.conn: Connection = parent
+        self.proc = ctx.Process(
+            target=_worker_main,
+            args=(child, specs, self.progress),
+            daemon=True,
+            name="rlvr-reward-worker",
+        )
+        self.proc.start()
+        child.close()
+        self.started = time.monotonic()
+        self.ready = False
+        self.chunk_id: int | None = None
+        self.calls: list[_Call] = []
+
+    @property
+    def busy(self) -> bool:
+        return self.chunk_id is not None
+
+    def current(self) -> tuple[int, float] | None:
+        """(index in chunk, start time) of the running call, or None between calls."""
+        for _ in range(3):
+            s1 = self.progress[2]
+            idx = int(self.progress[1])
+            cid = int(self.progress[0])
+            s2 = self.progress[2]
+            if s1 == s2:
+                if s1 <= 0.0 or cid != self.chunk_id:
+                    return None
+                return idx, s1
+        return None
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+
+    def stop(self) -> None:
+        try:
+            if self.proc.is_alive():
+                self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.proc.join(timeout=1.0)
+        if self.proc.is_alive():
+            self.kill()
+        self.conn.close()
+
+
+class RewardRunner:
+    """Score completions with the recipe's rewards in a pool of worker processes.
+
+    Args:
+        specs: ``[{"name": ..., "weight": 1.0, "params": {...}, "key": ...}, ...]`` (see
+            :func:`rewards.base.parse_specs`); bad specs raise ``ValueError`` here.
+        num_workers: worker processes (0 = inline, debugging only).
+        timeout_s: hard wall-clock limit of one per-sample call.
+        failure_score: score of a call that raised or timed out.
+        group_timeout_s: limit of one per-group call (default ``timeout_s * G``).
+        chunk_size: calls per message (default: spread the batch over ~4 chunks per worker,
+            at most 64 calls each).
+        mp_context: "forkserver" (default) or "spawn".
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[Mapping[str, Any]],
+        num_workers: int = 2,
+        timeout_s: float = 5.0,
+        failure_score: float = 0.0,
+        *,
+        group_timeout_s: float | None = None,
+        chunk_size: int | None = None,
+        mp_context: str = "forkserver",
+    ) -> None:
+        self.specs = parse_specs(specs)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers: expected an int >= 0, got {num_workers!r}")
+        for name, v in (("timeout_s", timeout_s), ("group_timeout_s", group_timeout_s)):
+            if v is not None and (not isinstance(v, int | float) or not v > 0 or math.isinf(v)):
+                raise ValueError(f"{name}: expected a positive number of seconds, got {v!r}")
+        if not isinstance(failure_score, int | float) or not math.isfinite(failure_score):
+            raise ValueError(f"failure_score: expected a finite number, got {failure_score!r}")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+        if mp_context not in ("forkserver", "spawn"):
+            raise ValueError(
+                f"mp_context: expected 'forkserver' or 'spawn', got {mp_context!r} "
+                "('fork' is unsafe in a process that holds torch / vLLM threads)"
+            )
+        self.num_workers = num_workers
+        self.timeout_s = float(timeout_s)
+        self.group_timeout_s = None if group_timeout_s is None else float(group_timeout_s)
+        self.failure_score = float(failure_score)
+        self.chunk_size = chunk_size
+        self.keys = [s.key for s in self.specs]
+        self.weights = {s.key: s.weight for s in self.specs}
+        self._state: dict[str, dict[str, Any]] = {s.key: {} for s in self.specs if s.info.stateful}
+        self._closed = False
+        self._chunk_seq = 0
+        self.n_respawns = 0
+        self._inline_fns: list[Callable] | None = None
+        self._workers: list[_Worker] = []
+        if num_workers == 0:
+            self._inline_fns = [load_target(s.target) for s in self.specs]
+        else:
+            self._ctx = mp.get_context(mp_context)
+            if mp_context == "forkserver":
+                try:
+                    self._ctx.set_forkserver_preload(["__main__", "rewards.base", "rewards.math"])
+                except Exception:  # already running: preload is only a start-up speed-up
+                    pass
+            self._workers = [_Worker(self._ctx, self.specs) for _ in range(num_workers)]
+
+    # -- public API -------------------------------------------------------------------------
+
+    def score(
+        self,
+        completions: Sequence[Sequence[str]],
+        examples: Sequence[Mapping[str, Any]],
+        num_tokens: Sequence[Sequence[int]] | None = None,
+        finish_reasons: Sequence[Sequence[str]] | None = None,
+    ) -> RewardBatch:
+        """Score ``completions[b][g]`` of prompt ``examples[b]``; see :class:`RewardBatch`."""
+        if self._closed:
+            raise RuntimeError("RewardRunner is closed")
+        t0 = time.monotonic()
+        B = len(completions)
+        if len(examples) != B:
+            raise ValueError(f"score: {B} completion groups but {len(examples)} examples")
+        shape = [len(row) for row in completions]
+        for nm, arr in (("num_tokens", num_tokens), ("finish_reasons", finish_reasons)):
+            if arr is not None and [len(r) for r in arr] != shape:
+                raise ValueError(f"score: {nm} must have the shape of completions [B][G]")
+        for b, row in enumerate(completions):
+            for g, c in enumerate(row):
+                if not isinstance(c, str):
+                    raise TypeError(f"score: completions[{b}][{g}] is {type(c).__name__}, not str")
+        exs = [dict(e) for e in examples]
+        ntok = (
+            [list(r) for r in num_tokens] if num_tokens is not None else [[None] * n for n in shape]
+        )
+        fin = (
+            [list(r) for r in finish_reasons]
+            if finish_reasons is not None
+            else [[None] * n for n in shape]
+        )
+
+        fs = self.failure_score
+        comp: dict[str, list[list[float]]] = {s.key: [[fs] * n for n in shape] for s in self.specs}
+        subs: dict[str, list[list[float]]] = {}
+        status_count = {s.key: {"failed": 0, "timeout": 0} for s in self.specs}
+        errors: list[str] = []
+
+        def record(spec: RewardSpec, b: int, g: int, status: str, value: Any, msg: str) -> None:
+            if status == "ok":
+                v, sub = value
+                comp[spec.key][b][g] = v
+                if sub:
+                    for name, sv in sub.items():
+                        arr = subs.setdefault(f"{spec.key}/{name}", [[fs] * n for n in shape])
+                        arr[b][g] = sv
+                return
+            status_count[spec.key]["timeout" if status == "timeout" else "failed"] += 1
+            if len(errors) < 20 and msg not in errors:
+                errors.append(msg)
+
+        # phase 1: per-sample rewards and group rewards that need nothing computed first;
+        # phase 2: group rewards reading other components; phase 3: stateful rewards.
+        phase1 = [s for s in self.specs if not s.is_group]
+        phase1 += [
+            s
+            for s in self.specs
+            if s.is_group and not s.info.stateful and "components" not in s.runtime_kwargs
+        ]
+        phase2 = [
+            s
+            for s in self.specs
+            if s.is_group and not s.info.stateful and "components" in s.runtime_kwargs
+        ]
+        phase3 = [s for s in self.specs if s.info.stateful]
+
+        def group_payload(spec: RewardSpec, b: int) -> dict[str, Any]:
+            p: dict[str, Any] = {"completions": list(completions[b])}
+            if "num_tokens" in spec.runtime_kwargs:
+                p["num_tokens"] = ntok[b]
+            if "finish_reasons" in spec.runtime_kwargs:
+                p["finish_reasons"] = fin[b]
+            if "components" in spec.runtime_kwargs:
+                done = {**comp, **subs}
+                p["components"] = {k: list(v[b]) for k, v in done.items() if k not in pending_keys}
+            return p
+
+        pending_keys: set[str] = {s.key for s in phase2 + phase3}
+
+        def run_phase(calls: list[_Call]) -> None:
+            if not calls:
+                return
+            results = self._run(calls, exs)
+            for call in calls:
+                spec = self.specs[call.spec]
+                status, value = results[call.id]
+                msg = value if isinstance(value, str) else ""
+                if call.g is not None:
+                    record(spec, call.b, call.g, status, value, msg)
+                    continue
+                n = shape[call.b]
+                if status == "ok" and spec.info.stateful:
+                    value, new_state = value
+                    self._state[spec.key][call.payload["state_key"]] = new_state
+                for g in range(n):
+                    record(spec, call.b, g, status, value[g] if status == "ok" else None, msg)
+
+        ids = iter(range(1 << 62))
+        calls: list[_Call] = []
+        for spec in phase1:
+            if spec.is_group:
+                for b in range(B):
+                    calls.append(
+                        _Call(
+                            next(ids),
+                            spec.index,
+                            b,
+                            None,
+                            group_payload(spec, b),
+                            self._group_limit(shape[b]),
+                        )
+                    )
+                continue
+            for b in range(B):
+                for g in range(shape[b]):
+                    p: dict[str, Any] = {"completion": completions[b][g]}
+                    if "num_tokens" in spec.runtime_kwargs:
+                        p["num_tokens"] = ntok[b][g]
+                    if "finish_reason" in spec.runtime_kwargs:
+                        p["finish_reason"] = fin[b][g]
+                    calls.append(_Call(next(ids), spec.index, b, g, p, self.timeout_s))
+        run_phase(calls)
+
+        run_phase(
+            [
+                _Call(next(ids), s.index, b, None, group_payload(s, b), self._group_limit(shape[b]))
+                for s in phase2
+                for b in range(B)
+            ]
+        )
+        pending_keys.difference_update(s.key for s in phase2)
+
+        for spec in phase3:
+            # the same prompt twice in a batch: later visits must see the earlier update
+            rounds: list[list[int]] = []
+            seen: dict[str, int] = {}
+            for b in range(B):
+                k = example_key(exs[b])
+                r = seen.get(k, 0)
+                seen[k] = r + 1
+                while len(rounds) <= r:
+                    rounds.append([])
+                rounds[r].append(b)
+            for bs in rounds:
+                calls = []
+                for b in bs:
+                    sk = example_key(exs[b])
+                    p = group_payload(spec, b)
+                    p["state"] = self._state[spec.key].get(sk)
+                    p["state_key"] = sk
+                    calls.append(
+                        _Call(next(ids), spec.index, b, None, p, self._group_limit(shape[b]))
+                    )
+                run_phase(calls)
+            pending_keys.discard(spec.key)
+
+        components = {**comp, **subs}
+        total = weighted_total(comp, self.weights)
+        n_failed = sum(c["failed"] for c in status_count.values())
+        n_timeout = sum(c["timeout"] for c in status_count.values())
+        metrics = _metrics(components, total, status_count)
+        metrics["reward/n_failed"] = float(n_failed)
+        metrics["reward/n_timeout"] = float(n_timeout)
+        metrics["reward/time_s"] = time.monotonic() - t0
+        if errors:
+            log.warning(
+                "%d reward call(s) failed, %d timed out; first: %s", n_failed, n_timeout, errors[0]
+            )
+        return RewardBatch(total, components, n_failed, n_timeout, metrics, errors)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state of stateful rewards (per reward key, per prompt key)."""
+        import copy
+
+        return {"version": 1, "rewards": copy.deepcopy(self._state)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output. Rewards absent from the recipe are ignored."""
+        if not isinstance(state, Mapping) or "rewards" not in state:
+            raise ValueError("load_state_dict: expected the dict returned by state_dict()")
+        import copy
+
+        for key, per_prompt in state["rewards"].items():
+            if key in self._state:
+                if not isinstance(per_prompt, Mapping):
+                    raise ValueError(f"load_state_dict: state of {key!r} must be a mapping")
+                self._state[key] = copy.deepcopy(dict(per_prompt))
+            else:
+                log.warning("load_state_dict: no stateful reward %r in this recipe; ignored", key)
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._workers:
+            w.stop()
+        self._workers = []
+
+    def __enter__(self) -> RewardRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _group_limit(self, g: int) -> float:
+        return (
+            self.group_timeout_s if self.group_timeout_s is not None else self.timeout_s * max(1, g)
+        )
+
+    def _run(self, calls: list[_Call], examples: list[dict]) -> dict[int, tuple[str, Any]]:
+        if self._inline_fns is not None:
+            return {
+                c.id: _execute(
+                    self._inline_fns[c.spec],
+                    self.specs[c.spec],
+                    {**c.payload, "example": examples[c.b]},
+                    c.limit,
+                    install_handler=True,
+                )
+                for c in calls
+            }
+        results: dict[int, tuple[str, Any]] = {}
+        size = self.chunk_size or max(1, min(64, math.ceil(len(calls) / (4 * len(self._workers)))))
+        queue: deque[list[_Call]] = deque(calls[i : i + size] for i in range(0, len(calls), size))
+        by_id = {c.id: c for c in calls}
+        # a failing signal handler install in the worker must not hang us: bounded start-up
+        while len(results) < len(calls):
+            for i, w in enumerate(self._workers):
+                if not w.proc.is_alive() and not w.busy:
+                    self._drain(w, results)
+                    self._respawn(i)
+            for w in self._workers:
+                if w.ready and not w.busy and queue:
+                    self._assign(w, queue.popleft(), examples)
+            waitables: list[Any] = [w.conn for w in self._workers]
+            waitables += [w.proc.sentinel for w in self._workers]
+            wait(waitables, timeout=0.02)
+            now = time.monotonic()
+            for i, w in enumerate(self._workers):
+                self._drain(w, results)
+                if not w.ready and now - w.started > _STARTUP_TIMEOUT_S:
+                    raise RuntimeError(
+                        f"reward worker did not start within {_STARTUP_TIMEOUT_S:.0f}s"
+                    )
+                if not w.busy:
+                    continue
+                cur = w.current()
+                overran = cur is not None and now - cur[1] > w.calls[cur[0]].limit
+                dead = not w.proc.is_alive()
+                if not (overran or dead):
+                    continue
+                if overran:
+                    w.kill()
+                self._drain(w, results)  # results sent before the kill are still in the pipe
+                if not w.busy:  # it finished the chunk just in time
+                    continue
+                cur = w.current() if cur is None else cur
+                if cur is not None and w.calls[cur[0]].id not in results:
+                    bad = w.calls[cur[0]]
+                    if overran:
+                        results[bad.id] = (
+                            "timeout",
+                            f"{self.specs[bad.spec].key}: hard time limit {bad.limit:.3g}s",
+                        )
+                    else:
+                        results[bad.id] = (
+                            "error",
+                            f"{self.specs[bad.spec].key}: worker died (exit code {w.proc.exitcode})",
+                        )
+                rest = [c for c in w.calls if c.id not in results]
+                if rest:
+                    queue.appendleft(rest)
+                w.chunk_id, w.calls = None, []
+                self._respawn(i)
+        return {cid: results[cid] for cid in by_id}
+
+    def _assign(self, w: _Worker, chunk: list[_Call], examples: list[dict]) -> None:
+        self._chunk_seq += 1
+        w.chunk_id = self._chunk_seq
+        w.calls = chunk
+        exs = {c.b: examples[c.b] for c in chunk}
+        msg = (w.chunk_id, exs, [(c.id, c.spec, c.b, c.payload, c.limit) for c in chunk])
+        try:
+            w.conn.send(msg)
+        except (OSError, BrokenPipeError):
+            pass  # the death is handled by the watch loop
+
+    def _drain(self, w: _Worker, results: dict[int, tuple[str, Any]]) -> None:
+        while True:
+            try:
+                if not w.conn.poll():
+                    return
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = msg[0]
+            if kind == "ready":
+                w.ready = True
+            elif kind == "init_error":
+                self.close()
+                raise RuntimeError(f"reward worker could not load the rewards: {msg[1]}")
+            elif kind in ("results", "done"):
+                _, chunk_id, items = msg
+                if chunk_id != w.chunk_id:
+                    continue
+                for call_id, status, value in items:
+                    results.setdefault(call_id, (status, value))
+                if kind == "done":
+                    w.chunk_id, w.calls = None, []
+
+    def _respawn(self, i: int) -> None:
+        old = self._workers[i]
+        old.kill()
+        old.conn.close()
+        self.n_respawns += 1
+        self._workers[i] = _Worker(self._ctx, self.specs)
+
+
+def _metrics(
+    components: Mapping[str, list[list[float]]],
+    total: list[list[float]],
+    status: Mapping[str, Mapping[str, int]],
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, arr in {**components, "total": total}.items():
+        flat = [v for row in arr for v in row]
+        if not flat:
+            continue
+        mean = sum(flat) / len(flat)
+        var = sum((v - mean) ** 2 for v in flat) / len(flat)
+        out[f"reward/{key}/mean"] = mean
+        out[f"reward/{key}/std"] = math.sqrt(var)
+    for key, c in status.items():
+        out[f"reward/{key}/failed"] = float(c["failed"])
+        out[f"reward/{key}/timeout"] = float(c["timeout"])
+    return out

@@ -1,0 +1,164 @@
+"""Command line: ``rlvr train | eval | tiny-model``.
+
+``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
+writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
+harness (``python -m eval`` is the same). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
+model with an offline tokenizer (for tests and experiments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+TRAIN_EPILOG = """\
+overrides:
+  Any recipe key can be set on the command line as dotted key=value (values parsed as YAML):
+    rlvr train recipes/quickstart.yaml train.steps=20 rollout.engine=hf algo.eps_high=0.28
+    rlvr train recipes/grpo_math.yaml model.path=/models/Qwen2.5-0.5B-Instruct rewards.0.weight=2
+  Unknown keys and wrong types stop the run with the file, the key and a close match.
+
+main recipe sections (see recipes/*.yaml for complete examples):
+  model       path, dtype, trust_remote_code, gradient_checkpointing
+  data        source (arithmetic|file|hf), path, prompt_field, answer_field, prompt_template,
+              system_prompt, use_chat_template
+  rollout     engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k
+  rewards     list of {name, weight, params}; name is a built-in, pkg.module:fn or file.py:fn
+  algo        advantage (grpo|dr_grpo|rloo|...), eps_low, eps_high, kl_coef, loss_aggregation
+  train       steps, prompts_per_step, micro_batch_size, lr, warmup_steps, schedule,
+              max_grad_norm, logprob_impl (fused|naive)
+  checkpoint  every, keep_last          logging  tensorboard, wandb, plots, progress
+  eval        before, after, num_problems, samples (held-out accuracy around training)
+
+resume:
+  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; after a kill -9
+  the last periodic checkpoint remains. Run the same command with resume=true to continue.
+
+outputs (runs/<name>/):
+  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors)
+"""
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("rlvr").setLevel(logging.INFO)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlvr.config import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+    except RecipeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.print_recipe:
+        import yaml
+
+        print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+        return 0
+    from rlvr.trainer import Trainer
+
+    trainer = Trainer(recipe)
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    _print_summary(summary)
+    return 130 if summary.get("interrupted") else 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"run: {summary['run_dir']}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("eval_before", "eval_after"):
+        for k, v in (summary.get(key) or {}).items():
+            table.add_row(f"{key.split('_')[1]}: {k}", f"{v:.3f}")
+    final = summary.get("final_metrics") or {}
+    for k in ("reward/mean", "accuracy", "entropy", "length/mean", "time/step"):
+        if k in final:
+            table.add_row(f"last step: {k}", f"{final[k]:.3f}")
+    console.print(table)
+    if summary.get("interrupted"):
+        console.print("[yellow]stopped early; run again with resume=true to continue[/]")
+    if summary.get("checkpoint"):
+        console.print(f"final checkpoint: {summary['checkpoint']}")
+    (summary_path := __import__("pathlib").Path(summary["run_dir"]) / "summary.json").write_text(
+        json.dumps(summary, indent=1, default=str)
+    )
+    console.print(f"summary: {summary_path}")
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from rlvr.data.tiny import build_tiny_model
+
+    path = build_tiny_model(
+        args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.layers
+    )
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlvr",
+        description="Reinforcement learning with verifiable rewards for reasoning LLMs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser(
+        "train",
+        help="train with an RL recipe",
+        description="Train a policy with RL from a YAML recipe.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("recipe", help="path to a YAML recipe (see recipes/)")
+    train.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    train.add_argument(
+        "--print-recipe", action="store_true", help="print the resolved recipe and exit"
+    )
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on benchmark suites (same as python -m eval)",
+        add_help=False,
+    )
+    ev.set_defaults(func=None)
+
+    tiny = sub.add_parser("tiny-model", help="build a random tiny Qwen2 model + offline tokenizer")
+    tiny.add_argument("out", help="output directory")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden-size", type=int, default=128)
+    tiny.add_argument("--layers", type=int, default=4)
+    tiny.set_defaults(func=cmd_tiny_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "eval":
+        from eval.cli import main as eval_main
+
+        return eval_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Typed recipe schema, YAML loading and dotted command-line overrides.
+
+A recipe is one YAML file validated against :class:`Recipe`. Unknown keys and wrong types are
+rejected with an error that names the file, the dotted key path and, for unknown keys, the
+closest valid key. ``key.sub=value`` overrides (values parsed as YAML scalars) are applied
+before validation, so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe problem, with the file and key path in the message."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    path: str = Field(description="Local model directory or Hugging Face model name.")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    revision: str | None = None
+    gradient_checkpointing: bool = False
+
+
+class ArithmeticConfig(_Section):
+    digits: int = Field(2, ge=1, le=9, description="Operands have 1..digits digits.")
+    operations: list[Literal["+", "-", "*"]] = ["+"]
+    num_train: int = Field(20000, ge=1)
+    num_eval: int = Field(200, ge=1)
+    seed: int = 1234
+
+
+class DataConfig(_Section):
+    source: Literal["arithmetic", "file", "hf"] = "arithmetic"
+    path: str | None = Field(None, description="jsonl or parquet file when source=file.")
+    hf_name: str | None = None
+    hf_config: str | None = None
+    hf_split: str = "train"
+    prompt_field: str = "prompt"
+    answer_field: str = "answer"
+    prompt_template: str = Field("{prompt}", description="Python format string with {prompt}.")
+    system_prompt: str | None = None
+    use_chat_template: bool = True
+    max_prompt_tokens: int = Field(512, ge=1)
+    shuffle: bool = True
+    arithmetic: ArithmeticConfig = ArithmeticConfig()
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> DataConfig:
+        if self.source == "file" and not self.path:
+            raise ValueError("data.path is required when data.source is 'file'")
+        if self.source == "hf" and not self.hf_name:
+            raise ValueError("data.hf_name is required when data.source is 'hf'")
+        return self
+
+
+class RolloutConfig(_Section):
+    engine: Literal["hf", "vllm"] = "hf"
+    group_size: int = Field(8, ge=1, description="Completions per prompt (G).")
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = -1
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    max_model_len: int | None = None
+    kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size in GiB.")
+
+
+class RewardConfig(_Section):
+    name: str = Field(description="Registry name, 'pkg.module:fn' or 'path/file.py:fn'.")
+    weight: float = 1.0
+    params: dict[str, Any] = {}
+    key: str | None = Field(None, description="Component name in metrics.")
+
+
+class RewardRunnerConfig(_Section):
+    num_workers: int = Field(2, ge=1)
+    timeout_s: float = Field(5.0, gt=0)
+    failure_score: float = 0.0
+    accuracy_key: str | None = Field(
+        "math", description="Reward component reported as step accuracy (score > 0.5)."
+    )
+
+
+class AlgoConfig(_Section):
+    advantage: str = "grpo"
+    advantage_params: dict[str, Any] = {}
+    eps_low: float = Field(0.2, ge=0)
+    eps_high: float = Field(0.2, ge=0)
+    kl_coef: float = Field(0.0, ge=0)
+    entropy_coef: float = 0.0
+    loss_aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = (
+        "token_mean"
+    )
+    updates_per_batch: int = Field(1, ge=1, description="Optimizer steps per rollout batch.")
+    old_logprobs: Literal["trainer", "rollout"] = Field(
+        "trainer", description="Behaviour log-probs for the ratio: recomputed or the engine's."
+    )
+
+
+class TrainConfig(_Section):
+    steps: int = Field(100, ge=1)
+    prompts_per_step: int = Field(8, ge=1, description="B prompts per step.")
+    micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward.")
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float | None = 1.0
+    logprob_impl: Literal["fused", "naive"] = "fused"
+    threads: int | None = Field(None, description="torch CPU threads (default: torch's).")
+
+
+class CheckpointConfig(_Section):
+    every: int = Field(50, ge=1)
+    keep_last: int = Field(2, ge=1)
+    save_final: bool = True
+
+
+class LoggingConfig(_Section):
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "rlvr"
+    plots: bool = True
+    progress: bool = True
+
+
+class EvalConfig(_Section):
+    before: bool = False
+    after: bool = False
+    num_problems: int = Field(100, ge=1)
+    samples: int = Field(4, ge=1, description="Samples per problem for pass@1.")
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int | None = None
+
+
+class Recipe(_Section):
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    resume: bool = False
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    rewards: list[RewardConfig] = [RewardConfig(name="math")]
+    reward_runner: RewardRunnerConfig = RewardRunnerConfig()
+    algo: AlgoConfig = AlgoConfig()
+    train: TrainConfig = TrainConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    logging: LoggingConfig = LoggingConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        keys.append(path)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_valid_keys(ann, path + "."))
+    return keys
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    valid = _valid_keys(Recipe)
+    lines = [f"{source}: invalid recipe"]
+    for e in err.errors():
+        path = _loc_to_path(e["loc"])
+        if e["type"] == "extra_forbidden":
+            generic = ".".join(p for p in path.split(".") if not p.isdigit())
+            close = difflib.get_close_matches(generic, valid, n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            lines.append(f"  unknown key '{path}'{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  missing required key '{path}'")
+        else:
+            got = e.get("input")
+            got_s = repr(got)
+            if len(got_s) > 60:
+                got_s = got_s[:57] + "..."
+            where = f"'{path}'" if path else "recipe"
+            lines.append(f"  {where}: {e['msg']} (got {got_s})")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise RecipeError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = tree
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            idx = int(part)
+            node = node[idx]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        elif not isinstance(node[part], (dict, list)):
+            raise RecipeError(f"override '{'.'.join(path)}': '{'.'.join(path[: i + 1])}' is a value")
+        node = node[part]
+    last = path[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Load and validate a recipe file, applying ``key.sub=value`` overrides."""
+    tree: dict[str, Any] = {}
+    source = "<overrides>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise RecipeError(f"{p}: recipe file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{p}: not valid YAML: {e}") from e
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise RecipeError(f"{p}: a recipe must be a mapping at the top level")
+        tree = loaded
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        try:
+            apply_override(tree, keys, value)
+        except (IndexError, ValueError) as e:
+            raise RecipeError(f"override '{text}': {e}") from e
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as e:
+        raise RecipeError(_format_errors(e, source)) from None
+
+
+def dump_recipe(recipe: Recipe, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = recipe.model_dump(mode="json")
+    path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,130 @@
+"""Step metrics sinks: metrics.jsonl (one line per step), TensorBoard, optional W&B, and PNG
+plots of the main curves written when a run ends."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PLOTTED = [
+    ("reward/mean", "reward"),
+    ("accuracy", "accuracy"),
+    ("entropy", "token entropy"),
+    ("length/mean", "completion length"),
+    ("clip_fraction", "clip fraction"),
+    ("kl", "KL to reference"),
+]
+
+
+class MetricsLogger:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool = True,
+        wandb: bool = False,
+        wandb_project: str = "rlvr",
+        run_name: str = "run",
+        config: dict[str, Any] | None = None,
+        resume_step: int = 0,
+    ) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir / "metrics.jsonl"
+        if resume_step > 0 and self.path.exists():
+            self._truncate_after(resume_step)
+        elif resume_step == 0 and self.path.exists():
+            self.path.unlink()
+        self._file = self.path.open("a")
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+        self._wandb = None
+        if wandb:
+            import wandb as wb
+
+            self._wandb = wb.init(project=wandb_project, name=run_name, config=config, resume="allow")
+
+    def _truncate_after(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue
+        self.path.write_text("".join(k + "\n" for k in kept))
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, step)
+        if self._wandb is not None:
+            self._wandb.log(metrics, step=step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_plots(run_dir: Path) -> list[Path]:
+    """One PNG per plotted metric present in metrics.jsonl, plus an overview figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = read_metrics(path)
+    present = [(k, title) for k, title in PLOTTED if any(r.get(k) is not None for r in rows)]
+    if not present:
+        return []
+    out_dir = run_dir / "plots"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
+    for ax, (key, title) in zip(axes[0], present, strict=True):
+        xs = [r["step"] for r in rows if r.get(key) is not None]
+        ys = [r[key] for r in rows if r.get(key) is not None]
+        ax.plot(xs, ys, lw=1.2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        single, sax = plt.subplots(figsize=(5, 3.2))
+        sax.plot(xs, ys, lw=1.2)
+        sax.set_title(title)
+        sax.set_xlabel("step")
+        sax.grid(alpha=0.3)
+        single.tight_layout()
+        p = out_dir / f"{key.replace('/', '_')}.png"
+        single.savefig(p, dpi=110)
+        plt.close(single)
+        written.append(p)
+    fig.tight_layout()
+    overview = out_dir / "overview.png"
+    fig.savefig(overview, dpi=110)
+    plt.close(fig)
+    written.append(overview)
+    return written

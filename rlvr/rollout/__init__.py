@@ -1,0 +1,53 @@
+"""Rollout engines behind one interface: transformers.generate and vLLM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
+from rlvr.rollout.hf import HFEngine
+
+__all__ = ["Completion", "EngineStats", "HFEngine", "RolloutEngine", "SamplingParams", "build_engine"]
+
+
+def build_engine(
+    backend: str,
+    model_path: str,
+    *,
+    dtype: str = "float32",
+    seed: int = 0,
+    max_model_len: int | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    gpu_memory_utilization: float = 0.3,
+    kv_cache_gib: int = 1,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> RolloutEngine:
+    """Build a rollout engine. ``backend`` is "hf" or "vllm".
+
+    With ``backend="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
+    that very module (no weight copy needed); otherwise it loads ``model_path``.
+    """
+    if backend == "hf":
+        if model is not None:
+            if tokenizer is None:
+                raise ValueError("build_engine('hf', model=...) also needs tokenizer=")
+            return HFEngine(model, tokenizer)
+        return HFEngine.from_pretrained(
+            model_path, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision
+        )
+    if backend == "vllm":
+        from rlvr.rollout.vllm_engine import VLLMEngine
+
+        return VLLMEngine(
+            model_path,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            kv_cache_gib=kv_cache_gib,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+        )
+    raise ValueError(f"unknown rollout engine {backend!r}: use 'hf' or 'vllm'")

@@ -1,0 +1,71 @@
+"""The rollout-engine interface shared by the transformers and vLLM engines.
+
+An engine takes prompt token ids and returns, for each prompt, ``n`` completions with their
+token ids, the sampling log-prob of every generated token (under the processed distribution
+softmax(logits / T), after top-k / top-p), and a finish reason ("stop" when the EOS token
+ended it, "length" when ``max_tokens`` did). After each optimizer step the trainer pushes new
+weights with :meth:`RolloutEngine.update_weights`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    n: int = 1
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = -1  # -1 = off
+    max_tokens: int = 64
+    seed: int | None = None
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+    text: str = ""
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@dataclass
+class EngineStats:
+    generated_tokens: int = 0
+    generate_seconds: float = 0.0
+    sync_seconds: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class RolloutEngine(ABC):
+    """Generates completions; receives new weights in memory after each optimizer step."""
+
+    stats: EngineStats
+
+    @abstractmethod
+    def generate(
+        self, prompt_token_ids: list[list[int]], sampling: SamplingParams
+    ) -> list[list[Completion]]:
+        """Return ``[len(prompts)][sampling.n]`` completions."""
+
+    @abstractmethod
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load new policy weights (Hugging Face parameter names) in place."""
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need nothing here
+        """Release the engine's resources."""
+
+    def __enter__(self) -> RolloutEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

