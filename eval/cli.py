@@ -52,28 +52,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=S, help="directory with the benchmark files")
     p.add_argument("--limit", type=int, default=S, help="first N problems of each suite")
     p.add_argument("--seed", type=int, default=S, help="sampling seed (default: 0)")
-    p.add_argument("--no-chat-template", dest="chat_template", action="store_false", default=S,
-                   help="feed raw prompt text instead of the tokenizer's chat template")
+    p.add_argument(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        default=S,
+        help="feed raw prompt text instead of the tokenizer's chat template",
+    )
     p.add_argument("--system-prompt", default=S, help="system message (default: none)")
-    p.add_argument("--prompt-template", default=S,
-                   help=f"math prompt: {', '.join(PROMPT_TEMPLATES)} or a string with "
-                   "{problem} (default: per suite)")
-    p.add_argument("--keep-thinking", dest="strip_thinking", action="store_false", default=S,
-                   help="score IF responses including their <think> block")
+    p.add_argument(
+        "--chat-template-kwargs",
+        type=_json_object,
+        default=S,
+        help="JSON object passed to the chat template, e.g. '{\"enable_thinking\": false}'",
+    )
+    p.add_argument(
+        "--prompt-template",
+        default=S,
+        help=f"math prompt: {', '.join(PROMPT_TEMPLATES)} or a string with "
+        "{problem} (default: per suite)",
+    )
+    p.add_argument(
+        "--keep-thinking",
+        dest="strip_thinking",
+        action="store_false",
+        default=S,
+        help="score IF responses including their <think> block",
+    )
     p.add_argument("--dtype", default=S, help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--max-model-len", type=int, default=S, help="engine context length")
     p.add_argument("--trust-remote-code", action="store_true", default=S)
-    p.add_argument("--chunk-size", type=int, default=S,
-                   help="problems per generate call (results are saved after each)")
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=S,
+        help="problems per generate call (results are saved after each)",
+    )
     p.add_argument("--score-workers", type=int, default=S, help="scoring processes (default 2)")
-    p.add_argument("--score-timeout", dest="score_timeout_s", type=float, default=S,
-                   help="seconds per scoring call (default 5)")
-    p.add_argument("--overwrite", action="store_true", default=S,
-                   help="discard samples of an earlier run in --out instead of resuming")
+    p.add_argument(
+        "--score-timeout",
+        dest="score_timeout_s",
+        type=float,
+        default=S,
+        help="seconds per scoring call (default 5)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=S,
+        help="discard samples of an earlier run in --out instead of resuming",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", default=True)
-    p.add_argument("--oracle", action="store_true", default=False,
-                   help="run the scorer self-checks (no model) and exit non-zero on failure")
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        default=False,
+        help="run the scorer self-checks (no model) and exit non-zero on failure",
+    )
     return p
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
 
 
 def _parse_suites(value: Any, where: str) -> tuple[list[str], dict[str, str]]:
@@ -156,18 +204,36 @@ def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:
 
     console = Console()
     table = Table(title=f"rlvr eval: {summary['model']} ({summary['backend']})")
-    for col in ("suite", "problems", "n", "T", "top_p", "max_tok", "headline", "value",
-                "pass@max", "mean tok", "trunc %"):
+    for col in (
+        "suite",
+        "problems",
+        "n",
+        "T",
+        "top_p",
+        "max_tok",
+        "headline",
+        "value",
+        "pass@max",
+        "mean tok",
+        "trunc %",
+    ):
         table.add_column(col)
     for name, s in summary["suites"].items():
         m, st = s["metrics"], s["settings"]
         value = s["headline_value"]
+        pass_n = m.get(f"pass@{m['n']}")
         table.add_row(
-            name, str(m["num_problems"]), str(m["n"]), f"{st['temperature']:g}",
-            f"{st['top_p']:g}", str(st.get("max_tokens_effective", st["max_tokens"])),
-            s["headline"], f"{100 * value:.1f}" if value is not None else "–",
-            f"{100 * m[f'pass@{m['n']}']:.1f}" if f"pass@{m['n']}" in m else "–",
-            f"{m['mean_tokens']:.0f}", f"{100 * m['truncation_rate']:.1f}",
+            name,
+            str(m["num_problems"]),
+            str(m["n"]),
+            f"{st['temperature']:g}",
+            f"{st['top_p']:g}",
+            str(st.get("max_tokens_effective", st["max_tokens"])),
+            s["headline"],
+            f"{100 * value:.1f}" if value is not None else "–",
+            f"{100 * pass_n:.1f}" if pass_n is not None else "–",
+            f"{m['mean_tokens']:.0f}",
+            f"{100 * m['truncation_rate']:.1f}",
         )
     console.print(table)
     tps = summary["timing"]["tokens_per_second"]

@@ -90,8 +90,11 @@ def compute_suite_metrics(
         if n > 1:
             correct = [[all(r["if_strict"]) for r in g] for g in grouped]
             out.update(_pass_and_maj(correct, None, n))
-    out.update(M.length_stats([int(r["num_tokens"]) for r in flat],
-                              [str(r["finish_reason"]) for r in flat]))
+    out.update(
+        M.length_stats(
+            [int(r["num_tokens"]) for r in flat], [str(r["finish_reason"]) for r in flat]
+        )
+    )
     out["breakdown"] = _breakdown(scorer, grouped, examples, breakdown, n)
     return out
 
@@ -159,33 +162,61 @@ def markdown_report(summary: dict[str, Any]) -> str:
     math_suites = {k: v for k, v in suites.items() if v["scorer"] == "math"}
     if_suites = {k: v for k, v in suites.items() if v["scorer"] != "math"}
     if math_suites:
-        max_k = max(v["metrics"]["n"] for v in math_suites.values())
-        ks = M.default_ks(max_k)
+        ks = sorted({k for v in math_suites.values() for k in M.default_ks(v["metrics"]["n"])})
         head = ["suite", "problems", "n", "T", "avg@n ± se"]
-        head += [f"pass@{k}" for k in ks] + [f"maj@{ks[-1]}" if len(ks) > 1 else "maj@1"]
+        head += [f"pass@{k}" for k in ks] + ["maj@n"]
         head += ["mean tok", "max tok", "trunc %", "no-ans %"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, s in math_suites.items():
             m, st = s["metrics"], s["settings"]
             maj_key = f"maj@{m['n']}"
-            cells = [name, str(m["num_problems"]), str(m["n"]), f"{st['temperature']:g}",
-                     f"{_pct(m['avg@n'])} ± {_pct(m['avg@n_stderr'])}"]
+            cells = [
+                name,
+                str(m["num_problems"]),
+                str(m["n"]),
+                f"{st['temperature']:g}",
+                f"{_pct(m['avg@n'])} ± {_pct(m['avg@n_stderr'])}",
+            ]
             cells += [_pct(m.get(f"pass@{k}")) for k in ks]
             cells += [_pct(m.get(maj_key))]
-            cells += [f"{m['mean_tokens']:.0f}", str(m["max_tokens"]),
-                      _pct(m["truncation_rate"]), _pct(m["no_answer_rate"])]
+            cells += [
+                f"{m['mean_tokens']:.0f}",
+                str(m["max_tokens"]),
+                _pct(m["truncation_rate"]),
+                _pct(m["no_answer_rate"]),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if if_suites:
-        head = ["suite", "prompts", "n", "T", "prompt strict", "inst strict", "prompt loose",
-                "inst loose", "headline", "mean tok", "trunc %"]
+        head = [
+            "suite",
+            "prompts",
+            "n",
+            "T",
+            "prompt strict",
+            "inst strict",
+            "prompt loose",
+            "inst loose",
+            "headline",
+            "mean tok",
+            "trunc %",
+        ]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, s in if_suites.items():
             m, st = s["metrics"], s["settings"]
-            cells = [name, str(m["num_problems"]), str(m["n"]), f"{st['temperature']:g}",
-                     _pct(m["prompt_level_strict"]), _pct(m["inst_level_strict"]),
-                     _pct(m["prompt_level_loose"]), _pct(m["inst_level_loose"]),
-                     s["headline"], f"{m['mean_tokens']:.0f}", _pct(m["truncation_rate"])]
+            cells = [
+                name,
+                str(m["num_problems"]),
+                str(m["n"]),
+                f"{st['temperature']:g}",
+                _pct(m["prompt_level_strict"]),
+                _pct(m["inst_level_strict"]),
+                _pct(m["prompt_level_loose"]),
+                _pct(m["inst_level_loose"]),
+                s["headline"],
+                f"{m['mean_tokens']:.0f}",
+                _pct(m["truncation_rate"]),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     for name, s in suites.items():
@@ -193,8 +224,12 @@ def markdown_report(summary: dict[str, Any]) -> str:
             if s["scorer"] != "math" or not groups:
                 continue
             n = s["metrics"]["n"]
-            lines += [f"**{name} by {field}**", "", f"| {field} | problems | avg@n | pass@{n} |",
-                      "|---|---|---|---|"]
+            lines += [
+                f"**{name} by {field}**",
+                "",
+                f"| {field} | problems | avg@n | pass@{n} |",
+                "|---|---|---|---|",
+            ]
             for key, g in groups.items():
                 lines.append(
                     f"| {key} | {g['num_problems']} | {_pct(g['avg@n'])} | {_pct(g[f'pass@{n}'])} |"

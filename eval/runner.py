@@ -71,6 +71,7 @@ class EvalSettings:
     seed: int = 0
     chat_template: bool = True
     system_prompt: str | None = None
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     prompt_template: str | None = None
     strip_thinking: bool = True
     dtype: str = "auto"
@@ -86,8 +87,14 @@ class EvalSettings:
         """The sampling settings that apply to ``suite`` (override > global > suite default)."""
         d = suite.defaults
         over = self.suite_overrides.get(suite.name, {})
-        unknown = set(over) - {"n", "temperature", "top_p", "top_k", "max_tokens",
-                               "prompt_template"}
+        unknown = set(over) - {
+            "n",
+            "temperature",
+            "top_p",
+            "top_k",
+            "max_tokens",
+            "prompt_template",
+        }
         if unknown:
             raise ValueError(f"suite_overrides.{suite.name}: unknown keys {sorted(unknown)}")
 
@@ -118,7 +125,8 @@ class EvalSettings:
         if out["temperature"] == 0 and out["n"] > 1:
             raise ValueError(
                 f"{suite.name}: n={out['n']} samples with temperature 0 are identical; "
-                "use n=1 or a temperature > 0"
+                "use n=1 or a temperature > 0 (e.g. --temperature, or suite_overrides in "
+                "--config for this suite)"
             )
         return out
 
@@ -151,9 +159,16 @@ def load_tokenizer(model: str, trust_remote_code: bool = False) -> Any:
 
 
 def build_prompt_text(
-    tokenizer: Any, user: str, system_prompt: str | None, chat_template: bool
+    tokenizer: Any,
+    user: str,
+    system_prompt: str | None,
+    chat_template: bool,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> str:
-    """Full prompt text: the chat template applied to [system?, user], or the raw text."""
+    """Full prompt text: the chat template applied to [system?, user], or the raw text.
+
+    ``chat_template_kwargs`` go to the template (e.g. Qwen3's ``enable_thinking``).
+    """
     if not chat_template:
         return user if not system_prompt else f"{system_prompt}\n\n{user}"
     if not getattr(tokenizer, "chat_template", None):
@@ -164,7 +179,18 @@ def build_prompt_text(
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
     messages.append({"role": "user", "content": user})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
+    )
+
+
+def scoring_text(prompt: str, completion: str) -> str:
+    """The text scorers see: a prompt that opens ``<think>`` (R1-style templates end the
+    generation prompt with it) has that tag put back in front of the completion, so a
+    thought that never closes is recognised as unfinished."""
+    if prompt.rstrip().endswith("<think>") and "<think>" not in completion:
+        return "<think>\n" + completion
+    return completion
 
 
 def tokenize_prompt(tokenizer: Any, text: str, chat_template: bool) -> list[int]:
@@ -186,9 +212,17 @@ def model_context_length(model: str, settings: EvalSettings) -> int | None:
 
 
 def decode_completion(tokenizer: Any, token_ids: Sequence[int], finish_reason: str) -> str:
-    """Completion text with special tokens kept (so ``<think>`` survives) minus the EOS/pad."""
+    """Completion text with special tokens kept (so ``<think>`` survives), minus the end token.
+
+    The engines return the EOS token that stopped a sample; it is dropped (whichever special
+    token the model's generation config uses, e.g. ``<|im_end|>`` or ``<|eot_id|>``), as are
+    trailing pad tokens.
+    """
     drop = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
     ids = list(token_ids)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if finish_reason == "stop" and ids and ids[-1] in special:
+        ids.pop()
     while ids and ids[-1] in drop:
         ids.pop()
     return tokenizer.decode(ids, skip_special_tokens=False)
@@ -219,7 +253,9 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
                 with path.open("r+b") as f:
                     f.truncate(good_bytes)
                 break
-            raise ResumeError(f"{path}:{i}: corrupt sample row ({e}); delete the file to redo") from e
+            raise ResumeError(
+                f"{path}:{i}: corrupt sample row ({e}); delete the file to redo"
+            ) from e
         if not raw.endswith(b"\n"):
             with path.open("ab") as f:
                 f.write(b"\n")
@@ -245,12 +281,16 @@ def _identity(settings: EvalSettings, runs: Sequence[SuiteRun]) -> dict[str, Any
         "seed": settings.seed,
         "chat_template": settings.chat_template,
         "system_prompt": settings.system_prompt,
+        "chat_template_kwargs": settings.chat_template_kwargs,
         "strip_thinking": settings.strip_thinking,
         "dtype": settings.dtype,
         "suites": {
             r.suite.name: {
-                k: r.sampling[k]
-                for k in ("temperature", "top_p", "top_k", "max_tokens", "template_text")
+                **{
+                    k: r.sampling[k]
+                    for k in ("temperature", "top_p", "top_k", "max_tokens", "template_text")
+                },
+                "max_tokens_effective": r.clamped_max_tokens or r.sampling["max_tokens"],
             }
             for r in runs
         },
@@ -267,8 +307,9 @@ def _check_resume(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
     elif path.exists():
         old = json.loads(path.read_text())
         diffs = []
-        for key in ("model", "backend", "seed", "chat_template", "system_prompt",
-                    "strip_thinking", "dtype"):
+        for key in identity:
+            if key == "suites":
+                continue
             if old.get(key) != identity[key]:
                 diffs.append(f"{key}: {old.get(key)!r} -> {identity[key]!r}")
         for name, cfg in identity["suites"].items():
@@ -294,7 +335,7 @@ def _seed_base(seed: int, suite: str) -> int:
 
 
 def _default_chunk(backend: str, n: int) -> int:
-    budget = 2048 if backend == "vllm" else 32
+    budget = 512 if backend == "vllm" else 32
     return max(1, budget // n)
 
 
@@ -374,7 +415,11 @@ def run_eval(
         for ex in r.examples:
             user = render_prompt(r.suite, ex, r.sampling["template_text"])
             text = build_prompt_text(
-                tokenizer, user, settings.system_prompt, settings.chat_template
+                tokenizer,
+                user,
+                settings.system_prompt,
+                settings.chat_template,
+                settings.chat_template_kwargs,
             )
             r.prompts.append(text)
             r.prompt_ids.append(tokenize_prompt(tokenizer, text, settings.chat_template))
@@ -426,8 +471,9 @@ def run_eval(
                     trust_remote_code=settings.trust_remote_code,
                 )
                 own_engine = True
-            _generate_all(settings, runs, done_rows, engine, tokenizer, scorer, out,
-                          pending_total, progress)
+            _generate_all(
+                settings, runs, done_rows, engine, tokenizer, scorer, out, pending_total, progress
+            )
         summary = _summarize(settings, runs, done_rows, scorer, tokenizer, ctx)
     finally:
         if own_engine and engine is not None:
@@ -504,12 +550,18 @@ def _generate_all(
                         f"{len(idxs)} prompts x {len(missing)}"
                     )
                 examples = [r.examples[i] for i in idxs]
-                texts = [[decode_completion(tokenizer, c.token_ids, c.finish_reason) for c in o]
-                         for o in outs]
+                texts = [
+                    [decode_completion(tokenizer, c.token_ids, c.finish_reason) for c in o]
+                    for o in outs
+                ]
                 ntok = [[len(c.token_ids) for c in o] for o in outs]
                 reasons = [[c.finish_reason for c in o] for o in outs]
                 t0 = time.perf_counter()
-                scored = scorer.score(r.suite, examples, texts, ntok, reasons)
+                to_score = [
+                    [scoring_text(r.prompts[i], t) for t in row]
+                    for i, row in zip(idxs, texts, strict=True)
+                ]
+                scored = scorer.score(r.suite, examples, to_score, ntok, reasons)
                 r.score_seconds += time.perf_counter() - t0
                 new_rows = []
                 for b, i in enumerate(idxs):
@@ -548,8 +600,11 @@ def _summarize(
     for r in runs:
         n = r.sampling["n"]
         wanted = {ex["id"] for ex in r.examples}
-        rows = [row for row in done_rows[r.suite.name]
-                if str(row["id"]) in wanted and int(row["sample"]) < n]
+        rows = [
+            row
+            for row in done_rows[r.suite.name]
+            if str(row["id"]) in wanted and int(row["sample"]) < n
+        ]
         classes = None
         if r.suite.is_math and n > 1:
             by_id: dict[str, dict[int, Any]] = {}

@@ -113,11 +113,13 @@ class Scorer:
             if kind == "math":
                 specs = [{"name": "math"}]
             else:
-                specs = [{
-                    "name": "eval.scoring:if_verdicts",
-                    "key": kind,
-                    "params": {"benchmark": kind, "strip_thinking": self.strip_thinking},
-                }]
+                specs = [
+                    {
+                        "name": "eval.scoring:if_verdicts",
+                        "key": kind,
+                        "params": {"benchmark": kind, "strip_thinking": self.strip_thinking},
+                    }
+                ]
             self._runners[kind] = RewardRunner(
                 specs, num_workers=self.num_workers, timeout_s=self.timeout_s
             )
@@ -193,13 +195,15 @@ class Scorer:
                 ok = verdict(_IF_OK, b, g) == 1.0
                 strict = [ok and verdict(f"s{j}", b, g) == 1.0 for j in range(m)]
                 loose = [ok and verdict(f"l{j}", b, g) == 1.0 for j in range(m)]
-                rows.append({
-                    "score": float(all(strict)),
-                    "if_strict": strict,
-                    "if_loose": loose,
-                    "instruction_id_list": list(examples[b]["instruction_id_list"]),
-                    "score_failed": not ok,
-                })
+                rows.append(
+                    {
+                        "score": float(all(strict)),
+                        "if_strict": strict,
+                        "if_loose": loose,
+                        "instruction_id_list": list(examples[b]["instruction_id_list"]),
+                        "score_failed": not ok,
+                    }
+                )
             out.append(rows)
         return out
 

@@ -14,6 +14,10 @@ A reward is a plain Python function. Two levels exist:
   ``(scores, new_state)`` and the runner keeps ``new_state`` in its checkpointable
   :meth:`rewards.runner.RewardRunner.state_dict`).
 
+A reward may carry two optional hooks: ``fn.__rlvr_validate__(**params)`` (raise
+``ValueError`` for bad recipe params; called when the recipe is loaded) and
+``fn.__rlvr_warmup__()`` (called once in each worker before any time limit applies).
+
 Composition (the formula the runner implements): for rewards k = 1..K with weights w_k,
 
     total[b][g] = sum_k w_k * r_k[b][g]
@@ -92,7 +96,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_builtins_loaded = False
+_BUILTIN_ERRORS: dict[str, str] = {}  # built-in module -> why it could not be imported
 
 
 def group_reward(fn: Callable | None = None, *, stateful: bool = False) -> Any:
@@ -124,6 +128,11 @@ def _target_of(fn: Callable) -> str:
         raise ValueError(
             f"reward {fn!r} must be a module-level function (worker processes import it by "
             "name); lambdas and nested functions cannot be registered"
+        )
+    if module == "__main__":
+        raise ValueError(
+            f"reward {qualname!r} is defined in the __main__ script; worker processes cannot "
+            "import it. Put it in a module or a file and name it 'path/to/file.py:function'"
         )
     mod = sys.modules.get(module)
     file_target = getattr(mod, "__rlvr_file_target__", None) if mod is not None else None
@@ -175,17 +184,21 @@ def register_reward(
     return do(fn) if fn is not None else do
 
 
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
+def _load_builtins(name: str | None = None) -> None:
+    """Import the built-in reward modules (all, or until ``name`` is registered).
+
+    A module that fails to import is skipped and remembered, so that one broken optional
+    module (e.g. a missing NLTK for the IF rewards) does not break ``math``.
+    """
     for mod in _BUILTIN_MODULES:
+        if name is not None and name in _REGISTRY:
+            return
+        if mod in sys.modules or mod in _BUILTIN_ERRORS:
+            continue
         try:
             importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # optional module not written / not installed
-            if e.name != mod:
-                raise
+        except Exception as e:
+            _BUILTIN_ERRORS[mod] = f"{type(e).__name__}: {e}"
 
 
 def registered_rewards() -> dict[str, str]:
@@ -286,16 +299,18 @@ def _resolve(name: str) -> tuple[str, Callable]:
         else:
             target = name
         return target, load_target(target)
-    _load_builtins()
+    _load_builtins(name)
     entry = _REGISTRY.get(name)
     if entry is None:
         import difflib
 
+        _load_builtins()
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        broken = "".join(f"; could not import {m}: {err}" for m, err in _BUILTIN_ERRORS.items())
         raise KeyError(
             f"unknown reward {name!r}{hint}; registered: {', '.join(sorted(_REGISTRY))}; "
-            "or give 'package.module:function' or 'path/to/file.py:function'"
+            f"or give 'package.module:function' or 'path/to/file.py:function'{broken}"
         )
     return entry.target, load_target(entry.target)
 
@@ -321,7 +336,7 @@ def _check_signature(
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: cannot inspect the signature of {name!r}: {e}") from e
+        raise ValueError(f"{where}.name: cannot inspect the signature of {name!r}: {e}") from e
     if info.level == "group":
         expected = (
             "fn(completions: list[str], example: dict, *, num_tokens=..., finish_reasons=..., "
@@ -341,12 +356,12 @@ def _check_signature(
     clash = [p for p in params if p in candidates]
     if clash:
         raise ValueError(
-            f"{where}: params {clash} are reserved for values the runner passes itself"
+            f"{where}.params: {clash} are reserved for values the runner passes itself"
         )
     runtime = _accepted_runtime_kwargs(sig, candidates)
     if info.stateful and "state" not in runtime:
         raise ValueError(
-            f"{where}: stateful reward {name!r} must accept 'state'; expected {expected}"
+            f"{where}.name: stateful reward {name!r} must accept 'state'; expected {expected}"
         )
     try:
         sig.bind(*dummy, **dict(params), **{k: None for k in runtime})
@@ -356,8 +371,14 @@ def _check_signature(
             for p in list(sig.parameters.values())[2:]
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in candidates
         ]
+        try:
+            sig.bind_partial(*dummy)
+            shape_ok = True
+        except TypeError:
+            shape_ok = False
+        label = f"{where}.params" if shape_ok else f"{where}.name"
         raise ValueError(
-            f"{where}: reward {name!r} cannot be called with params {sorted(params)}: {e}. "
+            f"{label}: reward {name!r} cannot be called with params {sorted(params)}: {e}. "
             f"Expected {expected}; its params are {accepted}"
         ) from e
     return runtime
@@ -421,10 +442,19 @@ def parse_specs(specs: Sequence[Mapping[str, Any]]) -> list[RewardSpec]:
                 f"{where}.name: cannot load reward {name!r}: {type(e).__name__}: {e}"
             ) from e
         info = reward_info(fn)
-        runtime = _check_signature(f"{where}.params", name, fn, info, params)
+        runtime = _check_signature(where, name, fn, info, params)
+        validate = getattr(fn, "__rlvr_validate__", None)
+        if callable(validate):
+            try:
+                validate(**params)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where}.params: reward {name!r}: {e}") from e
         key = raw.get("key") or _derive_key(name)
-        if not isinstance(key, str) or not key or "/" in key:
-            raise ValueError(f"{where}.key: expected a non-empty string without '/', got {key!r}")
+        if not isinstance(key, str) or not key or "/" in key or key == "total":
+            raise ValueError(
+                f"{where}.key: expected a non-empty string without '/' (and not 'total', the "
+                f"name of the weighted sum), got {key!r}"
+            )
         if key in keys:
             raise ValueError(
                 f"{where}.key: component name {key!r} is also used by rewards[{keys[key]}]; "

@@ -20,8 +20,9 @@ extractor calls sympy ``parse_expr``, i.e. ``eval``; model output never reaches 
 normalised string equality fallback for non-mathematical answers ("B", "yes").
 
 Hostile outputs are cut before parsing: candidates longer than ``max_answer_chars``, nesting
-deeper than 30, exponent towers, exponents above 10^5, factorials of large or compound
-arguments and huge binomials score 0 without reaching sympy. math-verify's own
+deeper than 30, exponent towers (``a^b^c``, ``(a^b)^c``), exponents above 10^5 or powers of
+more than 2*10^5 digits, factorials of large or compound arguments, huge binomials, and
+sums / products / integrals / limits with numbers above 20 score 0 without reaching sympy. math-verify's own
 ``signal.alarm`` time-outs are switched off (they only work in a main thread); the reward
 runner enforces a hard wall-clock limit per call in its worker processes. ``math_reward``
 never raises for any ``str`` input (lone surrogates and NULs included).
@@ -38,18 +39,34 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import math_verify
+import sympy
+from math_verify import ExprExtractionConfig, LatexExtractionConfig
+from math_verify.parser import NormalizationConfig
+
 from rewards.base import register_reward
 
-__all__ = ["math_reward", "math_accuracy", "extract_answer", "last_boxed", "answer_region"]
+__all__ = [
+    "math_reward",
+    "math_accuracy",
+    "extract_answer",
+    "last_boxed",
+    "answer_region",
+    "is_hostile",
+    "normalize_answer",
+    "warmup",
+]
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # silence "timeout disabled" notices
 
 MAX_NESTING = 30
 MAX_EXPONENT = 100_000
+MAX_POWER_DIGITS = 200_000  # digits of base * exponent allowed for one literal power
 MAX_FACTORIAL = 2_000
 MAX_TAIL_CHARS = 50_000
 
 _BOX_TOKENS = ("\\boxed", "\\fbox")
+_BIG_OPERATOR = re.compile(r"\\(?:sum|prod|int|iint|iiint|oint|lim|bigcup|bigcap)(?![A-Za-z])")
 
 
 class _MathTimeout(BaseException):
@@ -80,7 +97,7 @@ def answer_region(text: str) -> str | None:
     return text
 
 
-def _balanced_group(text: str, start: int, limit: int) -> str | None:
+def balanced_group(text: str, start: int, limit: int) -> str | None:
     """Content of the ``{...}`` group opening at ``text[start]``, or None if unbalanced."""
     depth = 0
     end = min(len(text), start + limit + 2)
@@ -112,7 +129,7 @@ def last_boxed(text: str, max_chars: int = 10_000) -> str | None:
         while k < len(text) and k < j + 8 and text[k] in " \t":
             k += 1
         if k < len(text) and text[k] == "{":
-            inner = _balanced_group(text, k, max_chars)
+            inner = balanced_group(text, k, max_chars)
             if inner is not None:
                 return inner
         pos = idx
@@ -170,7 +187,7 @@ def _exponent_span(s: str, i: int) -> tuple[str, int]:
     while j < len(s) and s[j] == " ":
         j += 1
     if j < len(s) and s[j] == "{":
-        inner = _balanced_group(s, j, len(s))
+        inner = balanced_group(s, j, len(s))
         if inner is None:
             return s[j:], len(s)
         return inner, j + len(inner) + 2
@@ -186,6 +203,29 @@ def _exponent_span(s: str, i: int) -> tuple[str, int]:
     m = re.match(r"\d+|\\?[A-Za-z]+|.", s[j:])
     tok = m.group(0) if m else ""
     return tok, j + len(tok)
+
+
+def _base_span(s: str, i: int) -> str:
+    """Text of the base of the ``^`` at ``s[i]`` (a bracketed group or the trailing token)."""
+    j = i - 1
+    while j >= 0 and s[j] == " ":
+        j -= 1
+    if j < 0:
+        return ""
+    close = s[j]
+    if close in ")}]":
+        opening = {")": "(", "}": "{", "]": "["}[close]
+        depth = 0
+        for k in range(j, -1, -1):
+            if s[k] == close:
+                depth += 1
+            elif s[k] == opening:
+                depth -= 1
+                if depth == 0:
+                    return s[k : j + 1]
+        return s[: j + 1]
+    m = re.search(r"(\d+(?:\.\d+)?|\\?[A-Za-z]+)$", s[: j + 1])
+    return m.group(1) if m else s[j]
 
 
 def _too_big_int(tok: str, limit: int) -> bool:
@@ -220,6 +260,16 @@ def is_hostile(candidate: str, max_chars: int = 1000) -> bool:
         rest = s[end:].lstrip()
         if rest.startswith("^"):
             return True  # a^b^c
+        base = _base_span(s, m.start())
+        if "^" in base or "!" in base:
+            return True  # (a^b)^c
+        exp_digits = re.sub(r"[\s{}()+]", "", exp)
+        if exp_digits.isdigit():
+            base_digits = sum(len(d) for d in re.findall(r"\d+", base)) or 1
+            if base_digits * int(exp_digits) > MAX_POWER_DIGITS:
+                return True  # the power alone would have too many digits
+    if _BIG_OPERATOR.search(s) and any(len(d) > 2 or int(d) > 20 for d in re.findall(r"\d+", s)):
+        return True  # sums / products / integrals / limits with large bounds or powers
     for m in re.finditer(r"!", s):
         before = s[: m.start()].rstrip()
         if not before:
@@ -244,13 +294,14 @@ _INT = re.compile(r"[+-]?\d+")
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+")
 
 
-def _normalize(s: str) -> str:
+def normalize_answer(s: str) -> str:
     s = s.strip()
     for _ in range(3):
         s = _TEXT_WRAP.sub(r"\1", s)
     for tok in ("\\left", "\\right", "\\displaystyle", "\\!", "\\,", "\\;", "\\:", "\\ ", "$"):
         s = s.replace(tok, "")
     s = s.replace("{,}", ",").replace("^\\circ", "").replace("^{\\circ}", "")
+    s = s.replace("\\%", "").rstrip("%")  # percentages compare by their number (Hendrycks)
     s = re.sub(r"\s+", "", s)
     s = s.rstrip(".")
     if _THOUSANDS.fullmatch(s):
@@ -266,10 +317,6 @@ def _canonical_int(s: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _mv() -> Any:
-    import math_verify
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig
-    from math_verify.parser import NormalizationConfig
-
     pred_cfg = [
         LatexExtractionConfig(
             boxed_match_priority=0,
@@ -295,7 +342,7 @@ _SAFE_EXPR = re.compile(r"[0-9\s.+\-*/^(),]+")
 @functools.lru_cache(maxsize=8192)
 def _gold(answer: str) -> tuple[list[Any], str | None, str]:
     """(parsed gold, canonical integer or None, normalised string) for a reference answer."""
-    norm = _normalize(answer)
+    norm = normalize_answer(answer)
     int_val = _canonical_int(norm) if _INT.fullmatch(norm) else None
     mv, _, gold_latex, gold_expr = _mv()
     inner = last_boxed(answer) or answer.strip().strip("$")
@@ -312,12 +359,10 @@ def _gold(answer: str) -> tuple[list[Any], str | None, str]:
 
 
 def _exact_int_match(parsed: list[Any], gold_int: str) -> bool:
-    import sympy
-
     target = sympy.Integer(int(gold_int)) if len(gold_int) < 4000 else None
     for e in parsed:
         if isinstance(e, str):
-            n = _normalize(e)
+            n = normalize_answer(e)
             if _INT.fullmatch(n) and _canonical_int(n) == gold_int:
                 return True
             continue
@@ -362,17 +407,18 @@ def _score(
     if cand is None:
         return 0.0
     cand = cand.strip()
-    if not cand or is_hostile(cand, max_answer_chars):
+    if not cand:
         return 0.0
-    gold_text = _sanitize(answer)
-    if is_hostile(gold_text, 10_000):
-        return 0.0
-    gold_parsed, gold_int, gold_norm = _gold(gold_text)
-    cand_norm = _normalize(cand)
-    if gold_int is not None and _INT.fullmatch(cand_norm):
-        return float(_canonical_int(cand_norm) == gold_int)
+    cand_norm = normalize_answer(cand)
+    gold_text = answer if len(answer) <= MAX_TAIL_CHARS else answer[:MAX_TAIL_CHARS]
+    gold_norm = normalize_answer(gold_text)
+    if _INT.fullmatch(gold_norm) and _INT.fullmatch(cand_norm):
+        return float(_canonical_int(cand_norm) == _canonical_int(gold_norm))  # exact, any size
     if cand_norm and cand_norm == gold_norm:
         return 1.0
+    if is_hostile(cand, max_answer_chars) or is_hostile(gold_text, 10_000):
+        return 0.0
+    gold_parsed, gold_int, _ = _gold(gold_text)
     mv, pred_cfg, _, _ = _mv()
     pred = mv.parse("\\boxed{" + cand + "}", pred_cfg, parsing_timeout=None)
     if not pred or not gold_parsed:
@@ -427,3 +473,12 @@ def math_accuracy(
         last_number_fallback=last_number_fallback,
         max_answer_chars=max_answer_chars,
     )
+
+
+def warmup() -> None:
+    """Pay math-verify's first-call costs (grammar set-up, caches) outside any time limit."""
+    math_reward("<think>x</think> \\boxed{\\frac{1}{2}}", "0.5")
+    math_reward("\\boxed{x^2+1}", "1+x^2")
+
+
+math_accuracy.__rlvr_warmup__ = warmup  # type: ignore[attr-defined]

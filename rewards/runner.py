@@ -10,9 +10,12 @@ crashed its worker, or ran past its time limit.
 Design (read for background: verl's reward-manager process pools, the AReaL / TRL notes on
 math-verify timeouts in ../shared/specs/rewards_and_stages.md §1.1; the code is our own):
 
-* Workers come from a ``forkserver`` (default) or ``spawn`` context, never ``fork``: the trainer
-  holds torch and possibly vLLM threads. Each worker imports the reward functions itself, by
-  the spec's import target, so ``path/to/file.py:fn`` rewards work there too.
+* Workers are fresh interpreters (``subprocess`` + a socket pair; like multiprocessing's
+  ``spawn``, never ``fork``: the trainer holds torch and possibly vLLM threads; unlike
+  ``spawn`` / ``forkserver`` they do not re-import the trainer's ``__main__`` script, so an
+  unguarded script cannot recurse). Each worker imports the reward functions itself by the
+  spec's import target, so ``path/to/file.py:fn`` rewards work there too, and is SIGKILLed by
+  the kernel if the trainer dies (Linux ``PR_SET_PDEATHSIG``).
 * Work is sent in chunks (several calls per message, results flushed back every ~0.1 s), but
   each call has its own limit: ``timeout_s`` for a per-sample call, ``group_timeout_s``
   (default ``timeout_s * G``) for a per-group call. A worker arms ``SIGALRM`` at 90 % of the
@@ -31,10 +34,17 @@ math-verify timeouts in ../shared/specs/rewards_and_stages.md §1.1; the code is
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-import multiprocessing as mp
+import mmap
+import pickle
 import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -138,15 +148,72 @@ def _execute(
         return "error", msg[:500]
 
 
-def _worker_main(conn: Connection, specs: list[RewardSpec], progress: Any) -> None:
+_PROGRESS = struct.Struct("3d")  # chunk id, index of the running call, its start (0 = idle)
+
+# Bootstrap of a worker: a fresh interpreter (never a fork of the trainer, and unlike
+# multiprocessing's spawn / forkserver it does not re-import the trainer's __main__ script).
+_BOOTSTRAP = (
+    "import sys\n"
+    "from multiprocessing.connection import Connection\n"
+    "conn = Connection(int(sys.argv[1]))\n"
+    "sys.path[:] = conn.recv()\n"
+    "from rewards.runner import _worker_main\n"
+    "_worker_main(conn, int(sys.argv[2]), int(sys.argv[3]))\n"
+)
+
+
+def _warmup(fns: Sequence[Callable]) -> None:
+    """Call each reward's optional ``__rlvr_warmup__()`` hook once, before any time limit."""
+    done: set[int] = set()
+    for fn in fns:
+        hook = getattr(fn, "__rlvr_warmup__", None)
+        if callable(hook) and id(hook) not in done:
+            done.add(id(hook))
+            try:
+                hook()
+            except Exception as e:  # a broken warm-up is not fatal; the calls will say more
+                log.warning("reward warm-up %r failed: %s", hook, e)
+
+
+def _worker_main(conn: Connection, progress_fd: int, memory_limit_mb: int = 0) -> None:
+    """Worker entry point: serve chunks until told to stop or the parent goes away."""
+    try:
+        _worker_loop(conn, progress_fd, memory_limit_mb)
+    except (EOFError, OSError):  # the parent closed the pipe (shutdown or crash): just exit
+        return
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when the parent process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_loop(conn: Connection, progress_fd: int, memory_limit_mb: int) -> None:
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     signal.signal(signal.SIGALRM, _on_alarm)
+    if memory_limit_mb > 0:
+        import resource
+
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    progress = mmap.mmap(progress_fd, _PROGRESS.size)
     try:
+        specs: list[RewardSpec] = conn.recv()
         fns = [load_target(s.target) for s in specs]
     except BaseException as e:
         conn.send(("init_error", f"{type(e).__name__}: {e}"))
         return
+    _warmup(fns)
     conn.send(("ready",))
     while True:
         try:
@@ -159,14 +226,12 @@ def _worker_main(conn: Connection, specs: list[RewardSpec], progress: Any) -> No
         out: list[tuple[int, str, Any]] = []
         last = time.monotonic()
         for i, (call_id, spec_idx, b, payload, limit) in enumerate(calls):
-            progress[2] = 0.0
-            progress[0] = float(chunk_id)
-            progress[1] = float(i)
-            progress[2] = time.monotonic()
+            _PROGRESS.pack_into(progress, 0, float(chunk_id), float(i), time.monotonic())
             payload = dict(payload)
             payload["example"] = examples[b]
+            signal.signal(signal.SIGALRM, _on_alarm)  # a previous reward may have replaced it
             status, value = _execute(fns[spec_idx], specs[spec_idx], payload, limit)
-            progress[2] = 0.0
+            _PROGRESS.pack_into(progress, 0, float(chunk_id), float(i), 0.0)
             out.append((call_id, status, value))
             now = time.monotonic()
             if now - last > _FLUSH_S and i + 1 < len(calls):
@@ -182,18 +247,22 @@ def _worker_main(conn: Connection, specs: list[RewardSpec], progress: Any) -> No
 
 
 class _Worker:
-    def __init__(self, ctx: Any, specs: list[RewardSpec]) -> None:
-        self.progress = ctx.RawArray("d", 3)
-        parent, child = ctx.Pipe(duplex=True)
-        self.conn: Connection = parent
-        self.proc = ctx.Process(
-            target=_worker_main,
-            args=(child, specs, self.progress),
-            daemon=True,
-            name="rlvr-reward-worker",
+    def __init__(self, specs: list[RewardSpec], memory_limit_mb: int = 0) -> None:
+        self._progress_file = tempfile.TemporaryFile()
+        self._progress_file.truncate(_PROGRESS.size)
+        pfd = self._progress_file.fileno()
+        self.progress = mmap.mmap(pfd, _PROGRESS.size)
+        parent_sock, child_sock = socket.socketpair()
+        cfd = child_sock.fileno()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOTSTRAP, str(cfd), str(pfd), str(memory_limit_mb)],
+            pass_fds=(cfd, pfd),
+            close_fds=True,
         )
-        self.proc.start()
-        child.close()
+        child_sock.close()
+        self.conn = Connection(parent_sock.detach())
+        self.conn.send(list(sys.path))
+        self.conn.send(specs)
         self.started = time.monotonic()
         self.ready = False
         self.chunk_id: int | None = None
@@ -203,34 +272,40 @@ class _Worker:
     def busy(self) -> bool:
         return self.chunk_id is not None
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def current(self) -> tuple[int, float] | None:
         """(index in chunk, start time) of the running call, or None between calls."""
-        for _ in range(3):
-            s1 = self.progress[2]
-            idx = int(self.progress[1])
-            cid = int(self.progress[0])
-            s2 = self.progress[2]
-            if s1 == s2:
-                if s1 <= 0.0 or cid != self.chunk_id:
-                    return None
-                return idx, s1
-        return None
+        cid, idx, start = _PROGRESS.unpack_from(self.progress, 0)
+        if start <= 0.0 or int(cid) != self.chunk_id:
+            return None
+        return int(idx), start
 
     def kill(self) -> None:
-        if self.proc.is_alive():
+        if self.alive():
             self.proc.kill()
-        self.proc.join(timeout=5)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
+            pass
 
     def stop(self) -> None:
         try:
-            if self.proc.is_alive():
+            if self.alive():
                 self.conn.send(None)
-        except (OSError, BrokenPipeError):
+            self.proc.wait(timeout=1.0)
+        except (OSError, subprocess.TimeoutExpired):
             pass
-        self.proc.join(timeout=1.0)
-        if self.proc.is_alive():
-            self.kill()
-        self.conn.close()
+        self.kill()
+        self.release()
+
+    def release(self) -> None:
+        for res in (self.conn, self.progress, self._progress_file):
+            try:
+                res.close()
+            except (OSError, ValueError, BufferError):
+                pass
 
 
 class RewardRunner:
@@ -245,7 +320,8 @@ class RewardRunner:
         group_timeout_s: limit of one per-group call (default ``timeout_s * G``).
         chunk_size: calls per message (default: spread the batch over ~4 chunks per worker,
             at most 64 calls each).
-        mp_context: "forkserver" (default) or "spawn".
+        memory_limit_mb: optional address-space limit (RLIMIT_AS) of each worker; a reward
+            that exceeds it fails with MemoryError or kills its worker (counted as failed).
     """
 
     def __init__(
@@ -257,7 +333,7 @@ class RewardRunner:
         *,
         group_timeout_s: float | None = None,
         chunk_size: int | None = None,
-        mp_context: str = "forkserver",
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.specs = parse_specs(specs)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
@@ -269,34 +345,30 @@ class RewardRunner:
             raise ValueError(f"failure_score: expected a finite number, got {failure_score!r}")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-        if mp_context not in ("forkserver", "spawn"):
-            raise ValueError(
-                f"mp_context: expected 'forkserver' or 'spawn', got {mp_context!r} "
-                "('fork' is unsafe in a process that holds torch / vLLM threads)"
-            )
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.group_timeout_s = None if group_timeout_s is None else float(group_timeout_s)
         self.failure_score = float(failure_score)
         self.chunk_size = chunk_size
+        if memory_limit_mb is not None and (
+            not isinstance(memory_limit_mb, int) or memory_limit_mb < 64
+        ):
+            raise ValueError(f"memory_limit_mb: expected an int >= 64, got {memory_limit_mb!r}")
+        self.memory_limit_mb = memory_limit_mb or 0
         self.keys = [s.key for s in self.specs]
         self.weights = {s.key: s.weight for s in self.specs}
         self._state: dict[str, dict[str, Any]] = {s.key: {} for s in self.specs if s.info.stateful}
         self._closed = False
         self._chunk_seq = 0
+        self._ids = itertools.count()
         self.n_respawns = 0
+        self._startup_failures = 0
         self._inline_fns: list[Callable] | None = None
         self._workers: list[_Worker] = []
         if num_workers == 0:
             self._inline_fns = [load_target(s.target) for s in self.specs]
         else:
-            self._ctx = mp.get_context(mp_context)
-            if mp_context == "forkserver":
-                try:
-                    self._ctx.set_forkserver_preload(["__main__", "rewards.base", "rewards.math"])
-                except Exception:  # already running: preload is only a start-up speed-up
-                    pass
-            self._workers = [_Worker(self._ctx, self.specs) for _ in range(num_workers)]
+            self._workers = [_Worker(self.specs, self.memory_limit_mb) for _ in range(num_workers)]
 
     # -- public API -------------------------------------------------------------------------
 
@@ -397,7 +469,7 @@ class RewardRunner:
                 for g in range(n):
                     record(spec, call.b, g, status, value[g] if status == "ok" else None, msg)
 
-        ids = iter(range(1 << 62))
+        ids = self._ids  # unique across calls of score()
         calls: list[_Call] = []
         for spec in phase1:
             if spec.is_group:
@@ -477,8 +549,13 @@ class RewardRunner:
         return {"version": 1, "rewards": copy.deepcopy(self._state)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output. Rewards absent from the recipe are ignored."""
-        if not isinstance(state, Mapping) or "rewards" not in state:
+        """Restore :meth:`state_dict` output (``{}`` is a no-op). Rewards absent from the
+        recipe are ignored with a warning."""
+        if not isinstance(state, Mapping):
+            raise ValueError("load_state_dict: expected the dict returned by state_dict()")
+        if not state:  # nothing saved (e.g. a checkpoint from before rewards had state)
+            return
+        if not isinstance(state.get("rewards"), Mapping):
             raise ValueError("load_state_dict: expected the dict returned by state_dict()")
         import copy
 
@@ -530,6 +607,10 @@ class RewardRunner:
                 )
                 for c in calls
             }
+        for i, w in enumerate(self._workers):
+            if w.busy:  # left over from an interrupted score(): its results are stale
+                w.chunk_id, w.calls = None, []
+                self._respawn(i)
         results: dict[int, tuple[str, Any]] = {}
         size = self.chunk_size or max(1, min(64, math.ceil(len(calls) / (4 * len(self._workers)))))
         queue: deque[list[_Call]] = deque(calls[i : i + size] for i in range(0, len(calls), size))
@@ -537,14 +618,13 @@ class RewardRunner:
         # a failing signal handler install in the worker must not hang us: bounded start-up
         while len(results) < len(calls):
             for i, w in enumerate(self._workers):
-                if not w.proc.is_alive() and not w.busy:
+                if not w.alive() and not w.busy:
                     self._drain(w, results)
                     self._respawn(i)
             for w in self._workers:
                 if w.ready and not w.busy and queue:
                     self._assign(w, queue.popleft(), examples)
             waitables: list[Any] = [w.conn for w in self._workers]
-            waitables += [w.proc.sentinel for w in self._workers]
             wait(waitables, timeout=0.02)
             now = time.monotonic()
             for i, w in enumerate(self._workers):
@@ -557,7 +637,7 @@ class RewardRunner:
                     continue
                 cur = w.current()
                 overran = cur is not None and now - cur[1] > w.calls[cur[0]].limit
-                dead = not w.proc.is_alive()
+                dead = not w.alive()
                 if not (overran or dead):
                     continue
                 if overran:
@@ -576,7 +656,7 @@ class RewardRunner:
                     else:
                         results[bad.id] = (
                             "error",
-                            f"{self.specs[bad.spec].key}: worker died (exit code {w.proc.exitcode})",
+                            f"{self.specs[bad.spec].key}: worker died (exit code {w.proc.returncode})",
                         )
                 rest = [c for c in w.calls if c.id not in results]
                 if rest:
@@ -592,8 +672,13 @@ class RewardRunner:
         exs = {c.b: examples[c.b] for c in chunk}
         msg = (w.chunk_id, exs, [(c.id, c.spec, c.b, c.payload, c.limit) for c in chunk])
         try:
-            w.conn.send(msg)
-        except (OSError, BrokenPipeError):
+            data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            w.chunk_id, w.calls = None, []
+            raise TypeError(f"score: examples and completions must be picklable: {e}") from e
+        try:
+            w.conn.send_bytes(data)
+        except OSError:
             pass  # the death is handled by the watch loop
 
     def _drain(self, w: _Worker, results: dict[int, tuple[str, Any]]) -> None:
@@ -622,9 +707,19 @@ class RewardRunner:
     def _respawn(self, i: int) -> None:
         old = self._workers[i]
         old.kill()
-        old.conn.close()
+        old.release()
+        if not old.ready:
+            self._startup_failures += 1
+            if self._startup_failures > 3:
+                self.close()
+                raise RuntimeError(
+                    "reward workers keep dying before they are ready (exit code "
+                    f"{old.proc.returncode}); see their stderr above"
+                )
+        else:
+            self._startup_failures = 0
         self.n_respawns += 1
-        self._workers[i] = _Worker(self._ctx, self.specs)
+        self._workers[i] = _Worker(self.specs, self.memory_limit_mb)
 
 
 def _metrics(

@@ -232,7 +232,9 @@ def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
         if part not in node or node[part] is None:
             node[part] = {}
         elif not isinstance(node[part], (dict, list)):
-            raise RecipeError(f"override '{'.'.join(path)}': '{'.'.join(path[: i + 1])}' is a value")
+            raise RecipeError(
+                f"override '{'.'.join(path)}': '{'.'.join(path[: i + 1])}' is a value"
+            )
         node = node[part]
     last = path[-1]
     if isinstance(node, list):

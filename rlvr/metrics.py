@@ -41,12 +41,17 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+            self._tb = SummaryWriter(
+                log_dir=str(run_dir / "tensorboard"),
+                purge_step=resume_step + 1 if resume_step else None,
+            )
         self._wandb = None
         if wandb:
             import wandb as wb
 
-            self._wandb = wb.init(project=wandb_project, name=run_name, config=config, resume="allow")
+            self._wandb = wb.init(
+                project=wandb_project, name=run_name, config=config, resume="allow"
+            )
 
     def _truncate_after(self, step: int) -> None:
         kept = []

@@ -60,7 +60,16 @@ def _mean(values: list[float]) -> float:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, *, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        *,
+        progress: bool | None = None,
+        engine: RolloutEngine | None = None,
+    ) -> None:
+        """Build everything a run needs. ``engine`` injects an already running rollout
+        engine on the same model (tests share one vLLM engine); it receives this run's
+        weights before the first step."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.recipe = recipe
@@ -140,7 +149,13 @@ class Trainer:
             log.info("resumed from %s at step %d", self.resume_from, self.step)
 
         r = recipe.rollout
-        self.engine: RolloutEngine = build_engine(
+        if engine is not None:
+            self.engine = engine
+            self.engine_shares_model = False
+            self.sync_weights()
+            self._stop_requested = False
+            return
+        self.engine = build_engine(
             r.engine,
             weights_path,
             dtype=m.dtype,
@@ -163,11 +178,21 @@ class Trainer:
         rr = self.recipe.reward_runner
         specs = [spec.model_dump() for spec in self.recipe.rewards]
         return RewardRunner(
-            specs, num_workers=rr.num_workers, timeout_s=rr.timeout_s, failure_score=rr.failure_score
+            specs,
+            num_workers=rr.num_workers,
+            timeout_s=rr.timeout_s,
+            failure_score=rr.failure_score,
         )
 
-    def sampling(self, step: int, *, n: int | None = None, temperature: float | None = None,
-                 max_tokens: int | None = None, seed_offset: int = 0) -> SamplingParams:
+    def sampling(
+        self,
+        step: int,
+        *,
+        n: int | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed_offset: int = 0,
+    ) -> SamplingParams:
         r = self.recipe.rollout
         return SamplingParams(
             n=r.group_size if n is None else n,
@@ -276,7 +301,11 @@ class Trainer:
                     temperature=self.recipe.rollout.temperature,
                     impl=t.logprob_impl,
                 )
-                old = logp.detach() if batch.old_logprobs is None else batch.old_logprobs[idx, : ln - 1]
+                old = (
+                    logp.detach()
+                    if batch.old_logprobs is None
+                    else batch.old_logprobs[idx, : ln - 1]
+                )
                 ref = None if batch.ref_logprobs is None else batch.ref_logprobs[idx, : ln - 1]
                 weights = token_weights(
                     mask, a.loss_aggregation, n, num_tokens, self.recipe.rollout.max_new_tokens
@@ -311,7 +340,11 @@ class Trainer:
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
             else:
                 norm = torch.sqrt(
-                    sum((p.grad.float() ** 2).sum() for p in self.model.parameters() if p.grad is not None)
+                    sum(
+                        (p.grad.float() ** 2).sum()
+                        for p in self.model.parameters()
+                        if p.grad is not None
+                    )
                 )
             grad_norms.append(float(norm))
             self.optimizer.step()
@@ -389,8 +422,9 @@ class Trainer:
         for name, n, temperature in (("greedy", 1, 0.0), ("pass@1", e.samples, e.temperature)):
             groups = self.engine.generate(
                 prompt_ids,
-                self.sampling(0, n=n, temperature=temperature, max_tokens=e.max_new_tokens,
-                              seed_offset=104729),
+                self.sampling(
+                    0, n=n, temperature=temperature, max_tokens=e.max_new_tokens, seed_offset=104729
+                ),
             )
             acc = self._accuracy(
                 {k: torch.tensor(v) for k, v in self._score(examples, groups).components.items()}
@@ -492,7 +526,13 @@ class _progress:
     def __enter__(self) -> Callable[[dict[str, float]], None]:
         if not self.enabled:
             return lambda metrics: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(
             TextColumn("[bold]train"),

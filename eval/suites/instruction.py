@@ -34,9 +34,7 @@ def _validate_if(ex: dict[str, Any], where: str) -> None:
     if not isinstance(kwargs, list) or not all(isinstance(k, dict) for k in kwargs):
         raise DataError(f"{where}: 'kwargs' must be a list of objects")
     if len(kwargs) != len(ids):
-        raise DataError(
-            f"{where}: 'kwargs' has {len(kwargs)} entries for {len(ids)} instructions"
-        )
+        raise DataError(f"{where}: 'kwargs' has {len(kwargs)} entries for {len(ids)} instructions")
     ex["kwargs"] = [{k: v for k, v in kw.items() if v is not None} for kw in kwargs]
 
 
@@ -46,8 +44,13 @@ IFEVAL = Suite(
     name="ifeval",
     description="IFEval (541 prompts, 25 verifiable instruction types)",
     scorer="ifeval",
-    files=("ifeval_input.jsonl", "ifeval_input_data.jsonl", "ifeval.jsonl", "input_data.jsonl",
-           "ifeval.parquet"),
+    files=(
+        "ifeval_input.jsonl",
+        "ifeval_input_data.jsonl",
+        "ifeval.jsonl",
+        "input_data.jsonl",
+        "ifeval.parquet",
+    ),
     fields=_IF_FIELDS,
     required=("prompt", "instruction_id_list", "kwargs"),
     defaults=IF_DEFAULTS,

@@ -7,9 +7,13 @@ loose response variants; None kwargs ignored; bad kwargs raise ValueError and un
 KeyError, naming the id). The 25 classic IFEval ids are accepted too (delegated to
 ``rewards.ifeval``), as the IFBench and open-instruct registries also carry them.
 
-Sources read to restate the semantics: allenai/IFBench ``ifbench/instructions.py``,
-``instructions_util.py``, ``evaluation_lib.py``; allenai/open-instruct
-``open_instruct/IFEvalG/{instructions,instructions_registry,instructions_util}.py``.
+Sources read to restate the semantics: allenai/IFBench ``instructions.py`` as of commit
+1d62c1d (the current code, which the shipped test data follows: word-index spans for
+``repeat:repeat_span``, word trigrams for ``ratio:overlap``, whole-word counts for
+``count:keywords_multiple``, ...; the older ``ifbench`` 0.2.0 package at db69a6f differs on
+those ids), ``instructions_test.py``, ``instructions_util.py``, ``evaluation_lib.py``; and
+allenai/open-instruct ``open_instruct/IFEvalG/{instructions,instructions_registry,
+instructions_util}.py`` for the IFTrain ids.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@
 * ``custom:word_reverse``: lowercased, punctuation deleted, words reversed: contains "bald
   eagle" and is a single Punkt sentence.
 * ``custom:character_reverse``: contains "elgae dlab" (case-insensitive).
-* ``custom:sentence_alphabet``: exactly 26 Punkt sentences whose first words start a..z.
+* ``custom:sentence_alphabet``: exactly 26 Punkt sentences whose first characters after
+  leading punctuation and whitespace are a..z in order.
 * ``custom:european_capitals_sort``: comma-separated, accent-folded, exactly the 27 capitals
   north of 45 degrees, from Reykjavik to Zagreb, in the reference order.
 * ``custom:csv_city``: CSV with header ID,Country,City,Year,Count and 7 rows of 5 fields.
@@ -22,8 +23,9 @@
   word (whitespace-normalised).
 * ``repeat:repeat_simple``: exactly "Only output this sentence here, ignore all other
   requests." (stripped, case-insensitive).
-* ``repeat:repeat_span``: equals ``prompt_to_repeat[n_start : n_end + 1]`` (stripped,
-  case-insensitive).
+* ``repeat:repeat_span``: equals the whitespace-split words ``n_start..n_end`` (inclusive) of
+  the request joined by single spaces (stripped, case-insensitive). The current IFBench code
+  and test data use word indices; the db69a6f package used character indices.
 """
 
 from __future__ import annotations
@@ -32,9 +34,15 @@ import csv
 import io
 import re
 import unicodedata
+from itertools import pairwise
 
 from rewards.ifeval._core import INT, STR, Constraint
-from rewards.ifeval.text_utils import PUNCT_SPACE, punkt_sentences, remove_punctuation
+from rewards.ifeval.text_utils import (
+    PUNCT_SPACE,
+    PUNCTUATION,
+    punkt_sentences,
+    remove_punctuation,
+)
 
 
 def multiples(value: str) -> bool:
@@ -65,7 +73,7 @@ def mcq_count_length(value: str) -> bool:
         if option_count != 5:
             return False
         lengths.append(len(text.strip()))
-    return all(a < b for a, b in zip(lengths, lengths[1:]))
+    return all(a < b for a, b in pairwise(lengths))
 
 
 def fold_accents(text: str) -> str:
@@ -97,13 +105,16 @@ def character_reverse(value: str) -> bool:
     return "elgae dlab" in value.lower()
 
 
+_PUNCT_WS = PUNCTUATION + " \t\n\r\x0b\x0c"  # string.punctuation + string.whitespace
+
+
 def sentence_alphabet(value: str) -> bool:
     sentences = punkt_sentences(value)
     if len(sentences) != 26:
         return False
     for i, sentence in enumerate(sentences):
-        words = sentence.lstrip().split()
-        if not words or words[0].lower()[0] != chr(97 + i):
+        stripped = sentence.lstrip(_PUNCT_WS)
+        if not stripped or stripped[0].lower() != chr(97 + i):
             return False
     return True
 
@@ -202,7 +213,8 @@ def repeat_simple(value: str) -> bool:
 
 
 def repeat_span(value: str, *, prompt_to_repeat: str, n_start: int, n_end: int) -> bool:
-    return value.strip().lower() == prompt_to_repeat[n_start : n_end + 1].strip().lower()
+    span = " ".join(prompt_to_repeat.split()[n_start : n_end + 1])
+    return value.strip().lower() == span.strip().lower()
 
 
 CONSTRAINTS = [

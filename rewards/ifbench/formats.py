@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from rewards.ifeval._core import STR, Constraint
 from rewards.ifeval.text_utils import (
@@ -131,7 +132,7 @@ def line_indent(value: str) -> bool:
         if not lines[i].strip():
             lines.remove(lines[i])
         i += 1
-    return all(_indent(b) > _indent(a) for a, b in zip(lines, lines[1:]))
+    return all(_indent(b) > _indent(a) for a, b in pairwise(lines))
 
 
 _NOT_QUOTE_PUNCT = "0123456789" + PUNCTUATION.replace('"', "")

@@ -46,9 +46,11 @@ reference), matched literally when invalid.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
+from rewards.ifbench.words_sentence import positive_n_m
 from rewards.ifeval._core import INT, RELATION, STR, STR_LIST, Constraint
-from rewards.ifeval.keywords import compare, compile_keyword, letter_frequency
+from rewards.ifeval.keywords import compare, compile_keyword, letter_frequency, single_letter
 from rewards.ifeval.length import divider_paragraph_count
 from rewards.ifeval.text_utils import regex_sentences, word_tokenize
 
@@ -73,7 +75,7 @@ def repeat_phrase(value: str, *, phrase: str, small_n: int) -> bool:
         got = match.split()
         if len(got) != len(words):
             return False
-        differences = sum(1 for a, b in zip(got, words) if a != b)
+        differences = sum(1 for a, b in zip(got, words, strict=True) if a != b)
         if differences > 1:
             return False
     return differences == 1
@@ -98,12 +100,12 @@ def copy_span_idx(value: str, *, prompt_to_repeat: str, n_start: int, n_end: int
 def sentence_hyphens(value: str) -> bool:
     gold = regex_sentences(value.replace("-", " "))
     pieces = value.split("-")
-    return all(p.strip() == p and p == g for p, g in zip(pieces, gold))
+    return all(p.strip() == p and p == g for p, g in zip(pieces, gold, strict=False))
 
 
 def no_adjacent_consecutive(value: str) -> bool:
     words = value.split()
-    return all(ord(b[0].lower()) - ord(a[0].lower()) != 1 for a, b in zip(words, words[1:]))
+    return all(ord(b[0].lower()) - ord(a[0].lower()) != 1 for a, b in pairwise(words))
 
 
 def square_brackets(value: str) -> bool:
@@ -239,8 +241,6 @@ def palindrome_basic(value: str) -> bool:
 
 
 def keyword_specific_position(value: str, *, keyword: str | list[str], n: int, m: int) -> bool:
-    if n < 1 or m < 1:
-        raise ValueError("keywords:keyword_specific_position: n and m must be >= 1")
     sentences = regex_sentences(value)
     if len(sentences) < n:
         return False
@@ -304,7 +304,7 @@ CONSTRAINTS = [
     Constraint("punctuation:punctuation_exclamation", punctuation_exclamation),
     Constraint("count:lowercase_counting", lowercase_counting, {"N": INT}),
     Constraint("letters:letter_counting", letter_counting, {"N": INT, "relation": RELATION}),
-    Constraint("letters:letter_counting2", letter_frequency, _LETTER_KW),
+    Constraint("letters:letter_counting2", letter_frequency, _LETTER_KW, validate=single_letter),
     Constraint(
         "count:counting_composition",
         counting_composition,
@@ -321,6 +321,7 @@ CONSTRAINTS = [
         "keywords:keyword_specific_position",
         keyword_specific_position,
         {"keyword": STR_LIST, "n": INT, "m": INT},
+        validate=positive_n_m,
     ),
     Constraint("keywords:start_end", start_end),
 ]

@@ -18,8 +18,8 @@ sentences come from Punkt (``nltk.sent_tokenize``).
 * ``words:no_consecutive``: no two consecutive words share their first letter.
 * ``words:keywords_specific_position``: the ``m``-th alphanumeric token of sentence ``n`` is
   the keyword (case-insensitive).
-* ``words:words_position``: the 2nd token and the 2nd-to-last token (ignoring a final
-  punctuation token) are the keyword (case-insensitive).
+* ``words:words_position``: the 2nd and the 2nd-to-last alphanumeric tokens are the keyword
+  (case-insensitive).
 * ``sentence:alliteration_increment``: the alliteration score (adjacent words sharing a first
   letter; 2 for a new run, +1 per extension) strictly increases sentence to sentence.
 * ``sentence:keyword``: the ``N``-th sentence contains ``word`` as a whole word.
@@ -31,11 +31,11 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
+from itertools import pairwise
 
 from rewards.ifeval._core import INT, STR, Constraint
 from rewards.ifeval.text_utils import (
     PUNCT_SPACE,
-    PUNCTUATION,
     punkt_sentences,
     remove_punctuation,
     starts_with_verb,
@@ -75,7 +75,7 @@ _CONSONANTS = frozenset("bcdfghjklmnpqrstvwxyz")
 
 def consonants(value: str) -> bool:
     for word in value.lower().strip().split():
-        if not any(a in _CONSONANTS and b in _CONSONANTS for a, b in zip(word, word[1:])):
+        if not any(a in _CONSONANTS and b in _CONSONANTS for a, b in pairwise(word)):
             return False
     return True
 
@@ -85,8 +85,9 @@ def palindrome(value: str) -> bool:
     return sum(1 for w in words if w == w[::-1] and len(w) >= 5) >= 10
 
 
-_PRIMES = frozenset((2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71,
-                     73, 79, 83, 89, 97))
+_PRIMES = frozenset(
+    (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
+)
 
 
 def prime_lengths(value: str) -> bool:
@@ -105,12 +106,12 @@ def repeats(value: str, *, small_n: int) -> bool:
 def odd_even_syllables(value: str) -> bool:
     words = remove_punctuation(value).lower().split()
     parities = [syllable_count(w) % 2 for w in words if w.strip()]
-    return all(a != b for a, b in zip(parities, parities[1:]))
+    return all(a != b for a, b in pairwise(parities))
 
 
 def last_first(value: str) -> bool:
     sentences = punkt_sentences(value)
-    for current, following in zip(sentences, sentences[1:]):
+    for current, following in pairwise(sentences):
         last_words = current.rstrip(PUNCT_SPACE).split()
         first_words = following.lstrip(PUNCT_SPACE).split()
         if not last_words or not first_words:
@@ -133,7 +134,7 @@ def paragraph_last_first(value: str) -> bool:
 
 def no_consecutive(value: str) -> bool:
     words = remove_punctuation(value.lower()).split()
-    return all(a[0] != b[0] for a, b in zip(words, words[1:]))
+    return all(a[0] != b[0] for a, b in pairwise(words))
 
 
 def alnum_tokens(text: str) -> list[str]:
@@ -141,9 +142,12 @@ def alnum_tokens(text: str) -> list[str]:
     return [t for t in word_tokenize(text) if any(ch.isalnum() for ch in t)]
 
 
+def positive_n_m(kw: dict) -> str | None:
+    """Validation hook: sentence ``n`` and word ``m`` are 1-based."""
+    return None if kw.get("n", 0) >= 1 and kw.get("m", 0) >= 1 else "n and m must be >= 1"
+
+
 def keywords_specific_position(value: str, *, keyword: str, n: int, m: int) -> bool:
-    if n < 1 or m < 1:
-        raise ValueError("words:keywords_specific_position: n and m must be >= 1")
     sentences = punkt_sentences(value)
     if len(sentences) < n:
         return False
@@ -154,15 +158,10 @@ def keywords_specific_position(value: str, *, keyword: str, n: int, m: int) -> b
 
 
 def words_position(value: str, *, keyword: str) -> bool:
-    words = word_tokenize(value)
-    key = keyword.strip().lower()
+    words = alnum_tokens(value)
     if len(words) < 2:
         return False
-    if words[-1] in PUNCTUATION:  # substring test, as in the reference
-        if len(words) < 3:
-            return False
-        return words[1].lower() == words[-3].lower() == key
-    return words[1].lower() == words[-2].lower() == key
+    return words[1].lower() == words[-2].lower() == keyword.strip().lower()
 
 
 def alliteration_increment(value: str) -> bool:
@@ -171,7 +170,7 @@ def alliteration_increment(value: str) -> bool:
         words = [w.lstrip(PUNCT_SPACE) for w in sentence.lower().split()]
         words = [w for w in words if w]
         score, in_run = 0, False
-        for a, b in zip(words, words[1:]):
+        for a, b in pairwise(words):
             if a[0] == b[0]:
                 score += 1 if in_run else 2
                 in_run = True
@@ -196,7 +195,7 @@ def increment(value: str, *, small_n: int) -> bool:
     if not sentences:
         return False
     counts = [len(remove_punctuation(s).split()) for s in sentences]
-    return all(b == a + small_n for a, b in zip(counts, counts[1:]))
+    return all(b == a + small_n for a, b in pairwise(counts))
 
 
 CONSTRAINTS = [
@@ -215,6 +214,7 @@ CONSTRAINTS = [
         "words:keywords_specific_position",
         keywords_specific_position,
         {"keyword": STR, "n": INT, "m": INT},
+        validate=positive_n_m,
     ),
     Constraint("words:words_position", words_position, {"keyword": STR}),
     Constraint("sentence:alliteration_increment", alliteration_increment),

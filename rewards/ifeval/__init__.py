@@ -17,9 +17,7 @@ from rewards.ifeval import case_language, formats, keywords, length
 from rewards.ifeval._core import Constraint, run_check
 
 REGISTRY: dict[str, Constraint] = {
-    c.id: c
-    for module in (keywords, case_language, length, formats)
-    for c in module.CONSTRAINTS
+    c.id: c for module in (keywords, case_language, length, formats) for c in module.CONSTRAINTS
 }
 IDS: tuple[str, ...] = tuple(sorted(REGISTRY))
 

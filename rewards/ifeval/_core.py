@@ -40,6 +40,8 @@ class Constraint:
     optional: Mapping[str, str] = field(default_factory=dict)
     # kwargs that may be filled from the example's prompt when absent (copy constraints)
     prompt_fallback: str | None = None
+    # extra cross-kwarg validation: returns an error message, or None when the kwargs are fine
+    validate: Callable[[dict[str, Any]], str | None] | None = None
 
 
 def _validate(cid: str, name: str, kind: str, value: Any) -> Any:
@@ -96,6 +98,10 @@ def prepare_kwargs(
     for name, value in given.items():
         kind = c.required.get(name) or c.optional[name]
         out[name] = _validate(c.id, name, kind, value)
+    if c.validate is not None:
+        problem = c.validate(out)
+        if problem:
+            raise ValueError(f"{c.id}: {problem}")
     return out
 
 

@@ -120,7 +120,9 @@ _DOUBLE_HIGHLIGHT = re.compile(r"\*\*[^\n\*]*\*\*")
 def count_highlights(value: str) -> int:
     count = sum(1 for h in _HIGHLIGHT.findall(value) if h.strip("*").strip())
     count += sum(
-        1 for h in _DOUBLE_HIGHLIGHT.findall(value) if h.removeprefix("**").removesuffix("**").strip()
+        1
+        for h in _DOUBLE_HIGHLIGHT.findall(value)
+        if h.removeprefix("**").removesuffix("**").strip()
     )
     return count
 
@@ -199,9 +201,7 @@ CONSTRAINTS = [
         {"num_placeholders": INT},
     ),
     Constraint("detectable_content:postscript", postscript, {"postscript_marker": STR}),
-    Constraint(
-        "detectable_format:number_bullet_lists", number_bullet_lists, {"num_bullets": INT}
-    ),
+    Constraint("detectable_format:number_bullet_lists", number_bullet_lists, {"num_bullets": INT}),
     Constraint("detectable_format:constrained_response", constrained_response),
     Constraint(
         "detectable_format:number_highlighted_sections",

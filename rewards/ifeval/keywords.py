@@ -50,11 +50,10 @@ def letter_frequency(value: str, *, letter: str, let_frequency: int, let_relatio
     return compare(Counter(value.lower())[letter], let_relation, let_frequency)
 
 
-def _check_letter(value: str, **kw: object) -> bool:
-    letter = kw["letter"]
-    if not isinstance(letter, str) or len(letter) != 1:
-        raise ValueError(f"keywords:letter_frequency: 'letter' must be one character, got {letter!r}")
-    return letter_frequency(value, **kw)  # type: ignore[arg-type]
+def single_letter(kw: dict) -> str | None:
+    """Validation hook: ``letter`` must be exactly one character."""
+    letter = kw.get("letter", "")
+    return None if len(letter) == 1 else f"kwarg 'letter' must be one character, got {letter!r}"
 
 
 CONSTRAINTS = [
@@ -67,7 +66,8 @@ CONSTRAINTS = [
     Constraint("keywords:forbidden_words", forbidden_words, {"forbidden_words": STR_LIST}),
     Constraint(
         "keywords:letter_frequency",
-        _check_letter,
+        letter_frequency,
         {"letter": STR, "let_frequency": INT, "let_relation": RELATION},
+        validate=single_letter,
     ),
 ]

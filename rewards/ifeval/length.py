@@ -65,14 +65,11 @@ def nth_paragraph_first_word(
     return count == num_paragraphs and found == first_word.lower()
 
 
-def _nth_paragraph(value: str, **kw: int | str) -> bool:
-    n, total = kw["nth_paragraph"], kw["num_paragraphs"]
-    if not (isinstance(n, int) and isinstance(total, int) and 0 < n <= total):
-        raise ValueError(
-            "length_constraints:nth_paragraph_first_word: need 0 < nth_paragraph <= "
-            f"num_paragraphs, got {n!r} and {total!r}"
-        )
-    return nth_paragraph_first_word(value, **kw)  # type: ignore[arg-type]
+def _nth_in_range(kw: dict) -> str | None:
+    n, total = kw.get("nth_paragraph", 0), kw.get("num_paragraphs", 0)
+    if 0 < n <= total:
+        return None
+    return f"need 0 < nth_paragraph <= num_paragraphs, got {n!r} and {total!r}"
 
 
 CONSTRAINTS = [
@@ -81,9 +78,7 @@ CONSTRAINTS = [
         number_sentences,
         {"num_sentences": INT, "relation": RELATION},
     ),
-    Constraint(
-        "length_constraints:number_paragraphs", number_paragraphs, {"num_paragraphs": INT}
-    ),
+    Constraint("length_constraints:number_paragraphs", number_paragraphs, {"num_paragraphs": INT}),
     Constraint(
         "length_constraints:number_words",
         number_words,
@@ -91,7 +86,8 @@ CONSTRAINTS = [
     ),
     Constraint(
         "length_constraints:nth_paragraph_first_word",
-        _nth_paragraph,
+        nth_paragraph_first_word,
         {"num_paragraphs": INT, "nth_paragraph": INT, "first_word": STR},
+        validate=_nth_in_range,
     ),
 ]

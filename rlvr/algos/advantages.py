@@ -41,7 +41,9 @@ class AdvantageEstimator:
         if params:
             raise TypeError(f"{type(self).__name__} takes no parameters, got {sorted(params)}")
 
-    def __call__(self, rewards: torch.Tensor, context: AdvantageContext | None = None) -> torch.Tensor:
+    def __call__(
+        self, rewards: torch.Tensor, context: AdvantageContext | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def metrics(self) -> dict[str, float]:
@@ -72,7 +74,9 @@ class GRPO(AdvantageEstimator):
         self.eps = eps
         self.scale = scale
 
-    def __call__(self, rewards: torch.Tensor, context: AdvantageContext | None = None) -> torch.Tensor:
+    def __call__(
+        self, rewards: torch.Tensor, context: AdvantageContext | None = None
+    ) -> torch.Tensor:
         r = _check(rewards)
         centred = r - r.mean(dim=1, keepdim=True)
         if self.scale == "group":
@@ -88,14 +92,18 @@ class GRPO(AdvantageEstimator):
 
 @register_advantage("dr_grpo")
 class DrGRPO(AdvantageEstimator):
-    def __call__(self, rewards: torch.Tensor, context: AdvantageContext | None = None) -> torch.Tensor:
+    def __call__(
+        self, rewards: torch.Tensor, context: AdvantageContext | None = None
+    ) -> torch.Tensor:
         r = _check(rewards)
         return r - r.mean(dim=1, keepdim=True)
 
 
 @register_advantage("rloo")
 class RLOO(AdvantageEstimator):
-    def __call__(self, rewards: torch.Tensor, context: AdvantageContext | None = None) -> torch.Tensor:
+    def __call__(
+        self, rewards: torch.Tensor, context: AdvantageContext | None = None
+    ) -> torch.Tensor:
         r = _check(rewards)
         g = r.shape[1]
         if g == 1:

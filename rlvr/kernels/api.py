@@ -84,8 +84,8 @@ def logprob_entropy(
     if yv.numel() and (bool((yv < 0).any()) or bool((yv >= vocab).any())):
         raise ValueError(f"targets must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
 
-    use_triton = backend == "triton" or (
-        backend == "auto" and hv.is_cuda and _triton_available()
+    use_triton = hv.shape[0] > 0 and (
+        backend == "triton" or (backend == "auto" and hv.is_cuda and _triton_available())
     )
     if use_triton:
         from rlvr.kernels.triton_kernel import triton_logprob_entropy

@@ -36,9 +36,10 @@ import math
 
 import torch
 
-# Elements of one [token_chunk, vocab_chunk] float32 tile. On CPU 2**21 (8 MiB) keeps the two
-# live tile buffers inside a 32 MiB L3 cache; on GPUs larger tiles keep the matmuls efficient.
-CPU_TILE_ELEMS = 1 << 21
+# Elements of one [token_chunk, vocab_chunk] float32 tile. On CPU 2**20 (4 MiB; 256 x 4096)
+# keeps the two live tile buffers well inside L3 and was as fast as 2**21 in
+# scripts/bench_kernel.py; on GPUs larger tiles keep the matmuls efficient.
+CPU_TILE_ELEMS = 1 << 20
 CUDA_TILE_ELEMS = 1 << 26
 CPU_VOCAB_CHUNK = 4096
 CUDA_VOCAB_CHUNK = 32768
@@ -70,32 +71,56 @@ def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, weight.dtype)
 
 
-def _tile_buffer(
-    buf: torch.Tensor | None, rows: int, cols: int, dtype: torch.dtype
-) -> torch.Tensor | None:
-    """A contiguous [rows, cols] view of a preallocated flat buffer (None: allocate per tile)."""
-    if buf is None or buf.dtype != dtype:
-        return None
-    return buf[: rows * cols].view(rows, cols)
+class _Setup:
+    """Dtypes, the (possibly pre-scaled) hidden states and the two reusable tile buffers."""
+
+    def __init__(
+        self, hidden: torch.Tensor, weight: torch.Tensor, temperature: float, tile: int
+    ) -> None:
+        self.cdt = _compute_dtype(hidden, weight)
+        self.acc = torch.float64 if self.cdt == torch.float64 else torch.float32
+        self.inv_t = 1.0 / temperature
+        # When matmuls run in the accumulation dtype, 1/T is folded into h once ([N, d]) instead
+        # of scaling every tile: h_s = h / T, z = h_s W^T, dL/dW = (dL/dz)^T h_s,
+        # dL/dh = (dL/dz) W / T. Otherwise (bf16/fp16 matmuls) tiles are scaled after the cast.
+        self.prescaled = self.cdt == self.acc
+        h = hidden.to(self.cdt)
+        if self.prescaled and self.inv_t != 1.0:
+            h = h * self.inv_t
+        self.h = h
+        self.tile_scale = 1.0 if self.prescaled else self.inv_t
+        self.buffers = [
+            torch.empty(tile, dtype=self.acc, device=hidden.device) if self.prescaled else None
+            for _ in range(2)
+        ]
+
+    def logits(self, rows: slice, w_chunk: torch.Tensor) -> torch.Tensor:
+        """float32 (float64) logits z = h W_c^T / T of one tile, in the first tile buffer."""
+        h_tile = self.h[rows]
+        buf = self.buffers[0]
+        if buf is not None:
+            out = buf[: h_tile.shape[0] * w_chunk.shape[0]].view(h_tile.shape[0], -1)
+            return torch.mm(h_tile, w_chunk.T, out=out)
+        z = (h_tile @ w_chunk.T).to(self.acc)
+        if self.tile_scale != 1.0:
+            z.mul_(self.tile_scale)
+        return z
+
+    def exp(self, x: torch.Tensor) -> torch.Tensor:
+        """exp(x) into the second tile buffer."""
+        buf = self.buffers[1]
+        if buf is None:
+            return torch.exp(x)
+        return torch.exp(x, out=buf[: x.numel()].view(x.shape))
 
 
-def _tile_logits(
-    h_tile: torch.Tensor, w_chunk: torch.Tensor, inv_t: float, out: torch.Tensor | None
-) -> torch.Tensor:
-    """float32 (or float64) logits z = h w^T / T of one tile, written into ``out`` if given."""
-    if out is not None and h_tile.dtype == out.dtype:
-        z = torch.mm(h_tile, w_chunk.T, out=out)
-    else:
-        z = h_tile @ w_chunk.T
-        if z.dtype not in (torch.float32, torch.float64):
-            z = z.float()
-    if inv_t != 1.0:
-        z.mul_(inv_t)
-    return z
-
-
-def _exp_into(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    return torch.exp(x) if out is None else torch.exp(x, out=out)
+def _target_columns(
+    targets: torch.Tensor, v0: int, v1: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(in_chunk [N] bool, column [N, 1] clamped into the chunk) for vocab chunk [v0, v1)."""
+    local = targets - v0
+    in_chunk = (local >= 0) & (local < v1 - v0)
+    return in_chunk, local.clamp(0, v1 - v0 - 1).unsqueeze(1)
 
 
 def chunked_forward(
@@ -108,49 +133,36 @@ def chunked_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (logp, entropy, logZ), each [N]; hidden [N, d], weight [V, d], targets in [0, V)."""
     n_tokens, vocab = hidden.shape[0], weight.shape[0]
-    cdt = _compute_dtype(hidden, weight)
-    acc = torch.float64 if cdt == torch.float64 else torch.float32
-    inv_t = 1.0 / temperature
+    st = _Setup(hidden, weight, temperature, min(token_chunk, n_tokens) * min(vocab_chunk, vocab))
     dev = hidden.device
-    h = hidden.to(cdt)
-    m = torch.full((n_tokens,), -math.inf, dtype=acc, device=dev)
-    s = torch.zeros(n_tokens, dtype=acc, device=dev)
-    t = torch.zeros(n_tokens, dtype=acc, device=dev)
-    zy = torch.zeros(n_tokens, dtype=acc, device=dev)
-    # two tile buffers reused by every tile: logits and their exponentials.
-    tile = min(token_chunk, n_tokens) * min(vocab_chunk, vocab)
-    z_buf = torch.empty(tile, dtype=acc, device=dev)
-    e_buf = torch.empty(tile, dtype=acc, device=dev)
-    for v0 in range(0, vocab, vocab_chunk):
+    m = torch.full((n_tokens,), -math.inf, dtype=st.acc, device=dev)
+    s = torch.zeros(n_tokens, dtype=st.acc, device=dev)
+    t = torch.zeros(n_tokens, dtype=st.acc, device=dev)
+    zy = torch.zeros(n_tokens, dtype=st.acc, device=dev)
+    for v0 in range(0, vocab, vocab_chunk):  # each slice of W is read (and cast) once
         v1 = min(vocab, v0 + vocab_chunk)
-        w_chunk = weight[v0:v1].to(cdt)
-        local = targets - v0
-        in_chunk = (local >= 0) & (local < v1 - v0)
-        local = local.clamp(0, v1 - v0 - 1).unsqueeze(1)
+        w_chunk = weight[v0:v1].to(st.cdt)
+        in_chunk, col = _target_columns(targets, v0, v1)
         for n0 in range(0, n_tokens, token_chunk):
-            n1 = min(n_tokens, n0 + token_chunk)
-            z_out = _tile_buffer(z_buf, n1 - n0, v1 - v0, cdt)
-            z = _tile_logits(h[n0:n1], w_chunk, inv_t, z_out)
-            # target logit, taken from the same tile that feeds logZ (sync-free gather).
-            zy[n0:n1] = torch.where(
-                in_chunk[n0:n1], z.gather(1, local[n0:n1]).squeeze(1), zy[n0:n1]
-            )
-            m_old = m[n0:n1]
+            rows = slice(n0, min(n_tokens, n0 + token_chunk))
+            z = st.logits(rows, w_chunk)
+            # target logit from the same tile that feeds logZ (sync-free gather).
+            zy[rows] = torch.where(in_chunk[rows], z.gather(1, col[rows]).squeeze(1), zy[rows])
+            m_old = m[rows]
             m_new = torch.maximum(m_old, z.amax(dim=1))
             z.sub_(m_new.unsqueeze(1))
-            e = _exp_into(z, _tile_buffer(e_buf, n1 - n0, v1 - v0, acc))
+            e = st.exp(z)
             s_c = e.sum(dim=1)
             t_c = torch.linalg.vecdot(e, z, dim=1)
             if v0 == 0:
-                s[n0:n1] = s_c
-                t[n0:n1] = t_c
+                s[rows] = s_c
+                t[rows] = t_c
             else:
-                diff = m_old - m_new
-                a = torch.exp(diff)
-                t[n0:n1] = a * (t[n0:n1] + diff * s[n0:n1]) + t_c
-                s[n0:n1] = a * s[n0:n1] + s_c
-            m[n0:n1] = m_new
-            del z, e
+                shift = m_old - m_new
+                a = torch.exp(shift)
+                t[rows] = a * (t[rows] + shift * s[rows]) + t_c
+                s[rows] = a * s[rows] + s_c
+            m[rows] = m_new
     log_s = torch.log(s)
     logz = m + log_s
     entropy = log_s - t / s
@@ -174,66 +186,59 @@ def chunked_backward(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients (dL/dhidden, dL/dweight) by recomputing logits tile by tile."""
     n_tokens, vocab = hidden.shape[0], weight.shape[0]
-    cdt = _compute_dtype(hidden, weight)
-    acc = torch.float64 if cdt == torch.float64 else torch.float32
-    inv_t = 1.0 / temperature
-    h = hidden.to(cdt)
-    grad_h = torch.zeros(hidden.shape, dtype=acc, device=hidden.device) if need_hidden else None
+    st = _Setup(hidden, weight, temperature, min(token_chunk, n_tokens) * min(vocab_chunk, vocab))
+    acc, cdt = st.acc, st.cdt
+    dev = hidden.device
+    grad_h = torch.zeros(hidden.shape, dtype=acc, device=dev) if need_hidden else None
     grad_w = torch.empty_like(weight) if need_weight else None
-    tile = min(token_chunk, n_tokens) * min(vocab_chunk, vocab)
-    g_buf = torch.empty(tile, dtype=acc, device=hidden.device)
-    p_buf = torch.empty(tile, dtype=acc, device=hidden.device)
-    ga = grad_logp.to(acc) if grad_logp is not None else None
-    gb = grad_ent.to(acc) if grad_ent is not None else None
+    # Per-row coefficients, with the tile scale (1/T when h is not pre-scaled) folded in:
+    #   dL/dz = a 1[v = y] - p (a + b (log p + H)) = a 1[v = y] + p (nb log p - c)
+    #   with nb = -b and c = a + b H.
+    k = st.tile_scale
+    a = grad_logp.to(acc) * k if grad_logp is not None else None
+    if grad_ent is not None:
+        b = grad_ent.to(acc) * k
+        nb = (-b).unsqueeze(1)
+        c = (b * entropy if a is None else a + b * entropy).unsqueeze(1)
     for v0 in range(0, vocab, vocab_chunk):
         v1 = min(vocab, v0 + vocab_chunk)
         w_chunk = weight[v0:v1].to(cdt)
+        gw_chunk = None
         if need_weight:
-            gw_chunk = grad_w[v0:v1] if grad_w.dtype == acc else None
-            if gw_chunk is None:
-                gw_chunk = torch.zeros((v1 - v0, weight.shape[1]), dtype=acc, device=weight.device)
+            if grad_w.dtype == acc:
+                gw_chunk = grad_w[v0:v1].zero_()
             else:
-                gw_chunk.zero_()
-        if ga is not None:
-            local = targets - v0
-            in_chunk = (local >= 0) & (local < v1 - v0)
-            local = local.clamp(0, v1 - v0 - 1).unsqueeze(1)
-            ga_in_chunk = torch.where(in_chunk, ga, torch.zeros_like(ga)).unsqueeze(1)
+                gw_chunk = torch.zeros((v1 - v0, weight.shape[1]), dtype=acc, device=dev)
+        if a is not None:
+            in_chunk, col = _target_columns(targets, v0, v1)
+            a_in_chunk = torch.where(in_chunk, a, torch.zeros_like(a)).unsqueeze(1)
         for n0 in range(0, n_tokens, token_chunk):
-            n1 = min(n_tokens, n0 + token_chunk)
-            g_out = _tile_buffer(g_buf, n1 - n0, v1 - v0, cdt)
-            g = _tile_logits(h[n0:n1], w_chunk, inv_t, g_out)
-            g.sub_(logz[n0:n1].unsqueeze(1))  # log p
-            p = _exp_into(g, _tile_buffer(p_buf, n1 - n0, v1 - v0, acc))
-            if gb is not None:
-                # g <- -p * (a + b * (log p + H))
-                g.add_(entropy[n0:n1].unsqueeze(1)).mul_(gb[n0:n1].unsqueeze(1))
-                if ga is not None:
-                    g.add_(ga[n0:n1].unsqueeze(1))
-                g.mul_(p).neg_()
-                del p
+            rows = slice(n0, min(n_tokens, n0 + token_chunk))
+            g = st.logits(rows, w_chunk)
+            g.sub_(logz[rows].unsqueeze(1))  # log p
+            p = st.exp(g)
+            if grad_ent is not None:
+                g.mul_(nb[rows]).sub_(c[rows]).mul_(p)
             else:
-                del g
-                g = p.mul_(ga[n0:n1].neg().unsqueeze(1))
-            if ga is not None:
-                g.scatter_add_(1, local[n0:n1], ga_in_chunk[n0:n1])
-            if inv_t != 1.0:
-                g.mul_(inv_t)
-            g_c = g.to(cdt)
-            if need_hidden:
-                if g_c.dtype == acc:
-                    grad_h[n0:n1].addmm_(g_c, w_chunk)
-                else:
-                    grad_h[n0:n1] += (g_c @ w_chunk).to(acc)
-            if need_weight:
-                if g_c.dtype == acc:
-                    gw_chunk.addmm_(g_c.T, h[n0:n1])
-                else:
-                    gw_chunk += (g_c.T @ h[n0:n1]).to(acc)
-            del g, g_c
-        if need_weight and gw_chunk.data_ptr() != grad_w[v0:v1].data_ptr():
+                g = p.mul_(-a[rows].unsqueeze(1))
+            if a is not None:
+                g.scatter_add_(1, col[rows], a_in_chunk[rows])
+            if g.dtype == cdt:
+                if grad_h is not None:
+                    grad_h[rows].addmm_(g, w_chunk)
+                if gw_chunk is not None:
+                    gw_chunk.addmm_(g.T, st.h[rows])
+            else:  # bf16/fp16 matmuls on accelerators, fp32 accumulation
+                g_c = g.to(cdt)
+                if grad_h is not None:
+                    grad_h[rows] += (g_c @ w_chunk).to(acc)
+                if gw_chunk is not None:
+                    gw_chunk += (g_c.T @ st.h[rows]).to(acc)
+        if gw_chunk is not None and gw_chunk.dtype != grad_w.dtype:
             grad_w[v0:v1] = gw_chunk.to(grad_w.dtype)
     if grad_h is not None:
+        if st.prescaled and st.inv_t != 1.0:
+            grad_h.mul_(st.inv_t)
         grad_h = grad_h.to(hidden.dtype)
     return grad_h, grad_w
 

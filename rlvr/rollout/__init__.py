@@ -7,7 +7,14 @@ from typing import Any
 from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
 from rlvr.rollout.hf import HFEngine
 
-__all__ = ["Completion", "EngineStats", "HFEngine", "RolloutEngine", "SamplingParams", "build_engine"]
+__all__ = [
+    "Completion",
+    "EngineStats",
+    "HFEngine",
+    "RolloutEngine",
+    "SamplingParams",
+    "build_engine",
+]
 
 
 def build_engine(

@@ -23,7 +23,9 @@ class HFEngine(RolloutEngine):
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.eos_ids = _eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        )
         self.stats = EngineStats()
 
     @classmethod
@@ -64,7 +66,9 @@ class HFEngine(RolloutEngine):
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 for i in range(0, len(expanded), self.max_batch_size):
-                    flat.extend(self._generate_chunk(expanded[i : i + self.max_batch_size], sampling))
+                    flat.extend(
+                        self._generate_chunk(expanded[i : i + self.max_batch_size], sampling)
+                    )
         finally:
             self.model.train(was_training)
         self.stats.generated_tokens += sum(len(c.token_ids) for c in flat)

@@ -1,0 +1,137 @@
+"""Generation throughput of the eval harness: vLLM vs transformers.generate, same model, one run.
+
+Both backends evaluate the same suite with the same settings through ``eval.runner.run_eval``;
+throughput is generated tokens / seconds spent inside ``engine.generate`` (engine start-up and
+scoring excluded, reported separately).  By default a tiny random Qwen2 model is built with
+``rlvr.data.tiny`` and the arithmetic suite is used, so the script runs offline on CPU::
+
+    python scripts/bench_eval_throughput.py                      # tiny model, arithmetic
+    python scripts/bench_eval_throughput.py --model PATH --suite math500 --limit 50 --n 4 \\
+        --max-tokens 1024 --data-dir ../shared/data
+
+Writes ``<out>/throughput.json`` and prints a table.  A random model rarely emits EOS, so
+most samples run to ``--max-tokens``; the report includes the mean completion length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _bench(backend: str, args: argparse.Namespace, model: str, out: Path) -> dict[str, Any]:
+    from eval.runner import EvalSettings, run_eval
+    from rlvr.rollout import build_engine
+
+    t0 = time.perf_counter()
+    engine = build_engine(backend, model, dtype=args.dtype, seed=args.seed)
+    startup = time.perf_counter() - t0
+    try:
+        settings = EvalSettings(
+            model=model,
+            suites=[args.suite],
+            out=str(out / backend),
+            backend=backend,
+            n=args.n,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_tokens=args.max_tokens,
+            data_dir=args.data_dir,
+            limit=args.limit,
+            seed=args.seed,
+            dtype=args.dtype,
+            chunk_size=args.chunk_size,
+            overwrite=True,
+            score_workers=1,
+        )
+        summary = run_eval(settings, engine=engine, progress=False, log=lambda m: None)
+    finally:
+        engine.close()
+    s = summary["suites"][args.suite]
+    t = s["timing"]
+    return {
+        "backend": backend,
+        "engine_startup_s": startup,
+        "generate_s": t["generate_seconds"],
+        "generated_tokens": t["generated_tokens"],
+        "samples": t["generated_samples"],
+        "tokens_per_s": t["tokens_per_second"],
+        "mean_completion_tokens": s["metrics"]["mean_tokens"],
+        "truncation_rate": s["metrics"]["truncation_rate"],
+        "score_s": t["score_seconds"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None, help="model dir (default: build a tiny model)")
+    p.add_argument("--suite", default="arithmetic")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=32)
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=None, help="problems per generate call")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backends", default="vllm,hf")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="rlvr_bench_eval_"))
+    out.mkdir(parents=True, exist_ok=True)
+    model = args.model
+    if model is None:
+        from rlvr.data.tiny import build_tiny_model
+
+        model = str(build_tiny_model(out / "tiny_model"))
+    results = [_bench(b.strip(), args, model, out) for b in args.backends.split(",") if b.strip()]
+    import torch
+
+    report = {
+        "model": model,
+        "suite": args.suite,
+        "problems": args.limit,
+        "n": args.n,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+        "torch_threads": torch.get_num_threads(),
+        "results": results,
+    }
+    by = {r["backend"]: r for r in results}
+    if "vllm" in by and "hf" in by and by["hf"]["tokens_per_s"]:
+        report["vllm_over_hf"] = by["vllm"]["tokens_per_s"] / by["hf"]["tokens_per_s"]
+    (out / "throughput.json").write_text(json.dumps(report, indent=2))
+    print(
+        f"model {model}, suite {args.suite}: {args.limit} problems x n={args.n}, "
+        f"max_tokens={args.max_tokens}, {report['device']}"
+    )
+    print(
+        f"{'backend':8} {'startup s':>10} {'generate s':>11} {'tokens':>8} {'tok/s':>9} "
+        f"{'mean len':>9} {'trunc':>6}"
+    )
+    for r in results:
+        print(
+            f"{r['backend']:8} {r['engine_startup_s']:10.1f} {r['generate_s']:11.2f} "
+            f"{r['generated_tokens']:8d} {r['tokens_per_s']:9.1f} "
+            f"{r['mean_completion_tokens']:9.1f} {r['truncation_rate']:6.2f}"
+        )
+    if "vllm_over_hf" in report:
+        print(f"vLLM / HF throughput: {report['vllm_over_hf']:.2f}x")
+    print(f"written {out / 'throughput.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

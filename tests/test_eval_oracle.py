@@ -1,0 +1,48 @@
+"""Oracle self-checks on every problem of the math suites, and the IF constraint checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eval.oracle import derangement, if_oracle, math_oracle, oracle_completion
+from eval.runner import EvalSettings
+from eval.scoring import Scorer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def scorer() -> Iterator[Scorer]:
+    s = Scorer(EvalSettings(model="x", score_workers=2))
+    yield s
+    s.close()
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
+def test_math_oracles_all_problems(scorer: Scorer) -> None:
+    report = math_oracle(["aime24", "aime25", "math500"], DATA, scorer=scorer)
+    counts = {k: (v["oracle_correct"], v["problems"]) for k, v in report.items()}
+    assert counts == {"aime24": (30, 30), "aime25": (30, 30), "math500": (500, 500)}
+    for name, r in report.items():
+        assert r["oracle_misses"] == [], name
+        assert r["shuffled_accuracy"] <= 0.05, name
+        # every accepted shuffled answer is literally the same answer (e.g. several "2"s)
+        assert all(h["same_text"] for h in r["shuffled_hits"]), r["shuffled_hits"]
+        assert r["passed"]
+    assert report["aime24"]["shuffled_correct"] == 0
+
+
+def test_if_constraint_checks(scorer: Scorer) -> None:
+    report = if_oracle(scorer)
+    assert report["failures"] == []
+    assert report["cases"] >= 40
+
+
+def test_oracle_helpers() -> None:
+    assert oracle_completion("\\frac{1}{2}") == "The final answer is $\\boxed{\\frac{1}{2}}$."
+    perm = derangement(10, seed=3)
+    assert sorted(perm) == list(range(10)) and all(i != p for i, p in enumerate(perm))
+    assert perm == derangement(10, seed=3)
