@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dtype", default=S, help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--max-model-len", type=int, default=S, help="engine context length")
+    p.add_argument(
+        "--gpu-memory-utilization", type=float, default=S, help="vLLM on GPU (default 0.85)"
+    )
+    p.add_argument("--kv-cache-gib", type=int, default=S, help="vLLM on CPU (default 4)")
     p.add_argument("--trust-remote-code", action="store_true", default=S)
     p.add_argument(
         "--chunk-size",
@@ -204,38 +208,30 @@ def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:
 
     console = Console()
     table = Table(title=f"rlvr eval: {summary['model']} ({summary['backend']})")
-    for col in (
-        "suite",
-        "problems",
-        "n",
-        "T",
-        "top_p",
-        "max_tok",
-        "headline",
-        "value",
-        "pass@max",
-        "mean tok",
-        "trunc %",
-    ):
-        table.add_column(col)
+    for col in ("suite", "problems", "n", "metric", "value", "pass@n", "mean tok", "trunc %"):
+        table.add_column(col, overflow="fold")
     for name, s in summary["suites"].items():
-        m, st = s["metrics"], s["settings"]
+        m = s["metrics"]
         value = s["headline_value"]
         pass_n = m.get(f"pass@{m['n']}")
         table.add_row(
             name,
             str(m["num_problems"]),
             str(m["n"]),
-            f"{st['temperature']:g}",
-            f"{st['top_p']:g}",
-            str(st.get("max_tokens_effective", st["max_tokens"])),
-            s["headline"],
+            s["headline"].replace("_level_", " "),
             f"{100 * value:.1f}" if value is not None else "–",
             f"{100 * pass_n:.1f}" if pass_n is not None else "–",
             f"{m['mean_tokens']:.0f}",
             f"{100 * m['truncation_rate']:.1f}",
         )
     console.print(table)
+    for name, s in summary["suites"].items():
+        st = s["settings"]
+        console.print(
+            f"  {name}: temperature {st['temperature']:g}, top_p {st['top_p']:g}, "
+            f"top_k {st['top_k']}, max_tokens {st.get('max_tokens_effective', st['max_tokens'])}, "
+            f"template {st['prompt_template']}"
+        )
     tps = summary["timing"]["tokens_per_second"]
     console.print(
         f"generated {summary['timing']['generated_tokens']} tokens"

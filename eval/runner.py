@@ -76,6 +76,8 @@ class EvalSettings:
     strip_thinking: bool = True
     dtype: str = "auto"
     max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.85
+    kv_cache_gib: int = 4
     trust_remote_code: bool = False
     chunk_size: int | None = None
     score_workers: int = 2
@@ -469,6 +471,8 @@ def run_eval(
                     seed=settings.seed,
                     max_model_len=settings.max_model_len,
                     trust_remote_code=settings.trust_remote_code,
+                    gpu_memory_utilization=settings.gpu_memory_utilization,
+                    kv_cache_gib=settings.kv_cache_gib,
                 )
                 own_engine = True
             _generate_all(

@@ -33,6 +33,7 @@ class RolloutBatch:
     ref_logprobs: torch.Tensor | None = None  # [N, L-1]
     entropies: torch.Tensor | None = None  # [N, L-1]
     token_weights: torch.Tensor | None = None  # [N, L-1] multiplicative, 1 by default
+    loss_mask: torch.Tensor | None = None  # [B, G] 0 = sample left out of the loss (truncated)
 
     @property
     def num_prompts(self) -> int:
@@ -55,6 +56,49 @@ class RolloutBatch:
         return torch.tensor(
             [[len(c.token_ids) for c in group] for group in self.completions], dtype=torch.float32
         )
+
+    @property
+    def truncated(self) -> torch.Tensor:
+        """[B, G] bool: the completion hit ``max_tokens`` (finish reason "length")."""
+        return torch.tensor([[c.truncated for c in group] for group in self.completions])
+
+    def select(self, groups: list[int]) -> RolloutBatch:
+        """A new batch holding only the given prompt groups (before tokens are built)."""
+        idx = torch.tensor(groups, dtype=torch.long)
+        return RolloutBatch(
+            examples=[self.examples[i] for i in groups],
+            prompt_ids=[self.prompt_ids[i] for i in groups],
+            completions=[self.completions[i] for i in groups],
+            rewards=self.rewards[idx],
+            reward_components={k: v[idx] for k, v in self.reward_components.items()},
+            loss_mask=None if self.loss_mask is None else self.loss_mask[idx],
+        )
+
+    @staticmethod
+    def concat(batches: list[RolloutBatch]) -> RolloutBatch:
+        """Prompt groups of several batches (same G, same reward components) in order."""
+        if not batches:
+            raise ValueError("concat needs at least one batch")
+        masks = [b.loss_mask for b in batches]
+        return RolloutBatch(
+            examples=[ex for b in batches for ex in b.examples],
+            prompt_ids=[p for b in batches for p in b.prompt_ids],
+            completions=[g for b in batches for g in b.completions],
+            rewards=torch.cat([b.rewards for b in batches]),
+            reward_components={
+                k: torch.cat([b.reward_components[k] for b in batches])
+                for k in batches[0].reward_components
+            },
+            loss_mask=torch.cat([m for m in masks if m is not None])
+            if all(m is not None for m in masks)
+            else None,
+        )
+
+    def sample_loss_weights(self) -> torch.Tensor:
+        """[N] per-row loss weight (1 unless ``loss_mask`` leaves a sample out)."""
+        if self.loss_mask is None:
+            return torch.ones(self.rewards.numel())
+        return self.loss_mask.reshape(-1).to(torch.float32)
 
     def build_tokens(self, pad_id: int) -> None:
         rows = []

@@ -65,7 +65,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from rlvr.trainer import Trainer
 
-    trainer = Trainer(recipe)
+    try:
+        trainer = Trainer(recipe)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         summary = trainer.train()
     finally:

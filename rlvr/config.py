@@ -92,9 +92,20 @@ class RewardRunnerConfig(_Section):
     )
 
 
+class FilterConfig(_Section):
+    name: str = Field(description="Batch-filter registry name, e.g. 'dynamic_sampling'.")
+    params: dict[str, Any] = {}
+
+
 class AlgoConfig(_Section):
     advantage: str = "grpo"
     advantage_params: dict[str, Any] = {}
+    filters: list[FilterConfig] = Field(
+        [], description="Batch filters applied in order after rewards (rlvr/algos/filters.py)."
+    )
+    mask_truncated: bool = Field(
+        False, description="Zero loss weight for truncated samples (DAPO overlong filtering)."
+    )
     eps_low: float = Field(0.2, ge=0)
     eps_high: float = Field(0.2, ge=0)
     kl_coef: float = Field(0.0, ge=0)
@@ -120,6 +131,9 @@ class TrainConfig(_Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     max_grad_norm: float | None = 1.0
     logprob_impl: Literal["fused", "naive"] = "fused"
+    time_limit_s: float | None = Field(
+        None, gt=0, description="Stop after this much training time (the run ends normally)."
+    )
     threads: int | None = Field(None, description="torch CPU threads (default: torch's).")
 
 

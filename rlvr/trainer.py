@@ -3,6 +3,8 @@
 One step (see ../shared/DESIGN.md):
   1. sample B prompts;  2. the rollout engine generates G completions each, with sampling
   log-probs;  3. reward modules score them in a process pool under time limits;
+  3b. batch filters (``algo.filters``) may drop groups and generate more (DAPO dynamic
+  sampling); ``algo.mask_truncated`` leaves truncated samples out of the loss;
   4. the advantage module maps rewards [B, G] to advantages;  5-8. per micro-batch, the policy's
   per-token log-probs and entropies come from the fused kernel and the clipped surrogate
   (eps_low / eps_high, optional k3 KL to a frozen reference, batch-level token-mean
@@ -25,7 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlvr.algos import AdvantageContext, build_advantage, policy_loss, token_weights
+from rlvr.algos import (
+    AdvantageContext,
+    build_advantage,
+    build_filter,
+    policy_loss,
+    token_weights,
+)
 from rlvr.batch import RolloutBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
@@ -82,9 +90,15 @@ class Trainer:
         seed_everything(recipe.seed)
 
         m = recipe.model
-        self.tokenizer = AutoTokenizer.from_pretrained(
-            m.path, trust_remote_code=m.trust_remote_code, revision=m.revision
-        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                m.path, trust_remote_code=m.trust_remote_code, revision=m.revision
+            )
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(
+                f"model.path {m.path!r}: not a local model directory (relative paths start at "
+                f"{Path.cwd()}) and not loadable from the Hugging Face hub: {e}"
+            ) from e
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
@@ -124,6 +138,7 @@ class Trainer:
 
         self.rewards = self._build_rewards()
         self.advantage = build_advantage(recipe.algo.advantage, **recipe.algo.advantage_params)
+        self.filters = [(f.name, build_filter(f.name, **f.params)) for f in recipe.algo.filters]
 
         t = recipe.train
         self.optimizer = torch.optim.AdamW(
@@ -214,11 +229,42 @@ class Trainer:
     # ------------------------------------------------------------------ one RL step
 
     def rollout(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
+        """Generate and score one batch, then run the batch filters, which may call
+        ``generate`` for more groups (times add up; reward metrics are the first round's)."""
+        metrics: dict[str, float] = {"time/generate": 0.0, "time/reward": 0.0}
+
+        def generate(num_prompts: int, round_: int) -> RolloutBatch:
+            batch, round_metrics = self._generate(num_prompts, step, round_)
+            for key in ("time/generate", "time/reward"):
+                metrics[key] += round_metrics.pop(key)
+            if round_ == 0:
+                metrics.update(round_metrics)
+            return batch
+
+        batch = generate(self.recipe.train.prompts_per_step, 0)
+        if self.filters:  # what the policy scored before filters picked groups
+            metrics["reward/unfiltered_mean"] = float(batch.rewards.mean())
+            acc = self._accuracy(batch.reward_components)
+            if acc is not None:
+                metrics["unfiltered_accuracy"] = acc
+        for name, batch_filter in self.filters:
+            batch, filter_metrics = batch_filter(batch, generate)
+            metrics.update({f"filter/{name}/{k}": v for k, v in filter_metrics.items()})
+        if self.recipe.algo.mask_truncated:
+            batch.loss_mask = (~batch.truncated).to(torch.float32)
+            metrics["loss/masked_truncated_fraction"] = float(1 - batch.loss_mask.mean())
+        return batch, metrics
+
+    def _generate(
+        self, num_prompts: int, step: int, round_: int = 0
+    ) -> tuple[RolloutBatch, dict[str, float]]:
         timings: dict[str, float] = {}
-        examples = self.data.next_batch(self.recipe.train.prompts_per_step)
+        examples = self.data.next_batch(num_prompts)
         prompt_ids = [self.formatter.token_ids(ex) for ex in examples]
         t0 = time.perf_counter()
-        groups = self.engine.generate(prompt_ids, self.sampling(step))
+        groups = self.engine.generate(
+            prompt_ids, self.sampling(step, seed_offset=round_ * 15485863)
+        )
         timings["time/generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored = self._score(examples, groups)
@@ -241,6 +287,8 @@ class Trainer:
             prompt_ids=[str(ex.get("id", ex["prompt"])) for ex in batch.examples],
             lengths=batch.lengths,
             step=step,
+            truncated=batch.truncated,
+            components=batch.reward_components,
         )
         batch.advantages = self.advantage(batch.rewards, context)
         return {f"advantage/{k}": v for k, v in self.advantage.metrics().items()}
@@ -276,7 +324,10 @@ class Trainer:
         assert batch.attention_mask is not None and batch.rollout_logprobs is not None
         n = batch.input_ids.shape[0]
         target_mask = batch.completion_mask[:, 1:]
-        num_tokens = int(target_mask.sum())
+        # tokens that enter the loss: all completion tokens unless a sample is masked out
+        loss_mask = target_mask * batch.sample_loss_weights().unsqueeze(1)
+        num_tokens = int((loss_mask > 0).sum())
+        num_target = int(target_mask.sum())
         token_adv = batch.token_advantages()
         rollout_lp = batch.rollout_logprobs[:, 1:]
         if self.ref_model is not None:
@@ -308,7 +359,11 @@ class Trainer:
                 )
                 ref = None if batch.ref_logprobs is None else batch.ref_logprobs[idx, : ln - 1]
                 weights = token_weights(
-                    mask, a.loss_aggregation, n, num_tokens, self.recipe.rollout.max_new_tokens
+                    loss_mask[idx, : ln - 1],
+                    a.loss_aggregation,
+                    n,
+                    num_tokens,
+                    self.recipe.rollout.max_new_tokens,
                 )
                 if batch.token_weights is not None:
                     weights = weights * batch.token_weights[idx, : ln - 1]
@@ -357,8 +412,8 @@ class Trainer:
             "clip_fraction": sums["clip"] / (denom * updates),
             "kl": sums["kl"] / (denom * updates),
             "ratio/mean": sums["ratio"] / (denom * updates),
-            "entropy": sums["ent"] / denom,
-            "logprob_mismatch": sums["mismatch"] / denom,
+            "entropy": sums["ent"] / max(num_target, 1),
+            "logprob_mismatch": sums["mismatch"] / max(num_target, 1),
             "grad_norm": _mean(grad_norms),
             "lr": lr,
         }
@@ -483,8 +538,14 @@ class Trainer:
                 summary["eval_before"] = self.evaluate("before")
                 log.info("eval before training: %s", summary["eval_before"])
             last: dict[str, float] = {}
+            started = time.perf_counter()
             with _progress(self.show_progress, r.train.steps, self.step) as advance:
                 while self.step < r.train.steps:
+                    limit = r.train.time_limit_s
+                    if limit is not None and time.perf_counter() - started >= limit:
+                        log.info("train.time_limit_s=%s reached at step %d", limit, self.step)
+                        summary["time_limited"] = True
+                        break
                     metrics = self.train_step(self.step + 1)
                     self.step += 1
                     logger.log(self.step, metrics)

@@ -2,7 +2,9 @@
 
 Both backends evaluate the same suite with the same settings through ``eval.runner.run_eval``;
 throughput is generated tokens / seconds spent inside ``engine.generate`` (engine start-up and
-scoring excluded, reported separately).  By default a tiny random Qwen2 model is built with
+scoring excluded, reported separately).  Both engines are started first and the backends then
+alternate ``--repeats`` times, so background load on a shared machine hits both alike; the
+median is reported.  By default a tiny random Qwen2 model is built with
 ``rlvr.data.tiny`` and the arithmetic suite is used, so the script runs offline on CPU::
 
     python scripts/bench_eval_throughput.py                      # tiny model, arithmetic
@@ -27,47 +29,83 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _bench(backend: str, args: argparse.Namespace, model: str, out: Path) -> dict[str, Any]:
+def _run_once(backend: str, engine: Any, args: argparse.Namespace, model: str, out: Path) -> dict:
     from eval.runner import EvalSettings, run_eval
-    from rlvr.rollout import build_engine
 
-    t0 = time.perf_counter()
-    engine = build_engine(backend, model, dtype=args.dtype, seed=args.seed)
-    startup = time.perf_counter() - t0
-    try:
-        settings = EvalSettings(
-            model=model,
-            suites=[args.suite],
-            out=str(out / backend),
-            backend=backend,
-            n=args.n,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            max_tokens=args.max_tokens,
-            data_dir=args.data_dir,
-            limit=args.limit,
-            seed=args.seed,
-            dtype=args.dtype,
-            chunk_size=args.chunk_size,
-            overwrite=True,
-            score_workers=1,
-        )
-        summary = run_eval(settings, engine=engine, progress=False, log=lambda m: None)
-    finally:
-        engine.close()
+    settings = EvalSettings(
+        model=model,
+        suites=[args.suite],
+        out=str(out / backend),
+        backend=backend,
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        seed=args.seed,
+        dtype=args.dtype,
+        chunk_size=args.chunk_size,
+        overwrite=True,
+        score_workers=1,
+    )
+    summary = run_eval(settings, engine=engine, progress=False, log=lambda m: None)
     s = summary["suites"][args.suite]
     t = s["timing"]
     return {
-        "backend": backend,
-        "engine_startup_s": startup,
         "generate_s": t["generate_seconds"],
         "generated_tokens": t["generated_tokens"],
         "samples": t["generated_samples"],
         "tokens_per_s": t["tokens_per_second"],
         "mean_completion_tokens": s["metrics"]["mean_tokens"],
         "truncation_rate": s["metrics"]["truncation_rate"],
-        "score_s": t["score_seconds"],
     }
+
+
+def _bench(
+    backends: list[str], args: argparse.Namespace, model: str, out: Path
+) -> list[dict[str, Any]]:
+    """Start every engine, then alternate the backends ``repeats`` times (fair under load)."""
+    import statistics
+
+    from rlvr.rollout import build_engine
+
+    engines: dict[str, Any] = {}
+    startup: dict[str, float] = {}
+    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
+    try:
+        for b in backends:
+            t0 = time.perf_counter()
+            engines[b] = build_engine(b, model, dtype=args.dtype, seed=args.seed)
+            startup[b] = time.perf_counter() - t0
+        for _ in range(args.repeats):
+            for b in backends:
+                runs[b].append(_run_once(b, engines[b], args, model, out))
+    finally:
+        for e in engines.values():
+            e.close()
+    results = []
+    for b in backends:
+        tps = [r["tokens_per_s"] for r in runs[b]]
+        results.append(
+            {
+                "backend": b,
+                "engine_startup_s": startup[b],
+                "tokens_per_s": statistics.median(tps),
+                "tokens_per_s_runs": tps,
+                **{
+                    k: runs[b][-1][k]
+                    for k in (
+                        "generated_tokens",
+                        "samples",
+                        "mean_completion_tokens",
+                        "truncation_rate",
+                    )
+                },
+                "generate_s_runs": [r["generate_s"] for r in runs[b]],
+            }
+        )
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backends", default="vllm,hf")
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per backend")
+    p.add_argument("--tiny-hidden", type=int, default=128, help="hidden size of the tiny model")
+    p.add_argument("--tiny-layers", type=int, default=4, help="layers of the tiny model")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -94,8 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     if model is None:
         from rlvr.data.tiny import build_tiny_model
 
-        model = str(build_tiny_model(out / "tiny_model"))
-    results = [_bench(b.strip(), args, model, out) for b in args.backends.split(",") if b.strip()]
+        shape: dict[str, int] = {"num_layers": args.tiny_layers}
+        if args.tiny_hidden != 128:  # head_dim 64 (vLLM CPU needs 32 or 64)
+            shape.update(
+                hidden_size=args.tiny_hidden,
+                num_heads=max(1, args.tiny_hidden // 64),
+                num_kv_heads=max(1, args.tiny_hidden // 128),
+                intermediate_size=4 * args.tiny_hidden,
+            )
+        model = str(build_tiny_model(out / "tiny_model", **shape))
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    results = _bench(backends, args, model, out)
     import torch
 
     report = {
@@ -104,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "problems": args.limit,
         "n": args.n,
         "max_tokens": args.max_tokens,
+        "repeats": args.repeats,
         "temperature": args.temperature,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "torch_threads": torch.get_num_threads(),
@@ -118,14 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         f"max_tokens={args.max_tokens}, {report['device']}"
     )
     print(
-        f"{'backend':8} {'startup s':>10} {'generate s':>11} {'tokens':>8} {'tok/s':>9} "
-        f"{'mean len':>9} {'trunc':>6}"
+        f"{'backend':8} {'startup s':>10} {'tokens':>8} {'median tok/s':>13} {'mean len':>9} "
+        f"{'trunc':>6}  tok/s per run"
     )
     for r in results:
+        runs = ", ".join(f"{v:.0f}" for v in r["tokens_per_s_runs"])
         print(
-            f"{r['backend']:8} {r['engine_startup_s']:10.1f} {r['generate_s']:11.2f} "
-            f"{r['generated_tokens']:8d} {r['tokens_per_s']:9.1f} "
-            f"{r['mean_completion_tokens']:9.1f} {r['truncation_rate']:6.2f}"
+            f"{r['backend']:8} {r['engine_startup_s']:10.1f} {r['generated_tokens']:8d} "
+            f"{r['tokens_per_s']:13.1f} {r['mean_completion_tokens']:9.1f} "
+            f"{r['truncation_rate']:6.2f}  [{runs}]"
         )
     if "vllm_over_hf" in report:
         print(f"vLLM / HF throughput: {report['vllm_over_hf']:.2f}x")

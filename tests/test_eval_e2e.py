@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +11,6 @@ import yaml
 
 from eval.cli import main
 from eval.runner import EvalSettings, read_samples, run_eval
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +25,9 @@ def _completions(out: Path, suite: str) -> list[tuple[str, int, str]]:
     return sorted((r["id"], r["sample"], r["completion"]) for r in rows)
 
 
-def test_cli_hf_backend_yaml_resume_and_determinism(tiny: Path, tmp_path: Path) -> None:
+def test_cli_hf_backend_yaml_resume_and_determinism(
+    tiny: Path, tmp_path: Path, shared_data_dir: Path
+) -> None:
     cfg = tmp_path / "eval.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -44,7 +41,7 @@ def test_cli_hf_backend_yaml_resume_and_determinism(tiny: Path, tmp_path: Path) 
                 "limit": 2,
                 "seed": 3,
                 "score_workers": 1,
-                "data_dir": str(DATA),
+                "data_dir": str(shared_data_dir),
                 "suite_overrides": {"aime24": {"n": 1, "temperature": 0.0}},
             }
         )
@@ -96,26 +93,15 @@ def test_cli_errors_are_reported(tiny: Path, tmp_path: Path, capsys: Any) -> Non
     assert "aime24.jsonl:1: missing field" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def vllm_engine(tiny: Path) -> Iterator[Any]:
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vllm not installed")
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    from rlvr.rollout import build_engine
-
-    engine = build_engine("vllm", str(tiny), dtype="float32", seed=0)
-    yield engine
-    engine.close()
-
-
 @pytest.mark.vllm
 def test_vllm_backend_end_to_end_and_deterministic(
-    tiny: Path, vllm_engine: Any, tmp_path: Path
+    tiny_model_dir: Path, vllm_engine: Any, tmp_path: Path
 ) -> None:
+    """Uses the session's shared vLLM engine (conftest) on the session tiny model."""
     outs = []
     for name in ("a", "b"):
         settings = EvalSettings(
-            model=str(tiny),
+            model=str(tiny_model_dir),
             suites=["arithmetic"],
             out=str(tmp_path / name),
             backend="vllm",

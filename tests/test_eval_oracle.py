@@ -11,8 +11,6 @@ from eval.oracle import derangement, if_oracle, math_oracle, oracle_completion
 from eval.runner import EvalSettings
 from eval.scoring import Scorer
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
 def scorer() -> Iterator[Scorer]:
@@ -21,9 +19,8 @@ def scorer() -> Iterator[Scorer]:
     s.close()
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
-def test_math_oracles_all_problems(scorer: Scorer) -> None:
-    report = math_oracle(["aime24", "aime25", "math500"], DATA, scorer=scorer)
+def test_math_oracles_all_problems(scorer: Scorer, shared_data_dir: Path) -> None:
+    report = math_oracle(["aime24", "aime25", "math500"], shared_data_dir, scorer=scorer)
     counts = {k: (v["oracle_correct"], v["problems"]) for k, v in report.items()}
     assert counts == {"aime24": (30, 30), "aime25": (30, 30), "math500": (500, 500)}
     for name, r in report.items():
@@ -46,3 +43,17 @@ def test_oracle_helpers() -> None:
     perm = derangement(10, seed=3)
     assert sorted(perm) == list(range(10)) and all(i != p for i, p in enumerate(perm))
     assert perm == derangement(10, seed=3)
+
+
+def test_answer_classes_group_equivalent_answers(scorer: Scorer) -> None:
+    classes = scorer.answer_classes(
+        [
+            ["\\frac{1}{2}", "0.5", "2", "1/2", None, "\\dfrac12", "2.0"],
+            ["x", " x ", "y"],
+            [None, None],
+        ]
+    )
+    # 0.5, 1/2, \dfrac12 join \frac{1}{2}; 2.0 joins 2; unanswered samples have no class
+    assert classes[0] == [0, 0, 2, 0, None, 0, 2]
+    assert classes[1] == [0, 0, 2]
+    assert classes[2] == [None, None]

@@ -11,34 +11,28 @@ from eval.suites import PROMPT_TEMPLATES, SUITES, get_suite, load_examples, rend
 from eval.suites import resolve_template as resolve
 from eval.suites.base import DataError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data not present")
 
-
-@needs_data
 @pytest.mark.parametrize(
     ("name", "rows"),
     [("aime24", 30), ("aime25", 30), ("math500", 500), ("ifeval", 541), ("ifbench", 300)],
 )
-def test_shared_data_loads(name: str, rows: int) -> None:
-    examples, source = load_examples(get_suite(name), DATA)
+def test_shared_data_loads(name: str, rows: int, shared_data_dir: Path) -> None:
+    examples, source = load_examples(get_suite(name), shared_data_dir)
     assert len(examples) == rows == source.num_rows
     assert source.sha256 and len(source.sha256) == 64
     assert len({e["id"] for e in examples}) == rows
 
 
-@needs_data
-def test_math500_fields_and_aime_answers() -> None:
-    examples, _ = load_examples(get_suite("math500"), DATA)
+def test_math500_fields_and_aime_answers(shared_data_dir: Path) -> None:
+    examples, _ = load_examples(get_suite("math500"), shared_data_dir)
     assert examples[0]["id"] == "test/precalculus/807.json"
     assert examples[0]["subject"] == "Precalculus" and examples[0]["level"] == 2
-    aime, _ = load_examples(get_suite("aime25"), DATA)
+    aime, _ = load_examples(get_suite("aime25"), shared_data_dir)
     assert [e["answer"] for e in aime[:3]] == ["70", "588", "16"]
 
 
-@needs_data
-def test_ifbench_null_kwargs_are_dropped() -> None:
-    examples, _ = load_examples(get_suite("ifbench"), DATA)
+def test_ifbench_null_kwargs_are_dropped(shared_data_dir: Path) -> None:
+    examples, _ = load_examples(get_suite("ifbench"), shared_data_dir)
     ex = next(e for e in examples if e["instruction_id_list"] == ["count:keywords_multiple"])
     assert None not in ex["kwargs"][0].values()
     assert set(ex["kwargs"][0]) == {f"keyword{i}" for i in range(1, 6)}

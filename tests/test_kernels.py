@@ -201,6 +201,23 @@ def test_half_precision_inputs(dtype, temperature):
     _close((gh, gw), ref[2:], rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("temperature", [0.5, 1.7])
+def test_half_precision_matmul_branch(monkeypatch, temperature):
+    # On accelerators the torch path multiplies in bf16/fp16 and scales each fp32 tile by 1/T
+    # (instead of pre-scaling h); force that branch on CPU to check it.
+    import rlvr.kernels.chunked as chunked
+
+    monkeypatch.setattr(chunked, "_compute_dtype", lambda h, w: torch.bfloat16)
+    hidden, weight, targets, a, b = _inputs(18, 16, 45, seed=13)
+    hidden, weight = hidden.bfloat16().double(), weight.bfloat16().double()
+    logp, ent, gh, gw = _run(logprob_entropy, hidden, weight, targets, a, b, torch.bfloat16,
+                             temperature, vocab_chunk=7, token_chunk=5)
+    ref = _reference(hidden, weight, targets, a, b, temperature)
+    # bf16 matmul output rounds the logits (~3 digits), hence the looser value tolerance
+    _close((logp, ent), ref[:2], rtol=2e-2, atol=2e-2)
+    _close((gh, gw), ref[2:], rtol=2e-2, atol=2e-2)
+
+
 def test_mixed_dtype_and_frozen_weight():
     hidden, weight, targets, a, b = _inputs(9, 8, 20, seed=8)
     h = hidden.to(torch.bfloat16).requires_grad_()

@@ -12,7 +12,8 @@
 
 Each estimator is a class with ``__call__(rewards, context) -> advantages`` plus
 ``state_dict`` / ``load_state_dict`` (stateful estimators keep per-prompt state there) and
-``metrics()`` for what it wants logged.
+``metrics()`` for what it wants logged. More estimators live in their own files:
+``qae`` (rlvr/algos/qae.py) and ``adora`` (rlvr/algos/adora.py).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class AdvantageContext:
     prompt_ids: list[str] = field(default_factory=list)  # one stable id per prompt (B)
     lengths: torch.Tensor | None = None  # [B, G] completion lengths in tokens
     step: int = 0
+    truncated: torch.Tensor | None = None  # [B, G] bool: finish reason "length"
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # reward name -> [B, G]
 
 
 class AdvantageEstimator:
@@ -120,8 +123,18 @@ def build_advantage(name: str, **params: Any) -> AdvantageEstimator:
         raise TypeError(f"algo.advantage_params for {name!r}: {e}") from e
 
 
-def compute_advantages(name: str, rewards: torch.Tensor, **params: Any) -> torch.Tensor:
-    """Stable entry point: ``compute_advantages("grpo", rewards[B, G]) -> advantages[B, G]``."""
+def compute_advantages(
+    name: str,
+    rewards: torch.Tensor,
+    *,
+    context: AdvantageContext | None = None,
+    **params: Any,
+) -> torch.Tensor:
+    """Stable entry point: ``compute_advantages("grpo", rewards[B, G]) -> advantages[B, G]``.
+
+    ``params`` go to the estimator (``compute_advantages("qae", r, k=0.4)``); ``context``
+    passes lengths / truncation / prompt ids to estimators that read them (``adora``).
+    """
     if not isinstance(rewards, torch.Tensor):
         rewards = torch.as_tensor(rewards, dtype=torch.float32)
-    return build_advantage(name, **params)(rewards, AdvantageContext())
+    return build_advantage(name, **params)(rewards, context or AdvantageContext())

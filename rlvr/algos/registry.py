@@ -1,7 +1,8 @@
-"""Name -> class registries for pluggable modules (advantage estimators, loss aggregations).
+"""Name -> class registries for pluggable modules (advantage estimators, batch filters).
 
-A new module is one file that decorates its class with ``@register_advantage("name")``; the
-recipe names it (``algo.advantage: name``) and the trainer never changes.
+A new module is one file that decorates its class with ``@register_advantage("name")`` (or
+``@register_filter("name")``); the recipe names it (``algo.advantage: name``,
+``algo.filters: [{name: ...}]``) and the trainer never changes.
 """
 
 from __future__ import annotations
@@ -40,3 +41,6 @@ class Registry:
 
 ADVANTAGES = Registry("advantage estimator")
 register_advantage = ADVANTAGES.register
+
+FILTERS = Registry("batch filter")
+register_filter = FILTERS.register

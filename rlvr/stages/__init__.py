@@ -1,0 +1,1 @@
+"""Stages around RL (SFT, distillation, preference cold start, ...)."""

@@ -1,0 +1,810 @@
+"""One GRPO step of rlvr against one step of TRL's GRPOTrainer, same model, same work, one run.
+
+Both sides run on CPU with ``transformers.generate`` (rlvr ``rollout.engine=hf``, TRL
+``use_vllm=False``) on the same tiny Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
+into a temp dir, or ``--model``), the same arithmetic prompts in the same order (step k uses
+train problems k*B .. k*B+B-1 of :func:`rlvr.data.arithmetic_examples` on both sides; no
+shuffling), B prompts x G completions, exactly ``--new-tokens`` generated tokens per completion
+(``min_new_tokens = max_new_tokens`` on both, so EOS cannot end a completion early), the same
+reward (rlvr's ``math`` reward through its process-pool runner; TRL calls
+:func:`rewards.math.math_reward` in-process as a TRL reward function), and equivalent updates:
+beta = 0 (no reference model), clipped surrogate eps 0.2 / 0.2, token-mean loss over the whole
+rollout batch (rlvr ``token_mean`` = TRL ``loss_type="dapo"``), group-scaled advantages, one
+optimizer step per B*G completions (TRL: per_device_train_batch_size = micro-batch,
+gradient_accumulation_steps = B*G / micro-batch, generation once per step), AdamW lr 1e-5, constant
+schedule, grad-norm clip 1.0, fp32, no gradient checkpointing, no logging / saving.
+
+Method: each side lives in its own worker process (started once, set up, then driven step by step
+over a pipe), so its memory is its own. ``--warmup`` steps per side are run and discarded, then
+``--reps`` measured steps alternate between the sides (the order flips every repetition), so
+background load on a shared machine hits both alike; medians are reported. Step time is the wall
+time of one full step: rlvr ``Trainer.train_step``; TRL one iteration of the Trainer loop (from
+the end of the previous optimizer step to the end of this one, i.e. batch fetch, generation,
+reward, advantages, forward/backward over the micro-batches, clip, AdamW, scheduler, the loop's
+log/save check). Peak memory of a step is the peak RSS of the worker during that step: the kernel's
+high-water mark (VmHWM) is reset through /proc/self/clear_refs before the step and read after it;
+for rlvr the reward-runner worker processes are added (their lifetime VmHWM, as they exist only
+for rlvr). Whole-process peaks (ru_maxrss, including set-up) are printed too.
+
+Phases are timed by wrapping, inside each worker: ``model.generate`` (both), the rollout
+(rlvr ``Trainer.rollout``; TRL ``_generate_and_score_completions``), the reward call (rlvr
+``RewardRunner.score``; TRL ``_calculate_rewards``), the training forward (rlvr
+``token_logprobs``; TRL ``_get_per_token_logps_and_entropies``), ``Tensor.backward``,
+``clip_grad_norm_`` and the optimizer step; weight sync is rlvr's ``time/sync`` (zero for both when
+the generator is the trained module itself). ``other`` is the rest of the step.
+
+    python scripts/bench_step.py                             # B=8, G=8, 32 tokens, 5 reps
+    python scripts/bench_step.py --prompts 16 --group 8 --new-tokens 64 --reps 7
+    python scripts/bench_step.py --profile /tmp/prof          # + cProfile of the measured steps
+
+``--profile`` inflates the times it measures (use it to find where time goes, not for the ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PHASES = ["rollout", "generate", "reward", "forward", "backward", "clip", "optimizer", "sync"]
+
+# ----------------------------------------------------------------------------- memory helpers
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _mib(kib: float) -> float:
+    return kib / 1024.0
+
+
+# ----------------------------------------------------------------------------- timing helpers
+
+
+class Clock:
+    """Accumulates wall time per phase name; ``wrap`` times every call of a callable."""
+
+    def __init__(self) -> None:
+        self.acc: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def reset(self) -> None:
+        self.acc.clear()
+        self.calls.clear()
+
+    def wrap(self, name: str, fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.acc[name] += time.perf_counter() - t0
+                self.calls[name] += 1
+
+        timed.__wrapped__ = fn  # type: ignore[attr-defined]
+        return timed
+
+
+def _patch_common(clock: Clock) -> None:
+    """Backward and grad-clip timing, identical on both sides."""
+    import torch
+
+    torch.Tensor.backward = clock.wrap("backward", torch.Tensor.backward)
+    torch.nn.utils.clip_grad_norm_ = clock.wrap("clip", torch.nn.utils.clip_grad_norm_)
+
+
+# ----------------------------------------------------------------------------- workers
+
+
+def _examples(args: argparse.Namespace) -> list[dict]:
+    from rlvr.data import arithmetic_examples
+
+    train, _ = arithmetic_examples(
+        digits=args.digits, operations=("+",), num_train=args.num_train, num_eval=100, seed=1234
+    )
+    return train
+
+
+class RlvrSide:
+    def __init__(self, args: argparse.Namespace, workdir: Path, clock: Clock) -> None:
+        import rlvr.trainer as trainer_mod
+        from rlvr.config import Recipe
+
+        recipe = Recipe.model_validate(
+            {
+                "name": "bench_rlvr",
+                "output_dir": str(workdir),
+                "seed": args.seed,
+                "model": {"path": args.model, "dtype": "float32"},
+                "data": {
+                    "source": "arithmetic",
+                    "shuffle": False,
+                    "arithmetic": {
+                        "digits": args.digits,
+                        "operations": ["+"],
+                        "num_train": args.num_train,
+                        "num_eval": 100,
+                        "seed": 1234,
+                    },
+                },
+                "rollout": {
+                    "engine": "hf",
+                    "group_size": args.group,
+                    "max_new_tokens": args.new_tokens,
+                    "temperature": 1.0,
+                    "top_p": 1.0,
+                    "top_k": -1,
+                },
+                "rewards": [{"name": "math"}],
+                "reward_runner": {"num_workers": args.reward_workers, "timeout_s": 5.0},
+                "algo": {
+                    "advantage": "grpo",
+                    "eps_low": 0.2,
+                    "eps_high": 0.2,
+                    "kl_coef": 0.0,
+                    "loss_aggregation": "token_mean",
+                    "updates_per_batch": 1,
+                    "old_logprobs": "trainer",
+                },
+                "train": {
+                    "steps": 1_000_000,
+                    "prompts_per_step": args.prompts,
+                    "micro_batch_size": args.micro_batch,
+                    "lr": 1e-5,
+                    "max_grad_norm": 1.0,
+                    "logprob_impl": args.rlvr_logprob_impl,
+                    "threads": args.threads or None,
+                },
+                "logging": {"tensorboard": False, "plots": False, "progress": False},
+                "checkpoint": {"save_final": False},
+            }
+        )
+        trainer_mod.token_logprobs = clock.wrap("forward", trainer_mod.token_logprobs)
+        self.trainer = trainer_mod.Trainer(recipe, progress=False)
+        t = self.trainer
+        # the same number of generated tokens on both sides: EOS is masked until max_new_tokens
+        t.model.generation_config.min_new_tokens = args.new_tokens
+        t.engine.model.generate = clock.wrap("generate", t.engine.model.generate)
+        t.rollout = clock.wrap("rollout", t.rollout)
+        t.rewards.score = clock.wrap("reward", t.rewards.score)
+        opt_t0 = [0.0]
+
+        def _pre(*a: Any) -> None:
+            opt_t0[0] = time.perf_counter()
+
+        def _post(*a: Any) -> None:
+            clock.acc["optimizer"] += time.perf_counter() - opt_t0[0]
+            clock.calls["optimizer"] += 1
+
+        t.optimizer.register_step_pre_hook(_pre)
+        t.optimizer.register_step_post_hook(_post)
+        self.clock = clock
+        self.index = 0
+        self.last: dict[str, float] = {}
+
+    def step(self) -> float:
+        self.index += 1
+        t0 = time.perf_counter()
+        self.last = self.trainer.train_step(self.index)
+        return time.perf_counter() - t0
+
+    def extra(self) -> dict[str, float]:
+        return {
+            "sync": self.last.get("time/sync", 0.0),
+            "length_mean": self.last.get("length/mean", 0.0),
+            "truncated_fraction": self.last.get("length/truncated_fraction", 0.0),
+            "reward_mean": self.last.get("reward/mean", 0.0),
+            "zero_adv_fraction": self.last.get("advantage/zero_fraction", float("nan")),
+        }
+
+    def helper_peaks_kib(self) -> int:
+        """Sum of the reward-runner worker processes' peak RSS (VmHWM)."""
+        import psutil
+
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                total += _status_kib("VmHWM", child.pid)
+            except (OSError, psutil.Error):
+                pass
+        return total
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
+def _trl_reward(prompts: list, completions: list, answer: list, **kwargs: Any) -> list[float]:
+    """rlvr's math reward as a TRL reward function (conversational completions)."""
+    from rewards.math import math_reward
+
+    out = []
+    for c, a in zip(completions, answer, strict=True):
+        text = c[-1]["content"] if isinstance(c, list) else c
+        out.append(math_reward(text, str(a)))
+    return out
+
+
+def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Link) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlvr.data import PromptFormatter
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    n = args.prompts * args.group
+    config = GRPOConfig(
+        output_dir=str(workdir / "bench_trl"),
+        per_device_train_batch_size=args.micro_batch,
+        gradient_accumulation_steps=n // args.micro_batch,
+        num_generations=args.group,
+        max_completion_length=args.new_tokens,
+        generation_kwargs={"min_new_tokens": args.new_tokens},
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        use_vllm=False,
+        beta=0.0,
+        epsilon=0.2,
+        epsilon_high=0.2,
+        loss_type="dapo",
+        scale_rewards="group",
+        num_iterations=1,
+        learning_rate=1e-5,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        gradient_checkpointing=False,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        log_completions=False,
+        shuffle_dataset=False,
+        dataloader_num_workers=0,
+        max_steps=1_000_000,
+        seed=args.seed,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(
+        args.model, dtype=torch.float32, use_safetensors=True
+    )
+    examples = _examples(args)
+    dataset = Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": ex["prompt"]}], "answer": ex["answer"]}
+            for ex in examples
+        ]
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=_trl_reward,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    # the rlvr side's prompt token ids for the same rows, to check that the inputs are identical
+    formatter = PromptFormatter(tokenizer)
+    expected = [formatter.token_ids(ex) for ex in examples]
+    check = {"rows_checked": 0, "mismatch": 0}
+    tokenize = trainer._tokenize_prompts
+
+    def checked_tokenize(prompts: list) -> Any:
+        out = tokenize(prompts)
+        for ids, prompt in zip(out[0], prompts, strict=True):
+            want = next(
+                e
+                for e, ex in zip(expected, examples, strict=True)
+                if ex["prompt"] == prompt[-1]["content"]
+            )
+            check["rows_checked"] += 1
+            check["mismatch"] += int(list(ids) != want)
+        return out
+
+    trainer._tokenize_prompts = checked_tokenize
+    model.generate = clock.wrap("generate", model.generate)
+    trainer._generate_and_score_completions = clock.wrap(
+        "rollout", trainer._generate_and_score_completions
+    )
+    trainer._calculate_rewards = clock.wrap("reward", trainer._calculate_rewards)
+    trainer._get_per_token_logps_and_entropies = clock.wrap(
+        "forward", trainer._get_per_token_logps_and_entropies
+    )
+    state: dict[str, Any] = {"t0": 0.0, "opt0": 0.0, "lengths": []}
+
+    class Gate(TrainerCallback):
+        def _wait(self, control: Any) -> Any:
+            if not link.wait_command():
+                control.should_training_stop = True
+                return control
+            state["t0"] = time.perf_counter()
+            return control
+
+        def on_train_begin(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            link.send({"ready": True})
+            return self._wait(control)
+
+        def on_pre_optimizer_step(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            state["opt0"] = time.perf_counter()
+            return control
+
+        def on_optimizer_step(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            clock.acc["optimizer"] += time.perf_counter() - state["opt0"]
+            return control
+
+        def on_step_end(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            elapsed = time.perf_counter() - state["t0"]
+            metrics = trainer._metrics["train"]
+            extra = {
+                "sync": 0.0,
+                "length_mean": float(metrics["completions/mean_length"][-1])
+                if metrics.get("completions/mean_length")
+                else float("nan"),
+                "reward_mean": float(metrics["reward"][-1]) if metrics.get("reward") else 0.0,
+                "zero_adv_fraction": float(metrics["frac_reward_zero_std"][-1])
+                if metrics.get("frac_reward_zero_std")
+                else float("nan"),
+                "prompt_rows_checked": check["rows_checked"],
+                "prompt_rows_mismatch": check["mismatch"],
+            }
+            link.report(elapsed, extra)
+            return self._wait(control)
+
+    trainer.add_callback(Gate())
+    trainer.train()
+
+
+class Link:
+    """Worker side of the pipe to the parent: commands in, JSON results out."""
+
+    def __init__(self, cmd_fd: int, res_fd: int, clock: Clock, profile: str | None, side: str):
+        self.cmd = os.fdopen(cmd_fd, "r")
+        self.res = os.fdopen(res_fd, "w")
+        self.clock = clock
+        self.side = side
+        self.helper_peaks: Any = None
+        self.profiler: Any = None
+        self.profile_path = None
+        self.measuring = False
+        if profile:
+            import cProfile
+
+            self.profiler = cProfile.Profile()
+            self.profile_path = Path(profile) / f"{side}.prof"
+        self.rss0 = 0
+        self.peak_reset = False
+
+    def send(self, obj: dict) -> None:
+        self.res.write(json.dumps(obj) + "\n")
+        self.res.flush()
+
+    def wait_command(self) -> bool:
+        """Block for the next command; True = run a step (memory peak reset, clock cleared)."""
+        line = self.cmd.readline().strip()
+        if not line or line == "quit":
+            return False
+        self.measuring = line == "measure"
+        self.clock.reset()
+        self.rss0 = _status_kib("VmRSS")
+        self.peak_reset = _reset_peak()
+        if self.profiler is not None and self.measuring:
+            self.profiler.enable()
+        return True
+
+    def report(self, elapsed: float, extra: dict) -> None:
+        if self.profiler is not None and self.measuring:
+            self.profiler.disable()
+        peak = _status_kib("VmHWM")
+        out = {
+            "time": elapsed,
+            "phases": dict(self.clock.acc),
+            "calls": dict(self.clock.calls),
+            "rss_before_mib": _mib(self.rss0),
+            "step_peak_mib": _mib(peak) if self.peak_reset else float("nan"),
+            "helpers_peak_mib": _mib(self.helper_peaks()) if self.helper_peaks else 0.0,
+            **extra,
+        }
+        self.send(out)
+
+    def finish(self) -> None:
+        if self.profiler is not None and self.profile_path is not None:
+            self.profiler.dump_stats(str(self.profile_path))
+        self.send(
+            {
+                "final": True,
+                "process_peak_mib": _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+            }
+        )
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    clock = Clock()
+    _patch_common(clock)
+    link = Link(args.cmd_fd, args.res_fd, clock, args.profile, args.worker)
+    workdir = Path(args.workdir)
+    t0 = time.perf_counter()
+    if args.worker == "rlvr":
+        side = RlvrSide(args, workdir, clock)
+        link.helper_peaks = side.helper_peaks_kib
+        link.send({"ready": True, "setup_s": time.perf_counter() - t0})
+        while link.wait_command():
+            elapsed = side.step()
+            link.report(elapsed, side.extra())
+        link.finish()
+        side.close()
+    else:
+        _trl_worker(args, workdir, clock, link)
+        link.finish()
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+class WorkerHandle:
+    def __init__(self, side: str, args: argparse.Namespace, workdir: Path) -> None:
+        self.side = side
+        cmd_r, self._cmd_w = os.pipe()
+        self._res_r, res_w = os.pipe()
+        self.log_path = workdir / f"{side}.log"
+        self._log = self.log_path.open("w")
+        argv = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            side,
+            "--cmd-fd",
+            str(cmd_r),
+            "--res-fd",
+            str(res_w),
+            "--workdir",
+            str(workdir),
+            *_shared_argv(args),
+        ]
+        env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(cmd_r, res_w), env=env
+        )
+        os.close(cmd_r)
+        os.close(res_w)
+        self.cmd = os.fdopen(self._cmd_w, "w")
+        self.res = os.fdopen(self._res_r, "r")
+
+    def recv(self) -> dict:
+        line = self.res.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            tail = self.log_path.read_text()[-4000:]
+            raise RuntimeError(f"{self.side} worker exited ({self.proc.returncode}):\n{tail}")
+        return json.loads(line)
+
+    def command(self, what: str) -> dict:
+        self.cmd.write(what + "\n")
+        self.cmd.flush()
+        return self.recv()
+
+    def quit(self) -> dict:
+        self.cmd.write("quit\n")
+        self.cmd.flush()
+        final = self.recv()
+        self.proc.wait(timeout=120)
+        return final
+
+
+def _shared_argv(args: argparse.Namespace) -> list[str]:
+    out = [
+        "--model", args.model,
+        "--prompts", str(args.prompts),
+        "--group", str(args.group),
+        "--new-tokens", str(args.new_tokens),
+        "--micro-batch", str(args.micro_batch),
+        "--digits", str(args.digits),
+        "--num-train", str(args.num_train),
+        "--reward-workers", str(args.reward_workers),
+        "--seed", str(args.seed),
+        "--rlvr-logprob-impl", args.rlvr_logprob_impl,
+    ]  # fmt: skip
+    out += ["--threads", str(args.threads)]
+    if args.profile:
+        out += ["--profile", args.profile]
+    return out
+
+
+def _load() -> str:
+    try:
+        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "load average n/a"
+
+
+def _median(xs: list[float]) -> float:
+    xs = [x for x in xs if not math.isnan(x)]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _phase_table(results: dict[str, list[dict]]) -> list[str]:
+    rows = []
+    med: dict[str, dict[str, float]] = {}
+    for side, rs in results.items():
+        med[side] = {}
+        for p in PHASES:
+            vals = [r["phases"].get(p, 0.0) if p != "sync" else r.get("sync", 0.0) for r in rs]
+            med[side][p] = _median(vals)
+        # "other": per step, the time not in a top-level phase
+        top = ["rollout", "forward", "backward", "clip", "optimizer", "sync"]
+        other = []
+        for r in rs:
+            accounted = sum(r["phases"].get(p, 0.0) for p in top if p != "sync") + r.get(
+                "sync", 0.0
+            )
+            other.append(r["time"] - accounted)
+        med[side]["other"] = _median(other)
+    labels = {
+        "rollout": "rollout (all)",
+        "generate": "  model.generate",
+        "reward": "  reward",
+        "forward": "forward (logprobs)",
+        "backward": "backward",
+        "clip": "grad-norm clip",
+        "optimizer": "optimizer step",
+        "sync": "weight sync",
+        "other": "other",
+    }
+    rows.append(f"{'phase (median s)':<22}{'rlvr':>10}{'TRL':>10}{'rlvr/TRL':>10}")
+    for p in [*PHASES, "other"]:
+        a, b = med["rlvr"][p], med["trl"][p]
+        ratio = f"{a / b:.2f}" if b > 1e-6 else "-"
+        rows.append(f"{labels[p]:<22}{a:>10.3f}{b:>10.3f}{ratio:>10}")
+    rows.append(
+        "  rollout (all) = generate + reward + prompt formatting, decoding, advantages, padding"
+    )
+    return rows
+
+
+def _print_profile(path: Path, limit: int) -> None:
+    import pstats
+
+    if path.is_file():
+        print(f"\n--- cProfile {path.name} (measured steps, cumulative) ---")
+        pstats.Stats(str(path)).sort_stats("cumulative").print_stats(limit)
+
+
+def parent_main(args: argparse.Namespace) -> dict:
+    start = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="bench_step_"))
+    try:
+        if args.model is None:
+            from rlvr.data.tiny import build_tiny_model
+
+            args.model = str(build_tiny_model(workdir / "tiny_model"))
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+        n = args.prompts * args.group
+        if n % args.micro_batch:
+            raise SystemExit(f"--micro-batch {args.micro_batch} must divide B*G = {n}")
+        steps = args.warmup + args.reps
+        args.num_train = max(args.num_train, steps * args.prompts)
+        load_before = _load()
+        # both set up concurrently (set-up is not measured), then they take turns
+        handles = {s: WorkerHandle(s, args, workdir) for s in ("rlvr", "trl")}
+        ready = {s: h.recv() for s, h in handles.items()}
+        setup_s = time.perf_counter() - start
+        results: dict[str, list[dict]] = {"rlvr": [], "trl": []}
+        warm: dict[str, list[dict]] = {"rlvr": [], "trl": []}
+        order_log = []
+        for i in range(steps):
+            measured = i >= args.warmup
+            order = ("rlvr", "trl") if i % 2 == 0 else ("trl", "rlvr")
+            for side in order:
+                r = handles[side].command("measure" if measured else "warmup")
+                (results if measured else warm)[side].append(r)
+                order_log.append(side)
+                tag = "step" if measured else "warm-up"
+                print(f"  {tag} {i + 1}/{steps} {side:<4} {r['time']:.3f}s", flush=True)
+        finals = {s: h.quit() for s, h in handles.items()}
+        load_after = _load()
+        summary = _summarize(args, results, warm, finals, ready, load_before, load_after)
+        summary["setup_s"] = setup_s
+        summary["wall_s"] = time.perf_counter() - start
+        _print(args, summary, results)
+        if args.profile:
+            for side in ("rlvr", "trl"):
+                _print_profile(Path(args.profile) / f"{side}.prof", args.profile_lines)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"summary": summary, "steps": results}, indent=1))
+        return summary
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"kept {workdir}")
+
+
+def _summarize(
+    args: argparse.Namespace,
+    results: dict[str, list[dict]],
+    warm: dict[str, list[dict]],
+    finals: dict[str, dict],
+    ready: dict[str, dict],
+    load_before: str,
+    load_after: str,
+) -> dict:
+    s: dict[str, Any] = {
+        "config": {
+            "B": args.prompts,
+            "G": args.group,
+            "new_tokens": args.new_tokens,
+            "micro_batch": args.micro_batch,
+            "reps": args.reps,
+            "warmup": args.warmup,
+            "reward_workers": args.reward_workers,
+            "threads": args.threads,
+            "rlvr_logprob_impl": args.rlvr_logprob_impl,
+        },
+        "load_before": load_before,
+        "load_after": load_after,
+    }
+    for side, rs in results.items():
+        times = [r["time"] for r in rs]
+        s[side] = {
+            "median_step_s": _median(times),
+            "min_step_s": min(times),
+            "max_step_s": max(times),
+            "steps_s": times,
+            "warmup_s": [r["time"] for r in warm[side]],
+            "step_peak_mib": max(r["step_peak_mib"] for r in rs),
+            "rss_before_step_mib": _median([r["rss_before_mib"] for r in rs]),
+            "helpers_peak_mib": max(r["helpers_peak_mib"] for r in rs),
+            "process_peak_mib": max(
+                finals[side]["process_peak_mib"], *(r["step_peak_mib"] for r in rs)
+            ),
+            "length_mean": _median([r.get("length_mean", float("nan")) for r in rs]),
+            "reward_mean": _median([r.get("reward_mean", float("nan")) for r in rs]),
+            "zero_adv_fraction": _median([r.get("zero_adv_fraction", float("nan")) for r in rs]),
+            "step_increment_mib": max(r["step_peak_mib"] - r["rss_before_mib"] for r in rs),
+        }
+        s[side]["step_peak_total_mib"] = s[side]["step_peak_mib"] + s[side]["helpers_peak_mib"]
+    trl_rows = [r.get("prompt_rows_checked", 0) for r in results["trl"] + warm["trl"]]
+    trl_bad = [r.get("prompt_rows_mismatch", 0) for r in results["trl"] + warm["trl"]]
+    s["prompt_ids_checked"] = max(trl_rows) if trl_rows else 0
+    s["prompt_ids_mismatch"] = max(trl_bad) if trl_bad else 0
+    s["ratio_time"] = s["rlvr"]["median_step_s"] / s["trl"]["median_step_s"]
+    s["ratio_time_paired"] = _median(
+        [a["time"] / b["time"] for a, b in zip(results["rlvr"], results["trl"], strict=True)]
+    )
+    s["ratio_peak_mem"] = s["rlvr"]["step_peak_total_mib"] / s["trl"]["step_peak_mib"]
+    return s
+
+
+def _print(args: argparse.Namespace, s: dict, results: dict[str, list[dict]]) -> None:
+    c = s["config"]
+    print()
+    print(
+        f"one GRPO step, B={c['B']} prompts x G={c['G']} completions x {c['new_tokens']} tokens, "
+        f"micro-batch {c['micro_batch']}, transformers.generate on CPU, torch threads "
+        f"{c['threads'] or 'default'}; {c['reps']} measured steps per side after "
+        f"{c['warmup']} warm-up, alternating"
+    )
+    print(f"{s['load_before']} (start)   {s['load_after']} (end)")
+    r, t = s["rlvr"], s["trl"]
+    print(
+        f"generated tokens per completion: rlvr {r['length_mean']:.1f}, TRL {t['length_mean']:.1f}"
+    )
+    print(
+        f"mean reward: rlvr {r['reward_mean']:.3f}, TRL {t['reward_mean']:.3f}; samples with zero "
+        f"advantage: rlvr {r['zero_adv_fraction']:.2f}, TRL {t['zero_adv_fraction']:.2f}"
+    )
+    print(
+        f"prompt token ids identical on both sides: "
+        f"{s['prompt_ids_checked'] - s['prompt_ids_mismatch']}/{s['prompt_ids_checked']} rows"
+    )
+    print()
+    w = 30
+    print(f"{'':<{w}}{'rlvr':>12}{'TRL':>12}{'rlvr/TRL':>10}")
+
+    def row(label: str, a: float, b: float, fmt: str = "{:.3f}") -> None:
+        ratio = f"{a / b:.2f}" if b else "-"
+        print(f"{label:<{w}}{fmt.format(a):>12}{fmt.format(b):>12}{ratio:>10}")
+
+    row("median step time (s)", r["median_step_s"], t["median_step_s"])
+    row("  min .. max (s)", r["min_step_s"], t["min_step_s"])
+    row("", r["max_step_s"], t["max_step_s"])
+    row("peak RSS during step (MiB)", r["step_peak_mib"], t["step_peak_mib"], "{:.0f}")
+    row("  + reward workers (MiB)", r["helpers_peak_mib"], 0.0, "{:.0f}")
+    row("  = total (MiB)", r["step_peak_total_mib"], t["step_peak_mib"], "{:.0f}")
+    row("RSS before step (MiB)", r["rss_before_step_mib"], t["rss_before_step_mib"], "{:.0f}")
+    row("step peak - RSS before (MiB)", r["step_increment_mib"], t["step_increment_mib"], "{:.0f}")
+    row("process peak incl. set-up (MiB)", r["process_peak_mib"], t["process_peak_mib"], "{:.0f}")
+    print()
+    print(
+        f"ratio rlvr/TRL: step time {s['ratio_time']:.2f} (goal <= 0.50; median of the "
+        f"per-repetition ratios {s['ratio_time_paired']:.2f}), "
+        f"peak memory {s['ratio_peak_mem']:.2f} (goal <= 1.00)"
+    )
+    print()
+    for line in _phase_table(results):
+        print(line)
+    print()
+    print("per-step times (s):")
+    for side in ("rlvr", "trl"):
+        print(f"  {side:<5}" + " ".join(f"{x:.3f}" for x in s[side]["steps_s"]))
+    print(f"wall time {s['wall_s']:.0f}s (set-up {s['setup_s']:.0f}s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None, help="model dir (default: build a tiny model)")
+    p.add_argument("--prompts", "-B", type=int, default=8, help="prompts per step (B)")
+    p.add_argument("--group", "-G", type=int, default=8, help="completions per prompt (G)")
+    p.add_argument("--new-tokens", type=int, default=32, help="generated tokens per completion")
+    p.add_argument("--micro-batch", type=int, default=16, help="sequences per forward/backward")
+    p.add_argument("--reps", type=int, default=5, help="measured steps per side")
+    p.add_argument("--warmup", type=int, default=1, help="discarded steps per side")
+    p.add_argument("--digits", type=int, default=2, help="arithmetic operand digits")
+    p.add_argument("--num-train", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--reward-workers", type=int, default=2, help="rlvr reward-runner processes")
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads in each worker (0 = torch's default; see the module docstring)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rlvr-logprob-impl", choices=["fused", "naive"], default="fused",
+        help="rlvr train.logprob_impl",
+    )  # fmt: skip
+    p.add_argument("--profile", default=None, help="dir: cProfile the measured steps of each side")
+    p.add_argument("--profile-lines", type=int, default=30)
+    p.add_argument("--json", default=None, help="write the summary and all steps as JSON here")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
+    p.add_argument("--worker", choices=["rlvr", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--cmd-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--res-fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--workdir", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        worker_main(args)
+    else:
+        parent_main(args)
+
+
+if __name__ == "__main__":
+    main()
