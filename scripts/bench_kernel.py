@@ -53,6 +53,8 @@ def child(args: argparse.Namespace) -> None:
 
     from rlvr.kernels import logprob_entropy, naive_logprob_entropy
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n, d, v = args.shape
     dev = torch.device(args.device)
     dtype = getattr(torch, DTYPES[args.dtype])
@@ -170,6 +172,7 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--reps", type=int, default=2, help="fwd+bwd repetitions per child")
     p.add_argument("--rounds", type=int, default=2, help="children per arm, interleaved")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per child (0: default)")
     p.add_argument("--vocab-chunk", type=int, default=None)
     p.add_argument("--token-chunk", type=int, default=None)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -181,15 +184,17 @@ def main() -> None:
         return
 
     common = ["--device", args.device, "--dtype", args.dtype, "--reps", str(args.reps),
-              "--temperature", str(args.temperature)]
+              "--temperature", str(args.temperature), "--threads", str(args.threads)]
     if args.vocab_chunk:
         common += ["--vocab-chunk", str(args.vocab_chunk)]
     if args.token_chunk:
         common += ["--token-chunk", str(args.token_chunk)]
     impls = args.impls.split(",")
     gib = 1024**3
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device={args.device} dtype={args.dtype} T={args.temperature} reps={args.reps} "
-          f"rounds={args.rounds}\n(each child its own process; peak = child peak RSS over its "
+          f"rounds={args.rounds} threads={args.threads or 'default'} cpus={os.cpu_count()} "
+          f"load1={load:.1f}\n(each child its own process; peak = child peak RSS over its "
           f"first fwd+bwd minus its RSS before it; times = best of all reps; cpu = process CPU seconds)")
     for shape_text in args.shapes.split(","):
         n, d, v = parse_shape(shape_text)
@@ -198,7 +203,9 @@ def main() -> None:
             for impl in impls:
                 runs[impl].append(run_child(["--impl", impl, "--shape", shape_text, *common]))
         res = {impl: merge(rs) for impl, rs in runs.items()}
-        print(f"\nN={n} d={d} V={v}  (6NdV = {6 * n * d * v / 1e9:.1f} GFLOP)")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"\nN={n} d={d} V={v}  (6NdV = {6 * n * d * v / 1e9:.1f} GFLOP; "
+              f"threads {res[impls[0]]['threads']}; load1 after: {load:.1f})")
         print(f"  {'impl':6s} {'peak MiB':>10s} {'fwd+bwd s':>10s} {'median s':>9s} "
               f"{'fwd s':>7s} {'cpu s':>7s} {'GFLOP/s':>8s}")
         for impl, r in res.items():

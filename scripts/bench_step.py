@@ -165,6 +165,8 @@ class RlvrSide:
                 "reward_runner": {"num_workers": args.reward_workers, "timeout_s": 5.0},
                 "algo": {
                     "advantage": "grpo",
+                    "filters": [],
+                    "mask_truncated": False,
                     "eps_low": 0.2,
                     "eps_high": 0.2,
                     "kl_coef": 0.0,

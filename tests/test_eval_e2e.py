@@ -98,6 +98,13 @@ def test_vllm_backend_end_to_end_and_deterministic(
     tiny_model_dir: Path, vllm_engine: Any, tmp_path: Path
 ) -> None:
     """Uses the session's shared vLLM engine (conftest) on the session tiny model."""
+    from eval.scoring import Scorer
+
+    class KeepOpen(Scorer):
+        def close(self) -> None:  # shared by both runs below
+            pass
+
+    scorer = KeepOpen(EvalSettings(model="x", score_workers=1))
     outs = []
     for name in ("a", "b"):
         settings = EvalSettings(
@@ -112,9 +119,13 @@ def test_vllm_backend_end_to_end_and_deterministic(
             score_workers=1,
             chunk_size=2 if name == "b" else None,
         )
-        summary = run_eval(settings, engine=vllm_engine, progress=False)
+        summary = run_eval(
+            settings, engine=vllm_engine, scorer_factory=lambda s: scorer, progress=False
+        )
         assert summary["suites"]["arithmetic"]["metrics"]["num_samples"] == 12
         assert summary["timing"]["tokens_per_second"] > 0
         outs.append(_completions(tmp_path / name, "arithmetic"))
+    Scorer.close(scorer)
     # per-sample seeds (base + p * n + j) make results independent of the chunking
     assert outs[0] == outs[1]
+    assert len({c for _, _, c in outs[0]}) > 1  # sampled, not a constant output

@@ -63,6 +63,11 @@ class VLLMEngine(RolloutEngine):
             kwargs["max_model_len"] = max_model_len
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            # A prompt prefilled in chunks has its sampled token discarded, and vLLM then
+            # rewinds the request's seeded generator, which CPU generators cannot do
+            # ("CPU Generator does not use offset"): prefill every prompt in one step.
+            kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.stats = EngineStats()
