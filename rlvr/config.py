@@ -97,6 +97,11 @@ class FilterConfig(_Section):
     params: dict[str, Any] = {}
 
 
+class TokenWeightConfig(_Section):
+    name: str = Field(description="Token-weight rule (rlvr/algos/token_weighting), e.g. 'steer'.")
+    params: dict[str, Any] = {}
+
+
 class AlgoConfig(_Section):
     advantage: str = "grpo"
     advantage_params: dict[str, Any] = {}
@@ -105,6 +110,9 @@ class AlgoConfig(_Section):
     )
     mask_truncated: bool = Field(
         False, description="Zero loss weight for truncated samples (DAPO overlong filtering)."
+    )
+    token_weights: list[TokenWeightConfig] = Field(
+        [], description="Per-token loss multipliers / penalties, composed in order."
     )
     eps_low: float = Field(0.2, ge=0)
     eps_high: float = Field(0.2, ge=0)

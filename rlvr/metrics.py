@@ -1,5 +1,8 @@
-"""Step metrics sinks: metrics.jsonl (one line per step), TensorBoard, optional W&B, and PNG
-plots of the main curves written when a run ends."""
+"""Step metrics sinks: metrics.jsonl (one line per step), TensorBoard (scalars and per-step
+histograms, e.g. of token entropies), optional W&B, and PNG plots of the main curves written
+when a run ends. :func:`entropy_metrics` summarises a batch's token entropies: mean over the
+tokens of correct vs wrong completions (each completion's tokens pooled, i.e. token-weighted)
+and quantiles over all completion tokens."""
 
 from __future__ import annotations
 
@@ -8,10 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 PLOTTED = [
     ("reward/mean", "reward"),
     ("accuracy", "accuracy"),
     ("entropy", "token entropy"),
+    ("entropy/correct", "token entropy, correct completions"),
+    ("entropy/wrong", "token entropy, wrong completions"),
     ("length/mean", "completion length"),
     ("clip_fraction", "clip fraction"),
     ("kl", "KL to reference"),
@@ -74,12 +81,49 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.log(metrics, step=step)
 
+    def histogram(self, step: int, tag: str, values: torch.Tensor) -> None:
+        """One histogram per step (TensorBoard and W&B; metrics.jsonl keeps scalars only)."""
+        values = values.detach().float().reshape(-1).cpu()
+        if values.numel() == 0:
+            return
+        if self._tb is not None:
+            self._tb.add_histogram(tag, values, step)
+        if self._wandb is not None:
+            import wandb as wb
+
+            self._wandb.log({tag: wb.Histogram(values.numpy())}, step=step)
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def entropy_metrics(
+    entropies: torch.Tensor, mask: torch.Tensor, correct: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Token-entropy summary of one batch. ``entropies`` and ``mask`` are [N, T] (rows in
+    prompt-major order), ``correct`` a [B, G] or [N] score (> 0.5 = correct) or None."""
+    mask = mask > 0
+    values = entropies[mask].float()
+    if values.numel() == 0:
+        return {}
+    q = torch.quantile(values, torch.tensor([0.1, 0.5, 0.9]))
+    out = {
+        "entropy/p10": float(q[0]),
+        "entropy/p50": float(q[1]),
+        "entropy/p90": float(q[2]),
+        "entropy/max": float(values.max()),
+    }
+    if correct is not None:
+        right = (correct.reshape(-1) > 0.5).unsqueeze(1) & mask
+        wrong = (correct.reshape(-1) <= 0.5).unsqueeze(1) & mask
+        for name, sel in (("correct", right), ("wrong", wrong)):
+            if sel.any():
+                out[f"entropy/{name}"] = float(entropies[sel].float().mean())
+    return out
 
 
 def _clean(v: Any) -> Any:

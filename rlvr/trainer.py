@@ -34,11 +34,12 @@ from rlvr.algos import (
     policy_loss,
     token_weights,
 )
+from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_token_weights
 from rlvr.batch import RolloutBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
 from rlvr.data import PromptFormatter, PromptStream, load_examples
-from rlvr.metrics import MetricsLogger, write_plots
+from rlvr.metrics import MetricsLogger, entropy_metrics, write_plots
 from rlvr.policy import token_logprobs
 from rlvr.rollout import RolloutEngine, SamplingParams, build_engine
 
@@ -139,6 +140,8 @@ class Trainer:
         self.rewards = self._build_rewards()
         self.advantage = build_advantage(recipe.algo.advantage, **recipe.algo.advantage_params)
         self.filters = [(f.name, build_filter(f.name, **f.params)) for f in recipe.algo.filters]
+        self.token_rules = build_token_weights(recipe.algo.token_weights)
+        self.token_entropies: torch.Tensor | None = None  # last step's, for the histogram
 
         t = recipe.train
         self.optimizer = torch.optim.AdamW(
@@ -297,15 +300,20 @@ class Trainer:
         size = self.recipe.train.micro_batch_size
         return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
-    @torch.no_grad()
     def _frozen_logprobs(self, model: Any, batch: RolloutBatch) -> torch.Tensor:
+        return self._no_grad_pass(model, batch)[0]
+
+    @torch.no_grad()
+    def _no_grad_pass(self, model: Any, batch: RolloutBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token (log-prob, entropy) [N, L-1] of ``model`` over the whole batch."""
         assert batch.input_ids is not None and batch.attention_mask is not None
         assert batch.completion_mask is not None
         n, width = batch.input_ids.shape
         out = torch.zeros((n, width - 1), dtype=torch.float32)
+        ent_out = torch.zeros((n, width - 1), dtype=torch.float32)
         for idx in self._micro_batches(n):
             ln = int(batch.attention_mask[idx].sum(dim=1).max())
-            logp, _ = token_logprobs(
+            logp, ent = token_logprobs(
                 model,
                 batch.input_ids[idx, :ln],
                 batch.attention_mask[idx, :ln],
@@ -314,7 +322,21 @@ class Trainer:
                 impl=self.recipe.train.logprob_impl,
             )
             out[idx, : ln - 1] = logp
-        return out
+            ent_out[idx, : ln - 1] = ent
+        return out, ent_out
+
+    def _prepare_token_rules(
+        self, batch: RolloutBatch, token_adv: torch.Tensor, loss_mask: torch.Tensor
+    ) -> dict[str, float]:
+        """Token-weight rules choose over the whole batch from one no-grad pass (see
+        rlvr/algos/token_weighting/base.py); returns their metrics."""
+        logp, ent = self._no_grad_pass(self.model, batch)
+        old = logp if batch.old_logprobs is None else batch.old_logprobs
+        a = self.recipe.algo
+        stats = BatchTokenStats(
+            logp, old, ent, token_adv, loss_mask.float(), self.step, a.eps_low, a.eps_high
+        )
+        return self.token_rules.prepare(stats)
 
     def update_policy(self, batch: RolloutBatch) -> dict[str, float]:
         """Forward/backward over micro-batches, then optimizer step(s)."""
@@ -336,6 +358,9 @@ class Trainer:
             batch.old_logprobs = rollout_lp
         elif a.updates_per_batch > 1:
             batch.old_logprobs = self._frozen_logprobs(self.model, batch)
+        rule_metrics: dict[str, float] = {}
+        if self.token_rules:  # algo.token_weights: whole-batch selections before the loop
+            rule_metrics = self._prepare_token_rules(batch, token_adv, loss_mask)
         batch.entropies = torch.zeros_like(rollout_lp)
         sums = {"clip": 0.0, "kl": 0.0, "ratio": 0.0, "loss": 0.0, "mismatch": 0.0, "ent": 0.0}
         grad_norms = []
@@ -367,6 +392,11 @@ class Trainer:
                 )
                 if batch.token_weights is not None:
                     weights = weights * batch.token_weights[idx, : ln - 1]
+                rules = self.token_rules.apply(
+                    MicroBatchTokens(
+                        idx, logp, old, ent.detach(), token_adv[idx, : ln - 1], mask.float()
+                    )
+                )
                 terms = policy_loss(
                     logp,
                     old,
@@ -378,6 +408,8 @@ class Trainer:
                     kl_coef=a.kl_coef,
                     entropy=ent,
                     entropy_coef=a.entropy_coef,
+                    multipliers=rules.weights if self.token_rules else None,
+                    penalty=rules.penalty,
                 )
                 terms.loss.backward()
                 if update == 0:
@@ -416,6 +448,7 @@ class Trainer:
             "logprob_mismatch": sums["mismatch"] / max(num_target, 1),
             "grad_norm": _mean(grad_norms),
             "lr": lr,
+            **rule_metrics,
         }
 
     def sync_weights(self) -> float:
@@ -455,6 +488,12 @@ class Trainer:
         acc = self._accuracy(batch.reward_components)
         if acc is not None:
             out["accuracy"] = acc
+        if batch.entropies is not None and batch.completion_mask is not None:
+            key = self.recipe.reward_runner.accuracy_key
+            correct = batch.reward_components.get(key) if key else None
+            target = batch.completion_mask[:, 1:] > 0
+            out.update(entropy_metrics(batch.entropies, target, correct))
+            self.token_entropies = batch.entropies[target]
         return out
 
     def _accuracy(self, components: dict[str, torch.Tensor]) -> float | None:
@@ -549,6 +588,8 @@ class Trainer:
                     metrics = self.train_step(self.step + 1)
                     self.step += 1
                     logger.log(self.step, metrics)
+                    if self.token_entropies is not None:
+                        logger.histogram(self.step, "entropy/tokens", self.token_entropies)
                     last = metrics
                     advance(metrics)
                     if self.step % r.checkpoint.every == 0 and self.step < r.train.steps:

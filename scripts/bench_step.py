@@ -38,6 +38,9 @@ the generator is the trained module itself). ``other`` is the rest of the step.
     python scripts/bench_step.py --profile /tmp/prof          # + cProfile of the measured steps
 
 ``--profile`` inflates the times it measures (use it to find where time goes, not for the ratio).
+Each worker runs torch with ``--threads 1`` by default: on a small shared machine, two OpenMP
+threads per process next to other jobs made single steps 5-100x slower and erratic (2 to 80 s
+for a 0.6 s step); ``--threads 0`` keeps torch's default. Results: docs/bench_step.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ loss aggregation.
 Per completion token t with ratio rho_t = exp(logp_t - logp_old_t) and advantage A:
     surrogate_t = min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A)   (PPO; DAPO clip-higher)
     kl_t = exp(ref_t - logp_t) - (ref_t - logp_t) - 1                      (k3, Schulman 2020)
-    loss_t = -surrogate_t + kl_coef * kl_t - entropy_coef * H_t
+    loss_t = -m_t * surrogate_t + p_t + kl_coef * kl_t - entropy_coef * H_t
+with m_t the token-weight rules' multipliers on the policy-gradient term (1 by default) and
+p_t their extra per-token penalty (0 by default; rlvr/algos/token_weighting/).
 Aggregation (the denominator is always over the whole rollout batch, not the micro-batch, so
 gradient accumulation gives the same gradient as one big batch):
     token_mean               sum_{i,t} loss_{i,t} / sum_i |o_i|             (DAPO token-level)
@@ -75,10 +77,15 @@ def policy_loss(
     kl_coef: float = 0.0,
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
+    multipliers: torch.Tensor | None = None,
+    penalty: torch.Tensor | None = None,
 ) -> LossTerms:
-    """All tensors [M, T]; ``weights`` from :func:`token_weights` (zero on padding)."""
+    """All tensors [M, T]; ``weights`` from :func:`token_weights` (zero on padding);
+    ``multipliers`` scale the surrogate term only, ``penalty`` is added per token."""
     surrogate, was_clipped, ratio = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
-    per_token = -surrogate
+    per_token = -surrogate if multipliers is None else -surrogate * multipliers
+    if penalty is not None:
+        per_token = per_token + penalty
     valid = (weights > 0).float()
     kl_sum = torch.zeros((), dtype=logp.dtype)
     if ref_logp is not None and kl_coef > 0:
