@@ -64,6 +64,19 @@ class DataConfig(_Section):
         return self
 
 
+class CureConfig(_Section):
+    """CURE branching (rlvr/rollout/cure.py): each completion is continued from a high-entropy
+    critical token; the group grows from G to G * (1 + branches)."""
+
+    branches: int = Field(1, ge=1, description="Continuations per sampled completion.")
+    top_k: int = Field(20, ge=1, description="Draw the critical token among the top_k by entropy.")
+    min_chars: int = Field(2, ge=0, description="Skip tokens with fewer visible characters.")
+    stage1_steps: int | None = Field(
+        None, ge=0, description="Branch up to this step (stage 1), then plain sampling (stage 2)."
+    )
+    seed: int = 0
+
+
 class RolloutConfig(_Section):
     engine: Literal["hf", "vllm"] = "hf"
     group_size: int = Field(8, ge=1, description="Completions per prompt (G).")
@@ -74,6 +87,7 @@ class RolloutConfig(_Section):
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     max_model_len: int | None = None
     kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size in GiB.")
+    cure: CureConfig | None = Field(None, description="CURE critical-token branching.")
 
 
 class RewardConfig(_Section):

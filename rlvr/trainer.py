@@ -42,6 +42,7 @@ from rlvr.data import PromptFormatter, PromptStream, load_examples
 from rlvr.metrics import MetricsLogger, entropy_metrics, write_plots
 from rlvr.policy import token_logprobs
 from rlvr.rollout import RolloutEngine, SamplingParams, build_engine
+from rlvr.rollout.cure import CureBrancher
 
 log = logging.getLogger("rlvr")
 
@@ -142,6 +143,10 @@ class Trainer:
         self.filters = [(f.name, build_filter(f.name, **f.params)) for f in recipe.algo.filters]
         self.token_rules = build_token_weights(recipe.algo.token_weights)
         self.token_entropies: torch.Tensor | None = None  # last step's, for the histogram
+        c = recipe.rollout.cure
+        self.brancher = (
+            CureBrancher(c.branches, c.top_k, c.min_chars, c.seed) if c is not None else None
+        )
 
         t = recipe.train
         self.optimizer = torch.optim.AdamW(
@@ -265,9 +270,9 @@ class Trainer:
         examples = self.data.next_batch(num_prompts)
         prompt_ids = [self.formatter.token_ids(ex) for ex in examples]
         t0 = time.perf_counter()
-        groups = self.engine.generate(
-            prompt_ids, self.sampling(step, seed_offset=round_ * 15485863)
-        )
+        sampling = self.sampling(step, seed_offset=round_ * 15485863)
+        groups = self.engine.generate(prompt_ids, sampling)
+        branch_metrics = self._branch(prompt_ids, groups, sampling, step)
         timings["time/generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored = self._score(examples, groups)
@@ -283,7 +288,45 @@ class Trainer:
         )
         metrics = dict(timings)
         metrics.update({k: float(v) for k, v in scored.metrics.items()})
+        metrics.update(branch_metrics)
         return batch, metrics
+
+    def _branch(
+        self,
+        prompt_ids: list[list[int]],
+        groups: list[list[Any]],
+        sampling: SamplingParams,
+        step: int,
+    ) -> dict[str, float]:
+        """CURE stage 1 (``rollout.cure``): extend ``groups`` in place with continuations from
+        critical tokens; entropies come from a no-grad pass of the current policy."""
+        c = self.recipe.rollout.cure
+        if self.brancher is None or c is None:
+            return {}
+        if c.stage1_steps is not None and step > c.stage1_steps:
+            return {"cure/stage": 2.0}
+        probe = RolloutBatch([{}] * len(groups), prompt_ids, groups, torch.zeros(len(groups)))
+        probe.build_tokens(self.pad_id)
+        _, ent = self._no_grad_pass(self.model, probe)
+        rows = [(len(p), c_) for p, g in zip(prompt_ids, groups, strict=True) for c_ in g]
+        flat = [
+            ent[i, lp - 1 : lp - 1 + len(comp.token_ids)].tolist()
+            for i, (lp, comp) in enumerate(rows)
+        ]
+        size = len(groups[0])
+        entropies = [flat[b * size : (b + 1) * size] for b in range(len(groups))]
+        extended, metrics = self.brancher(
+            self.engine,
+            prompt_ids,
+            groups,
+            entropies,
+            sampling,
+            decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            special_ids=frozenset(self.tokenizer.all_special_ids),
+            step=step,
+        )
+        groups[:] = extended
+        return {"cure/stage": 1.0, **{f"cure/{k}": v for k, v in metrics.items()}}
 
     def compute_advantages(self, batch: RolloutBatch, step: int) -> dict[str, float]:
         context = AdvantageContext(
@@ -435,6 +478,7 @@ class Trainer:
                 )
             grad_norms.append(float(norm))
             self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)  # free gradients before the next rollout
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         denom = max(num_tokens, 1)

@@ -12,7 +12,9 @@
    PNG; write the per-run metrics and a summary as JSON next to it.
 
 Usage:  python scripts/compare_advantages.py [--steps 20] [--seeds 0 1] [--out runs/compare]
-        [--png docs/advantages_comparison.png]. A few minutes on 2 CPU cores; offline.
+        [--png docs/advantages_comparison.png]. A few minutes on 2 idle CPU cores; offline.
+Finished runs under ``--out`` are reused (``--fresh`` reruns them), so methods can run in
+separate processes (``--methods dapo``) and a last call plots them all.
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ def run_one(method: str, seed: int, model: Path, steps: int, out: Path) -> list[
             "checkpoint.save_final=false",
         ],
     )
+    done = recipe.run_dir / "metrics.jsonl"
+    if done.is_file():  # a finished run with these settings is reused (see --fresh)
+        rows = read_metrics(done)
+        if rows and rows[-1]["step"] == steps and len(rows) == steps:
+            return rows
     if recipe.run_dir.exists():
         shutil.rmtree(recipe.run_dir)
     trainer = Trainer(recipe)
@@ -175,13 +182,21 @@ def main() -> None:
     parser.add_argument("--sft-lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/compare")
+    parser.add_argument("--fresh", action="store_true", help="rerun finished runs too")
     parser.add_argument("--png", default="docs/advantages_comparison.png")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.fresh:
+        for run_dir in out.glob("*_seed*"):
+            shutil.rmtree(run_dir)
     t0 = time.perf_counter()
-    model = Path(args.model) if args.model else warm_model(out, args.stop_at, args.sft_steps, args.sft_lr)
+    model = (
+        Path(args.model)
+        if args.model
+        else warm_model(out, args.stop_at, args.sft_steps, args.sft_lr)
+    )
     results: dict[str, list[list[dict]]] = {}
     for method in args.methods:
         results[method] = [run_one(method, s, model, args.steps, out) for s in args.seeds]

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
+from rewards.math import math_reward
 from rlvr.data.arithmetic import arithmetic_examples
 from rlvr.data.prompts import PromptFormatter
 from rlvr.data.tiny import build_tiny_model
 from rlvr.rollout import HFEngine, SamplingParams
 from rlvr.stages.sft import conversational_pairs, run_sft
-from rewards.math import math_reward
 
 TASK = {"digits": 2, "operations": ["+"], "num_train": 20000, "num_eval": 200, "seed": 1234}
 
@@ -36,15 +36,18 @@ def greedy_accuracy(model, tokenizer, examples: list[dict], max_tokens: int = 16
     fmt = PromptFormatter(tokenizer)
     engine = HFEngine(model, tokenizer)
     groups = engine.generate(
-        [fmt.token_ids(e) for e in examples], SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens)
+        [fmt.token_ids(e) for e in examples],
+        SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens),
     )
-    return sum(math_reward(g[0].text, e["answer"]) for g, e in zip(groups, examples, strict=True)) / len(
-        examples
-    )
+    return sum(
+        math_reward(g[0].text, e["answer"]) for g, e in zip(groups, examples, strict=True)
+    ) / len(examples)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="models/quickstart")
     parser.add_argument("--stop-at", type=float, default=0.3)
     parser.add_argument("--max-steps", type=int, default=1500)

@@ -261,6 +261,8 @@ def test_no_grad_and_validation():
         logprob_entropy(hidden, weight, targets, temperature=0.0)
     with pytest.raises(ValueError):
         logprob_entropy(hidden, weight[:, :3], targets)
+    with pytest.raises(ValueError):
+        logprob_entropy(hidden, weight, targets, backend="cuda")
 
 
 def test_auto_chunks():

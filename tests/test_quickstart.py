@@ -30,8 +30,11 @@ def test_bundled_model_loads_and_is_small() -> None:
     ids = tok.apply_chat_template(
         [{"role": "user", "content": "12+34="}], tokenize=False, add_generation_prompt=True
     )
-    out = model.generate(**tok(ids, return_tensors="pt", add_special_tokens=False),
-                         max_new_tokens=16, do_sample=False)
+    out = model.generate(
+        **tok(ids, return_tensors="pt", add_special_tokens=False),
+        max_new_tokens=16,
+        do_sample=False,
+    )
     text = tok.decode(out[0], skip_special_tokens=False)
     assert "<think>" in text  # the SFT taught the format
 
@@ -41,9 +44,16 @@ def test_quickstart_recipe_runs_two_steps_on_vllm(tmp_path, monkeypatch) -> None
     monkeypatch.chdir(REPO)
     recipe = load_recipe(
         REPO / "recipes" / "quickstart.yaml",
-        [f"output_dir={tmp_path}", "train.steps=2", "train.prompts_per_step=4",
-         "rollout.group_size=4", "eval.num_problems=8", "eval.samples=2",
-         "logging.progress=false", "rollout.max_model_len=256"],
+        [
+            f"output_dir={tmp_path}",
+            "train.steps=2",
+            "train.prompts_per_step=4",
+            "rollout.group_size=4",
+            "eval.num_problems=8",
+            "eval.samples=2",
+            "logging.progress=false",
+            "rollout.max_model_len=256",
+        ],
     )
     trainer = Trainer(recipe)
     try:

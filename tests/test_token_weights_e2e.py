@@ -103,13 +103,21 @@ def test_whole_batch_rules_make_gradient_micro_batch_invariant(
             ],
         )
         trainer = Trainer(recipe)
+        seen: list[torch.Tensor] = []
+        step = trainer.optimizer.step
+
+        def record_then_step(*args, _step=step, _seen=seen, _trainer=trainer, **kwargs):
+            _seen.append(torch.cat([p.grad.flatten() for p in _trainer.model.parameters()]))
+            return _step(*args, **kwargs)
+
+        trainer.optimizer.step = record_then_step  # type: ignore[method-assign]
         try:
             metrics = trainer.train_step(1)
         finally:
             trainer.close()
         assert metrics["token_weights/high_entropy_only/kept_fraction"] >= 0.5
         assert metrics["token_weights/clip_cov/detached_fraction"] > 0
-        grads[micro] = torch.cat([p.grad.flatten() for p in trainer.model.parameters()])
+        grads[micro] = seen[0]
     assert grads[8].abs().max() > 0
     assert torch.allclose(grads[8], grads[3], rtol=1e-4, atol=1e-7)
 
@@ -133,3 +141,28 @@ def test_real_model_recipes_validate() -> None:
         assert recipe.model.path and recipe.data.path
         assert [t.name for t in recipe.algo.token_weights] == [rule]
     assert load_recipe(RECIPES / "kl_cov_math.yaml").algo.updates_per_batch == 2
+
+
+def test_cure_recipe_branches_in_stage_1_then_samples_plainly(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    rows, trainer = run(
+        "cure",
+        tiny_model_dir,
+        tmp_path,
+        "rollout.cure.stage1_steps=1",
+        "rollout.cure.branches=2",
+        "algo.filters=[]",
+    )
+    assert [r["step"] for r in rows] == [1, 2]
+    first, second = rows
+    assert first["cure/stage"] == 1.0 and second["cure/stage"] == 2.0
+    assert first["cure/branched"] == 2 * 4 * 2  # prompts * G * branches
+    assert 0.0 <= first["cure/fallback_fraction"] <= 1.0
+    assert "entropy/p50" in first and first["grad_norm"] >= 0.0
+
+
+def test_cure_math_recipe_validates() -> None:
+    recipe = load_recipe(RECIPES / "cure_math.yaml")
+    assert recipe.rollout.cure is not None and recipe.rollout.cure.stage1_steps
+    assert [f.name for f in recipe.algo.filters] == ["dynamic_sampling"]

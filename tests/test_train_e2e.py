@@ -236,12 +236,20 @@ def test_micro_batches_give_the_same_gradient(tiny_model_dir, tmp_path, fixtures
             algo__loss_aggregation="token_mean",
         )
         trainer = Trainer(recipe)
+        seen: list[torch.Tensor] = []
+        step = trainer.optimizer.step
+
+        def record_then_step(*args, **kwargs):
+            seen.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters()]))
+            return step(*args, **kwargs)
+
+        trainer.optimizer.step = record_then_step  # type: ignore[method-assign]
         try:
             trainer.train_step(1)
         finally:
             trainer.close()
-        # gradients survive the optimizer step (zeroed at the start of the next update)
-        params[micro] = torch.cat([p.grad.flatten() for p in trainer.model.parameters()])
+        assert all(p.grad is None for p in trainer.model.parameters())  # freed after the step
+        params[micro] = seen[0]
     assert params[12].abs().max() > 0
     assert torch.allclose(params[12], params[5], rtol=1e-4, atol=1e-7)
     assert torch.allclose(params[12], params[1], rtol=1e-4, atol=1e-7)
@@ -253,7 +261,11 @@ def test_update_moves_logprobs_in_the_advantage_direction(
     """One GRPO step raises the log-likelihood of positive-advantage completions relative to
     negative ones: sum_i A_i * (log p_after(o_i) - log p_before(o_i)) > 0."""
     recipe = make_recipe(
-        tiny_model_dir, tmp_path, fixtures_dir, algo__kl_coef=0.0, train__lr=1e-3,
+        tiny_model_dir,
+        tmp_path,
+        fixtures_dir,
+        algo__kl_coef=0.0,
+        train__lr=1e-3,
         rewards=[{"name": f"{fixtures_dir / 'rewards_fixture.py'}:digit_fraction"}],
     )
     trainer = Trainer(recipe)

@@ -12,6 +12,7 @@ memory model and measured figures.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import torch
@@ -50,6 +51,7 @@ def logprob_entropy(
         ignore_index: target value marking padded positions (logp = 0, entropy = 0, no grad).
         vocab_chunk, token_chunk: tile sizes; chosen from the shapes and device when None.
         backend: "auto" (Triton on CUDA when available, else torch), "torch" or "triton".
+            The environment variable ``RLVR_KERNEL_BACKEND`` replaces "auto" when set.
 
     Returns:
         ``(logp, entropy)`` with the shape of ``targets``, float32 for float32/bfloat16/float16
@@ -84,6 +86,10 @@ def logprob_entropy(
     if yv.numel() and (bool((yv < 0).any()) or bool((yv >= vocab).any())):
         raise ValueError(f"targets must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
 
+    if backend == "auto":
+        backend = os.environ.get("RLVR_KERNEL_BACKEND", "auto")  # type: ignore[assignment]
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"unknown backend {backend!r}; expected 'auto', 'torch' or 'triton'")
     use_triton = hv.shape[0] > 0 and (
         backend == "triton" or (backend == "auto" and hv.is_cuda and _triton_available())
     )
@@ -93,13 +99,11 @@ def logprob_entropy(
         logp_v, ent_v = triton_logprob_entropy(
             hv, weight, yv, temperature, vocab_chunk=vocab_chunk, token_chunk=token_chunk
         )
-    elif backend in ("auto", "torch"):
+    else:  # chunked torch path (also for zero valid rows)
         vc, tc = auto_chunks(hv.shape[0], vocab, hv.device, vocab_chunk, token_chunk)
         logp_v, ent_v = ChunkedLogprobEntropy.apply(
             hv.contiguous(), weight, yv, float(temperature), vc, tc
         )
-    else:
-        raise ValueError(f"unknown backend {backend!r}")
 
     logp_v, ent_v = logp_v.to(out_dtype), ent_v.to(out_dtype)
     if idx is not None:

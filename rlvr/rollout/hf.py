@@ -1,8 +1,9 @@
 """Rollout engine on ``transformers.generate`` (the light fallback and the CPU reference).
 
-Sampling log-probs are log_softmax of the processed scores HF returns with
-``output_scores=True`` (temperature and top-k / top-p already applied), i.e. the log-prob of
-each sampled token under the distribution it was drawn from. Seeding forks torch's RNG, so
+Sampling log-probs are log_softmax of the processed scores (temperature and top-k / top-p
+applied by rlvr's own warpers), recorded one step at a time by a logits processor, i.e. the
+log-prob of each sampled token under the distribution it was drawn from; the [batch, steps,
+vocab] score tensor of ``output_scores=True`` is never built. Seeding forks torch's RNG, so
 generation is reproducible for a given seed and does not disturb the trainer's RNG stream.
 """
 
@@ -77,6 +78,8 @@ class HFEngine(RolloutEngine):
         return [flat[i * n : (i + 1) * n] for i in range(len(prompt_token_ids))]
 
     def _generate_chunk(self, prompts: list[list[int]], sp: SamplingParams) -> list[Completion]:
+        from transformers import GenerationConfig, LogitsProcessorList
+
         device = next(self.model.parameters()).device
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -85,24 +88,30 @@ class HFEngine(RolloutEngine):
             input_ids[row, width - len(ids) :] = torch.tensor(ids)
             attention[row, width - len(ids) :] = 1
         greedy = sp.temperature == 0
-        kwargs: dict[str, Any] = dict(
+        # Our own warpers run before the recorder; the built-in ones are switched off (custom
+        # processors run before transformers' warpers), so the recorder sees exactly the
+        # distribution each token is drawn from. A fresh GenerationConfig ignores a model's
+        # default sampling settings (top_k, repetition penalty, ...).
+        processors = [] if greedy else _warpers(sp)
+        recorder = _LogprobRecorder()
+        config = GenerationConfig(
             max_new_tokens=sp.max_tokens,
             do_sample=not greedy,
-            output_scores=True,
-            return_dict_in_generate=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,
+            return_dict_in_generate=False,
         )
-        if not greedy:
-            kwargs.update(temperature=sp.temperature, top_p=sp.top_p, top_k=max(sp.top_k, 0))
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        out = self.model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs
+        sequences = self.model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([*processors, recorder]),
         )
-        gen = out.sequences[:, width:].cpu()
-        scores = torch.stack(out.scores, dim=1).float().cpu()  # [batch, steps, V]
-        logps = torch.log_softmax(scores, dim=-1).gather(-1, gen.unsqueeze(-1)).squeeze(-1)
+        gen = sequences[:, width:].cpu()
+        logps = recorder.finish(sequences).cpu()  # [batch, steps]
         results = []
         for row in range(gen.shape[0]):
             tokens = gen[row].tolist()
@@ -150,3 +159,47 @@ def _torch_dtype(name: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
         name, "auto"
     )
+
+
+def _warpers(sp: SamplingParams) -> list[Any]:
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    out: list[Any] = []
+    if sp.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(sp.temperature))
+    if sp.top_k > 0:
+        out.append(TopKLogitsWarper(top_k=sp.top_k))
+    if sp.top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p=sp.top_p))
+    return out
+
+
+class _LogprobRecorder:
+    """Logits processor that keeps the log-prob of each sampled token, one step at a time.
+
+    At step t it stores log_softmax of the processed scores [batch, V]; at step t+1 (or in
+    :meth:`finish`) it gathers the token that was sampled from them. Memory is one [batch, V]
+    tensor, never [batch, steps, V].
+    """
+
+    def __init__(self) -> None:
+        self._prev: torch.Tensor | None = None
+        self._collected: list[torch.Tensor] = []
+
+    def _gather(self, tokens: torch.Tensor) -> None:
+        assert self._prev is not None
+        self._collected.append(self._prev.gather(-1, tokens[:, None]).squeeze(-1))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._prev is not None:
+            self._gather(input_ids[:, -1])
+        self._prev = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        if self._prev is not None:
+            self._gather(sequences[:, -1])
+            self._prev = None
+        if not self._collected:
+            return torch.zeros((sequences.shape[0], 0))
+        return torch.stack(self._collected, dim=1)
