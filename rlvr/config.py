@@ -53,6 +53,11 @@ class DataConfig(_Section):
     use_chat_template: bool = True
     max_prompt_tokens: int = Field(512, ge=1)
     shuffle: bool = True
+    effort_levels: list[float] | None = Field(
+        None,
+        description="Adaptive effort control: each prompt visit gets one of these effort "
+        "fractions in (0, 1] (appended to the prompt, read by the 'effort' reward).",
+    )
     arithmetic: ArithmeticConfig = ArithmeticConfig()
 
     @model_validator(mode="after")
@@ -159,6 +164,17 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, description="torch CPU threads (default: torch's).")
 
 
+class WarmupConfig(_Section):
+    """Supervised warm-up before RL in the same run (EGSPO stage 1; rlvr/stages/warmup.py)."""
+
+    completion_field: str = Field("solution", description="Demonstration field to imitate.")
+    path: str | None = Field(None, description="jsonl demonstrations (default: training split).")
+    steps: int = Field(200, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    max_examples: int | None = Field(None, ge=1)
+
+
 class CheckpointConfig(_Section):
     every: int = Field(50, ge=1)
     keep_last: int = Field(2, ge=1)
@@ -192,6 +208,7 @@ class Recipe(_Section):
     rollout: RolloutConfig = RolloutConfig()
     rewards: list[RewardConfig] = [RewardConfig(name="math")]
     reward_runner: RewardRunnerConfig = RewardRunnerConfig()
+    warmup: WarmupConfig | None = None
     algo: AlgoConfig = AlgoConfig()
     train: TrainConfig = TrainConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()

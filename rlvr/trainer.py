@@ -43,6 +43,7 @@ from rlvr.metrics import MetricsLogger, entropy_metrics, write_plots
 from rlvr.policy import token_logprobs
 from rlvr.rollout import RolloutEngine, SamplingParams, build_engine
 from rlvr.rollout.cure import CureBrancher
+from rlvr.stages.warmup import apply_warmup
 
 log = logging.getLogger("rlvr")
 
@@ -90,6 +91,8 @@ class Trainer:
         if recipe.train.threads:
             torch.set_num_threads(recipe.train.threads)
         seed_everything(recipe.seed)
+        if recipe.warmup is not None:  # a supervised stage before RL (rlvr/stages/warmup.py)
+            recipe = self.recipe = apply_warmup(recipe)
 
         m = recipe.model
         try:
@@ -136,7 +139,9 @@ class Trainer:
             max_prompt_tokens=d.max_prompt_tokens,
         )
         train_examples, self.eval_examples = load_examples(d)
-        self.data = PromptStream(train_examples, seed=recipe.seed, shuffle=d.shuffle)
+        self.data = PromptStream(
+            train_examples, seed=recipe.seed, shuffle=d.shuffle, effort_levels=d.effort_levels
+        )
 
         self.rewards = self._build_rewards()
         self.advantage = build_advantage(recipe.algo.advantage, **recipe.algo.advantage_params)

@@ -94,3 +94,18 @@ def test_prompt_stream_resumes_at_the_same_position() -> None:
     assert len({e["prompt"] for e in first + rest[0][:3]}) == 10  # epoch covers every prompt
     with pytest.raises(DataError, match="dataset of 10 prompts"):
         PromptStream(examples[:5], seed=3).load_state_dict(state)
+
+
+def test_effort_levels_are_drawn_per_visit_and_resume_identically() -> None:
+    examples = [{"prompt": f"p{i}", "answer": str(i)} for i in range(5)]
+    s = PromptStream(examples, seed=1, effort_levels=[0.25, 1.0])
+    batch = s.next_batch(5)
+    assert {e["effort"] for e in batch} <= {0.25, 1.0}
+    for e in batch:
+        assert e["prompt"].endswith(f"Reasoning effort: {e['effort']:.2f}")
+    assert all("effort" not in e for e in examples)  # source rows untouched
+    state = s.state_dict()
+    nxt = s.next_batch(3)
+    t = PromptStream(examples, seed=1, effort_levels=[0.25, 1.0])
+    t.load_state_dict(state)
+    assert t.next_batch(3) == nxt

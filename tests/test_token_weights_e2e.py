@@ -166,3 +166,24 @@ def test_cure_math_recipe_validates() -> None:
     recipe = load_recipe(RECIPES / "cure_math.yaml")
     assert recipe.rollout.cure is not None and recipe.rollout.cure.stage1_steps
     assert [f.name for f in recipe.algo.filters] == ["dynamic_sampling"]
+
+
+def test_egspo_three_stages_in_one_recipe(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Stage 1 (SFT warm-up on the worked solutions), then RL from the warmed model with the
+    entropy gate; a second run of the same recipe reuses the finished warm-up."""
+    import json
+
+    warm = "warmup={steps: 3, batch_size: 8, lr: 1.0e-3, max_examples: 32}"
+    rows, trainer = run("egspo", tiny_model_dir, tmp_path, warm, "train.steps=1")
+    out = trainer.run_dir / "warmup_model"
+    assert json.loads((out / "warmup_report.json").read_text())["steps"] == 3
+    assert trainer.recipe.model.path == str(out)
+    assert 0.0 < rows[0]["token_weights/egspo_gate/gated_fraction"] < 1.0
+    from safetensors.torch import load_file
+
+    before = load_file(tiny_model_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # SFT moved the weights
+    stamp = (out / "warmup_report.json").stat().st_mtime
+    run("egspo", tiny_model_dir, tmp_path, warm, "train.steps=1")
+    assert (out / "warmup_report.json").stat().st_mtime == stamp  # reused, not redone

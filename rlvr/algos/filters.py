@@ -35,14 +35,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlvr.algos.registry import FILTERS, register_filter
-from rlvr.batch import RolloutBatch
 
-Generate = Callable[[int, int], RolloutBatch]
+if TYPE_CHECKING:  # keeps ``import rlvr.algos`` free of the rollout engines' imports
+    from rlvr.batch import RolloutBatch
+
+Generate = Callable[[int, int], "RolloutBatch"]
 
 
 class BatchFilter:
@@ -109,7 +111,7 @@ class DynamicSampling(BatchFilter):
             current = generate(n, rounds)
             rounds += 1
         if kept:
-            out = RolloutBatch.concat(kept)
+            out = type(batch).concat(kept)
             if out.num_prompts > target:
                 out = out.select(list(range(target)))
         else:

@@ -123,12 +123,20 @@ def load_examples(cfg: DataConfig) -> tuple[list[dict], list[dict]]:
 class PromptStream:
     """Seeded, resumable stream of prompt batches; reshuffles at each epoch."""
 
-    def __init__(self, examples: list[dict], *, seed: int, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        examples: list[dict],
+        *,
+        seed: int,
+        shuffle: bool = True,
+        effort_levels: list[float] | None = None,
+    ) -> None:
         if not examples:
             raise DataError("the prompt dataset is empty")
         self.examples = examples
         self.seed = seed
         self.shuffle = shuffle
+        self.effort_levels = effort_levels
         self.epoch = 0
         self.index = 0
         self._order = self._make_order()
@@ -146,9 +154,20 @@ class PromptStream:
                 self.epoch += 1
                 self.index = 0
                 self._order = self._make_order()
-            batch.append(self.examples[self._order[self.index]])
+            example = self.examples[self._order[self.index]]
+            if self.effort_levels:
+                example = self._with_effort(example)
+            batch.append(example)
             self.index += 1
         return batch
+
+    def _with_effort(self, example: dict) -> dict:
+        """Adaptive effort control: draw this visit's effort fraction (seeded by position)."""
+        from rewards.effort import add_effort
+
+        assert self.effort_levels
+        rng = random.Random(f"{self.seed}/{self.epoch}/{self.index}")
+        return add_effort(example, rng.choice(self.effort_levels))
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "index": self.index, "size": len(self.examples)}
