@@ -1,14 +1,18 @@
 """The RL loop, readable top to bottom.
 
 One step (see ../shared/DESIGN.md):
+  0. an optional supervised warm-up (``warmup``, rlvr/stages/warmup.py) runs once first;
   1. sample B prompts;  2. the rollout engine generates G completions each, with sampling
-  log-probs;  3. reward modules score them in a process pool under time limits;
+  log-probs (``rollout.cure``: plus branches from critical tokens, rlvr/rollout/cure.py);
+  3. reward modules score them in a process pool under time limits;
   3b. batch filters (``algo.filters``) may drop groups and generate more (DAPO dynamic
   sampling); ``algo.mask_truncated`` leaves truncated samples out of the loss;
-  4. the advantage module maps rewards [B, G] to advantages;  5-8. per micro-batch, the policy's
-  per-token log-probs and entropies come from the fused kernel and the clipped surrogate
-  (eps_low / eps_high, optional k3 KL to a frozen reference, batch-level token-mean
-  aggregation) is back-propagated; grad-norm clipping, AdamW, LR schedule;
+  4. the advantage module maps rewards [B, G] to advantages;  5-8. token-weight rules
+  (``algo.token_weights``) make their whole-batch choices from one no-grad pass; then per
+  micro-batch, the policy's per-token log-probs and entropies come from the fused kernel and
+  the clipped surrogate (eps_low / eps_high, the rules' multipliers and penalties, optional k3
+  KL to a frozen reference, batch-level token-mean aggregation) is back-propagated;
+  grad-norm clipping, AdamW, LR schedule;
   9. new weights go to the rollout engine in memory; metrics are logged; a checkpoint is
   written every N steps atomically so that a killed run resumes where it stopped.
 """

@@ -98,8 +98,14 @@ def run_one(method: str, seed: int, model: Path, steps: int, out: Path) -> list[
     done = recipe.run_dir / "metrics.jsonl"
     if done.is_file():  # a finished run with these settings is reused (see --fresh)
         rows = read_metrics(done)
-        if rows and rows[-1]["step"] == steps and len(rows) == steps:
-            return rows
+        # with a constant LR the first ``steps`` steps of a longer run are this run
+        same = len(rows) == steps or recipe.train.schedule == "constant"
+        if (
+            same
+            and len(rows) >= steps
+            and [r["step"] for r in rows[:steps]] == list(range(1, steps + 1))
+        ):
+            return rows[:steps]
     if recipe.run_dir.exists():
         shutil.rmtree(recipe.run_dir)
     trainer = Trainer(recipe)
@@ -141,7 +147,8 @@ def plot(results: dict[str, list[list[dict]]], png: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     n_seeds = len(next(iter(results.values())))
-    fig.suptitle(f"tiny model, 1-digit addition: mean of {n_seeds} seeds", fontsize=11)
+    seeds = f"{n_seeds} seed" + ("s" if n_seeds > 1 else "")
+    fig.suptitle(f"tiny model, 1-digit addition: mean of {seeds}", fontsize=11)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)

@@ -44,6 +44,7 @@ def run_method(method: str, seed: int, model: Path, steps: int, out: Path) -> li
             "logging.progress=false",
             "logging.plots=false",
             "checkpoint.save_final=false",
+            "warmup=null",  # every method starts from the same (already warmed) model
         ],
     )
     metrics = recipe.run_dir / "metrics.jsonl"
@@ -60,11 +61,19 @@ def run_method(method: str, seed: int, model: Path, steps: int, out: Path) -> li
     return read_metrics(metrics)
 
 
+def value(row: dict, key: str) -> float | None:
+    """Accuracy of the rollouts before batch filters when a filter ran (DAPO's dynamic
+    sampling keeps only mixed groups, so the filtered batch's accuracy is not comparable)."""
+    if key == "accuracy" and row.get("unfiltered_accuracy") is not None:
+        return row["unfiltered_accuracy"]
+    return row.get(key)
+
+
 def curve(runs: list[list[dict]], key: str) -> list[float]:
     n = min(len(r) for r in runs)
     out = []
     for i in range(n):
-        vals = [r[i][key] for r in runs if r[i].get(key) is not None]
+        vals = [v for r in runs if (v := value(r[i], key)) is not None]
         out.append(sum(vals) / len(vals) if vals else float("nan"))
     return out
 
@@ -76,7 +85,7 @@ def plot(results: dict[str, list[list[dict]]], png: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [
-        ("accuracy", "rollout accuracy"),
+        ("accuracy", "rollout accuracy (before filters)"),
         ("entropy", "token entropy (nats)"),
         ("entropy/correct", "entropy, correct completions"),
         ("entropy/wrong", "entropy, wrong completions"),

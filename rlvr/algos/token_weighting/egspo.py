@@ -19,8 +19,8 @@ The threshold tau is ``threshold`` (nats) when given, else the entropy of the ce
 most uncertain loss token of the whole rollout batch (default q = 0.2, the 80/20 finding the
 paper builds on). m_t >= 0 always, so the advantage's sign is kept on both branches.
 The paper's three stages (SFT warm-up on demonstrations, rollouts with per-token entropy,
-gated updates) map to: an SFT warm-up run before RL (``rlvr.stages.sft.run_sft``; not yet
-chained in one recipe), the trainer's whole-batch entropy pass, and this rule.
+gated updates) map to: the recipe's ``warmup`` section (rlvr/stages/warmup.py), the trainer's
+whole-batch entropy pass, and this rule; recipes/egspo_*.yaml run all three.
 """
 
 from __future__ import annotations
