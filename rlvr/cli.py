@@ -1,4 +1,4 @@
-"""Command line: ``rlvr train | eval | tiny-model``.
+"""Command line: ``rlvr train | sft | eval | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
@@ -104,6 +104,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(f"summary: {summary_path}")
 
 
+def cmd_sft(args: argparse.Namespace) -> int:
+    from rlvr.config import RecipeError, load_recipe
+    from rlvr.data.datasets import DataError
+    from rlvr.stages.sft_recipe import SFTRecipe, run_sft_recipe
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides, schema=SFTRecipe)
+        report = run_sft_recipe(recipe)
+    except (RecipeError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    losses = [e["loss"] for e in report["log_history"]]
+    print(
+        f"sft: {report['steps']} steps, mean loss {report['loss']:.4f}"
+        + (f", last logged {losses[-1]:.4f}" if losses else "")
+    )
+    print(f"model: {report['model_dir']}")
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from rlvr.data.tiny import build_tiny_model
 
@@ -142,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     ev.set_defaults(func=None)
+
+    sft = sub.add_parser(
+        "sft",
+        help="supervised fine-tuning (TRL SFTTrainer; LoRA via peft)",
+        description="Supervised fine-tuning from a YAML recipe (see recipes/sft_*.yaml): "
+        "model, data (jsonl/parquet prompt/completion or messages), train, lora sections; "
+        "completion-only loss; the model is saved to runs/<name>/model (safetensors).",
+    )
+    sft.add_argument("recipe", help="path to a YAML SFT recipe")
+    sft.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    sft.set_defaults(func=cmd_sft)
 
     tiny = sub.add_parser("tiny-model", help="build a random tiny Qwen2 model + offline tokenizer")
     tiny.add_argument("out", help="output directory")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class RecipeError(ValueError):
@@ -238,8 +240,8 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    valid = _valid_keys(Recipe)
+def _format_errors(err: ValidationError, source: str, schema: type[BaseModel]) -> str:
+    valid = _valid_keys(schema)
     lines = [f"{source}: invalid recipe"]
     for e in err.errors():
         path = _loc_to_path(e["loc"])
@@ -296,8 +298,11 @@ def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
         node[last] = value
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """Load and validate a recipe file, applying ``key.sub=value`` overrides."""
+def load_recipe(
+    path: str | Path | None, overrides: list[str] | None = None, *, schema: type[M] = Recipe
+) -> M:
+    """Load and validate a recipe file (against ``schema``), applying ``key.sub=value``
+    overrides."""
     tree: dict[str, Any] = {}
     source = "<overrides>"
     if path is not None:
@@ -321,9 +326,9 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         except (IndexError, ValueError) as e:
             raise RecipeError(f"override '{text}': {e}") from e
     try:
-        return Recipe.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as e:
-        raise RecipeError(_format_errors(e, source)) from None
+        raise RecipeError(_format_errors(e, source, schema)) from None
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:

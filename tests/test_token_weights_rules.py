@@ -68,7 +68,7 @@ def test_registry_names_and_unknown_rule() -> None:
         "egspo_gate",
         "steer",
     }
-    with pytest.raises(KeyError, match="did you mean 'steer'"):
+    with pytest.raises(ValueError, match="did you mean 'steer'"):
         build_token_weights([{"name": "stear"}])
     with pytest.raises(ValueError, match="bad params"):
         build_token_weights([{"name": "steer", "params": {"nope": 1}}])

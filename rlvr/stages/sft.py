@@ -42,6 +42,12 @@ def run_sft(
     eval_every: int = 50,
     stop_at: float | None = None,
     max_length: int = 256,
+    grad_accum: int = 1,
+    schedule: str = "constant_with_warmup",
+    packing: bool = False,
+    peft_config: Any = None,
+    trust_remote_code: bool = False,
+    logging_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on conversational rows and save to ``out_dir`` (safetensors).
 
@@ -52,29 +58,34 @@ def run_sft(
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
     history: list[tuple[int, float]] = []
 
     class EvalAndStop(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
             if eval_fn is None or state.global_step % eval_every:
                 return control
-            acc = eval_fn(model, tokenizer)
-            model.train()
+            acc = eval_fn(kw["model"], tokenizer)
+            kw["model"].train()
             history.append((state.global_step, acc))
             log.info("sft step %d: held-out accuracy %.3f", state.global_step, acc)
             if stop_at is not None and acc >= stop_at:
                 control.should_training_stop = True
             return control
 
+    work = Path(logging_dir) if logging_dir is not None else Path(out_dir) / "_sft_tmp"
     config = SFTConfig(
-        output_dir=str(Path(out_dir) / "_sft_tmp"),
+        output_dir=str(work / "trainer"),
         learning_rate=lr,
         per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
         max_steps=max_steps,
         warmup_steps=warmup_steps,
-        lr_scheduler_type="constant_with_warmup",
+        lr_scheduler_type=schedule,
+        packing=packing,
         seed=seed,
         data_seed=seed,
         logging_steps=25,
@@ -93,10 +104,21 @@ def run_sft(
         train_dataset=datasets.Dataset.from_list(train_rows),
         processing_class=tokenizer,
         callbacks=[EvalAndStop()],
+        peft_config=peft_config,
     )
     result = trainer.train()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    trained = trainer.model
+    if peft_config is not None:
+        trained = trained.merge_and_unload()  # LoRA adapter folded into the base weights
+    trained.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    return {"history": history, "steps": trainer.state.global_step, "loss": result.training_loss}
+    log_history = [e for e in trainer.state.log_history if "loss" in e]
+    return {
+        "history": history,
+        "steps": trainer.state.global_step,
+        "loss": result.training_loss,
+        "log_history": log_history,
+        "model_dir": str(out),
+    }

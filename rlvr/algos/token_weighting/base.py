@@ -166,7 +166,10 @@ def build_token_weights(specs: list[Any]) -> TokenWeightPipeline:
     for spec in specs:
         name = spec["name"] if isinstance(spec, dict) else spec.name
         params = (spec.get("params") if isinstance(spec, dict) else spec.params) or {}
-        cls = TOKEN_WEIGHTS.get(name)
+        try:
+            cls = TOKEN_WEIGHTS.get(name)
+        except KeyError as e:  # ValueError: the CLI reports it as a recipe error
+            raise ValueError(f"algo.token_weights: {e.args[0]}") from None
         try:
             rules.append((name, cls(**params)))
         except TypeError as e:

@@ -1,0 +1,150 @@
+"""The ``rlvr sft`` recipe schema and runner: supervised fine-tuning from a local file.
+
+Data rows are either prompt / completion pairs (``data.prompt_field`` /
+``data.completion_field``) or chat transcripts (``data.messages_field``, a list of
+``{"role", "content"}``); the loss is on completion / assistant tokens only (TRL's
+completion-only loss). LoRA comes from peft when ``lora.enabled``; the saved model is then
+the adapter merged into the base weights, in safetensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rlvr.config import ModelConfig, _Section, dump_recipe
+from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
+
+
+class SFTData(_Section):
+    path: str
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+    messages_field: str | None = Field(None, description="Use chat transcripts from this field.")
+    system_prompt: str | None = None
+
+
+class SFTTrain(_Section):
+    steps: int = Field(100, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant_with_warmup", "cosine", "linear"] = "constant_with_warmup"
+    max_length: int = Field(1024, ge=8)
+    packing: bool = False
+    threads: int | None = None
+
+
+class LoraConfig(_Section):
+    enabled: bool = False
+    r: int = Field(16, ge=1)
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class SFTRecipe(_Section):
+    name: str = "sft"
+    output_dir: str = "runs"
+    seed: int = 0
+    model: ModelConfig
+    data: SFTData
+    train: SFTTrain = SFTTrain()
+    lora: LoraConfig = LoraConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
+    """Rows in TRL's conversational prompt-completion or messages format."""
+    p = Path(cfg.path)
+    if not p.is_file():
+        raise DataError(f"{p}: SFT data file not found (data.path)")
+    if p.suffix in (".jsonl", ".json"):
+        raw = _read_jsonl(p)
+    elif p.suffix == ".parquet":
+        raw = _read_parquet(p)
+    else:
+        raise DataError(f"{p}: unsupported data file type '{p.suffix}' (use .jsonl or .parquet)")
+    system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    rows, problems = [], []
+    for num, row, err in raw:
+        where = f"{p}:{num}"
+        if err is not None:
+            problems.append(err)
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"{where}: row is {type(row).__name__}, expected an object")
+            continue
+        if cfg.messages_field:
+            msgs = row.get(cfg.messages_field)
+            if not isinstance(msgs, list) or not msgs:
+                problems.append(f"{where}: '{cfg.messages_field}' is not a list of messages")
+                continue
+            rows.append({"messages": system + msgs})
+            continue
+        prompt, completion = row.get(cfg.prompt_field), row.get(cfg.completion_field)
+        if prompt in (None, "") or completion in (None, ""):
+            problems.append(f"{where}: missing '{cfg.prompt_field}' or '{cfg.completion_field}'")
+            continue
+        rows.append(
+            {
+                "prompt": system + [{"role": "user", "content": str(prompt)}],
+                "completion": [{"role": "assistant", "content": str(completion)}],
+            }
+        )
+    if problems:
+        shown = "\n  ".join(problems[:5])
+        msg = f"{p}: skipped {len(problems)} malformed row(s) of {len(raw)}:\n  {shown}"
+        if not rows:
+            raise DataError(msg)
+        import logging
+
+        logging.getLogger("rlvr").warning(msg)
+    return rows
+
+
+def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
+    import torch
+
+    from rlvr.stages.sft import run_sft
+
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    run_dir = recipe.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    t, lora = recipe.train, recipe.lora
+    peft_config = None
+    if lora.enabled:
+        from peft import LoraConfig as PeftLoraConfig
+
+        peft_config = PeftLoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+    return run_sft(
+        recipe.model.path,
+        load_sft_rows(recipe.data),
+        run_dir / "model",
+        lr=t.lr,
+        batch_size=t.batch_size,
+        grad_accum=t.grad_accum,
+        max_steps=t.steps,
+        warmup_steps=t.warmup_steps,
+        schedule=t.schedule,
+        seed=recipe.seed,
+        max_length=t.max_length,
+        packing=t.packing,
+        peft_config=peft_config,
+        trust_remote_code=recipe.model.trust_remote_code,
+        logging_dir=run_dir,
+    )
