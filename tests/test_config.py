@@ -100,6 +100,13 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     assert load_recipe(out) == r
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")))
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")), ids=lambda p: p.stem
+)
 def test_shipped_recipes_validate(recipe: Path) -> None:
-    load_recipe(recipe)
+    from rlvr.stages.sft_recipe import SFTRecipe
+
+    if recipe.stem.startswith("sft_"):
+        load_recipe(recipe, schema=SFTRecipe)  # `rlvr sft` recipes
+    else:
+        load_recipe(recipe)

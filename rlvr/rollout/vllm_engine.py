@@ -12,6 +12,7 @@ its own reproducible stream.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Iterable
@@ -30,6 +31,8 @@ def _configure_env(kv_cache_gib: int) -> None:
 
 
 class VLLMEngine(RolloutEngine):
+    _live = 0  # engines alive in this process (see close)
+
     def __init__(
         self,
         model_path: str,
@@ -69,6 +72,7 @@ class VLLMEngine(RolloutEngine):
             # ("CPU Generator does not use offset"): prefill every prompt in one step.
             kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(**kwargs)
+        VLLMEngine._live += 1
         self.tokenizer = self.llm.get_tokenizer()
         self.stats = EngineStats()
 
@@ -115,10 +119,17 @@ class VLLMEngine(RolloutEngine):
         self.stats.sync_seconds += time.perf_counter() - start
 
     def close(self) -> None:
+        """Release the engine. vLLM's shutdown tears down process-wide state (the model-parallel
+        groups) that other in-process engines share, so only the last live engine runs it;
+        earlier ones are just dropped."""
         llm = getattr(self, "llm", None)
-        if llm is not None:
-            engine = getattr(llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None)
+        if llm is None:
+            return
+        self.llm = None
+        VLLMEngine._live -= 1
+        if VLLMEngine._live == 0:
+            shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
             if callable(shutdown):
                 shutdown()
-            self.llm = None
+        del llm
+        gc.collect()
