@@ -127,9 +127,16 @@ class VLLMEngine(RolloutEngine):
             return
         self.llm = None
         VLLMEngine._live -= 1
+        engine = getattr(llm, "llm_engine", None)
         if VLLMEngine._live == 0:
-            shutdown = getattr(getattr(llm, "llm_engine", None), "shutdown", None)
+            shutdown = getattr(engine, "shutdown", None)
             if callable(shutdown):
                 shutdown()
-        del llm
+        else:
+            # The in-process client shuts its engine core down when garbage-collected, and that
+            # shutdown destroys the process-wide parallel groups: detach that finalizer.
+            finalizer = getattr(getattr(engine, "engine_core", None), "_finalizer", None)
+            if finalizer is not None:
+                finalizer.detach()
+        del llm, engine
         gc.collect()
