@@ -139,11 +139,13 @@ def child(args: argparse.Namespace) -> None:
 def run_child(argv: list[str]) -> dict:
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--child", *argv],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"child failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
@@ -164,8 +166,9 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--shapes", default="4096x256x65536,4096x256x151936",
-                   help="comma-separated NxdxV shapes")
+    p.add_argument(
+        "--shapes", default="4096x256x65536,4096x256x151936", help="comma-separated NxdxV shapes"
+    )
     p.add_argument("--impls", default="naive,fused")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
@@ -183,8 +186,18 @@ def main() -> None:
         child(args)
         return
 
-    common = ["--device", args.device, "--dtype", args.dtype, "--reps", str(args.reps),
-              "--temperature", str(args.temperature), "--threads", str(args.threads)]
+    common = [
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--reps",
+        str(args.reps),
+        "--temperature",
+        str(args.temperature),
+        "--threads",
+        str(args.threads),
+    ]
     if args.vocab_chunk:
         common += ["--vocab-chunk", str(args.vocab_chunk)]
     if args.token_chunk:
@@ -192,10 +205,12 @@ def main() -> None:
     impls = args.impls.split(",")
     gib = 1024**3
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"device={args.device} dtype={args.dtype} T={args.temperature} reps={args.reps} "
-          f"rounds={args.rounds} threads={args.threads or 'default'} cpus={os.cpu_count()} "
-          f"load1={load:.1f}\n(each child its own process; peak = child peak RSS over its "
-          f"first fwd+bwd minus its RSS before it; times = best of all reps; cpu = process CPU seconds)")
+    print(
+        f"device={args.device} dtype={args.dtype} T={args.temperature} reps={args.reps} "
+        f"rounds={args.rounds} threads={args.threads or 'default'} cpus={os.cpu_count()} "
+        f"load1={load:.1f}\n(each child its own process; peak = child peak RSS over its "
+        f"first fwd+bwd minus its RSS before it; times = best of all reps; cpu = process CPU seconds)"
+    )
     for shape_text in args.shapes.split(","):
         n, d, v = parse_shape(shape_text)
         runs: dict[str, list[dict]] = {impl: [] for impl in impls}
@@ -204,25 +219,37 @@ def main() -> None:
                 runs[impl].append(run_child(["--impl", impl, "--shape", shape_text, *common]))
         res = {impl: merge(rs) for impl, rs in runs.items()}
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"\nN={n} d={d} V={v}  (6NdV = {6 * n * d * v / 1e9:.1f} GFLOP; "
-              f"threads {res[impls[0]]['threads']}; load1 after: {load:.1f})")
-        print(f"  {'impl':6s} {'peak MiB':>10s} {'fwd+bwd s':>10s} {'median s':>9s} "
-              f"{'fwd s':>7s} {'cpu s':>7s} {'GFLOP/s':>8s}")
+        print(
+            f"\nN={n} d={d} V={v}  (6NdV = {6 * n * d * v / 1e9:.1f} GFLOP; "
+            f"threads {res[impls[0]]['threads']}; load1 after: {load:.1f})"
+        )
+        print(
+            f"  {'impl':6s} {'peak MiB':>10s} {'fwd+bwd s':>10s} {'median s':>9s} "
+            f"{'fwd s':>7s} {'cpu s':>7s} {'GFLOP/s':>8s}"
+        )
         for impl, r in res.items():
-            print(f"  {impl:6s} {r['peak_bytes'] / 2**20:10.1f} {r['time_best']:10.3f} "
-                  f"{r['time_median']:9.3f} {r['fwd_best']:7.3f} {r['cpu_best']:7.2f} "
-                  f"{6 * n * d * v / r['time_best'] / 1e9:8.1f}")
+            print(
+                f"  {impl:6s} {r['peak_bytes'] / 2**20:10.1f} {r['time_best']:10.3f} "
+                f"{r['time_median']:9.3f} {r['fwd_best']:7.3f} {r['cpu_best']:7.2f} "
+                f"{6 * n * d * v / r['time_best'] / 1e9:8.1f}"
+            )
         if "fused" in res and "naive" in res:
             f, nv = res["fused"], res["naive"]
-            print(f"  ratio fused/naive: peak memory {f['peak_bytes'] / nv['peak_bytes']:.4f} "
-                  f"({100 * f['peak_bytes'] / nv['peak_bytes']:.2f} %), "
-                  f"time {f['time_best'] / nv['time_best']:.3f}x wall, "
-                  f"{f['cpu_best'] / nv['cpu_best']:.3f}x cpu "
-                  f"(naive peak {nv['peak_bytes'] / gib:.2f} GiB)")
-            rel = {k: abs(f["check"][k] - nv["check"][k]) / max(abs(nv["check"][k]), 1e-12)
-                   for k in f["check"]}
-            print("  consistency (relative diff of sums/norms): "
-                  + ", ".join(f"{k}={val:.1e}" for k, val in rel.items()))
+            print(
+                f"  ratio fused/naive: peak memory {f['peak_bytes'] / nv['peak_bytes']:.4f} "
+                f"({100 * f['peak_bytes'] / nv['peak_bytes']:.2f} %), "
+                f"time {f['time_best'] / nv['time_best']:.3f}x wall, "
+                f"{f['cpu_best'] / nv['cpu_best']:.3f}x cpu "
+                f"(naive peak {nv['peak_bytes'] / gib:.2f} GiB)"
+            )
+            rel = {
+                k: abs(f["check"][k] - nv["check"][k]) / max(abs(nv["check"][k]), 1e-12)
+                for k in f["check"]
+            }
+            print(
+                "  consistency (relative diff of sums/norms): "
+                + ", ".join(f"{k}={val:.1e}" for k, val in rel.items())
+            )
 
 
 if __name__ == "__main__":

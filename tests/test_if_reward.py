@@ -102,8 +102,12 @@ def test_score_if_response_and_aggregate() -> None:
     r1 = score_if_response(ids, kws, '"no commas"', "p")  # both strict
     r2 = score_if_response(ids, kws, '"no commas"\nBye, now', "p")  # loose only for both
     r3 = score_if_response(ids, kws, "a, b", "p")  # none
-    assert r1 == {"strict": [True, True], "loose": [True, True],
-                  "prompt_strict": True, "prompt_loose": True}
+    assert r1 == {
+        "strict": [True, True],
+        "loose": [True, True],
+        "prompt_strict": True,
+        "prompt_loose": True,
+    }
     assert r2["strict"] == [False, False] and r2["loose"] == [True, True]
     assert r3["strict"] == [False, False] and r3["loose"] == [False, False]
     agg = aggregate_if_scores([r1, r2, r3])
@@ -119,7 +123,10 @@ def test_score_if_response_and_aggregate() -> None:
 def test_reward_through_the_runner_inline() -> None:
     from rewards.runner import RewardRunner
 
-    with RewardRunner([{"name": "ifeval", "params": {"all_or_nothing": True}}],
-                      num_workers=0) as runner:
-        batch = runner.score([["Cats are small furry animals.", "Cats, dogs and birds."]], [EXAMPLE])
+    with RewardRunner(
+        [{"name": "ifeval", "params": {"all_or_nothing": True}}], num_workers=0
+    ) as runner:
+        batch = runner.score(
+            [["Cats are small furry animals.", "Cats, dogs and birds."]], [EXAMPLE]
+        )
     assert batch.total == [[1.0, 0.0]]

@@ -117,7 +117,12 @@ TEST_CASES = [
     ("words:repeats", {"small_n": 2}, "Go go, stop.", "Go, go, GO!"),
     ("words:odd_even_syllables", {}, "cat water dog", "cat dog water"),
     ("words:last_first", {}, "I like cats. Cats like fish.", "I like cats. Dogs like fish."),
-    ("words:paragraph_last_first", {}, "Go and go.\n\nStop then stop!", "Go and go.\n\nStop, then stop!"),
+    (
+        "words:paragraph_last_first",
+        {},
+        "Go and go.\n\nStop then stop!",
+        "Go and go.\n\nStop, then stop!",
+    ),
     ("words:no_consecutive", {}, "A big cat ran.", "A big bad cat."),
     (
         "words:keywords_specific_position",
@@ -145,7 +150,7 @@ TEST_CASES = [
     ),
     ("sentence:increment", {"small_n": 2}, "Hi. Hi there you. A b c d e.", "Hi. Hi there."),
     ("format:parentheses", {}, "(a [b {c (d [e])}])", "(a [b {c (d)}])"),
-    ("format:quotes", {}, "He said \"she said 'they said \"hi\"'\"", "He said \"she said 'hi'\""),
+    ("format:quotes", {}, 'He said "she said \'they said "hi"\'"', "He said \"she said 'hi'\""),
     ("format:options", {"options": "yes/no/maybe"}, "Maybe.", "Maybe not."),
     ("format:options", {"options": "a), b), c), d)"}, "b)", "b) because"),
     ("format:newline", {}, "One\nword\nper\nline.", "Two words\nper line"),
@@ -180,8 +185,12 @@ TEST_CASES = [
     ("custom:word_reverse", {}, "eagle bald the is It", "It is the bald eagle"),
     ("custom:character_reverse", {}, ".elgae dlab ehT", "The bald eagle."),
     ("custom:sentence_alphabet", {}, ALPHABET_STORY, ALPHABET_STORY.replace("Znimals", "Animals")),
-    ("custom:european_capitals_sort", {}, CAPITALS, CAPITALS.replace("Oslo, Helsinki", "x")
-     .replace("Helsinki, Oslo", "Oslo, Helsinki")),
+    (
+        "custom:european_capitals_sort",
+        {},
+        CAPITALS,
+        CAPITALS.replace("Oslo, Helsinki", "x").replace("Helsinki, Oslo", "Oslo, Helsinki"),
+    ),
     ("custom:csv_city", {}, CSV_CITY, CSV_CITY.rsplit("\n", 1)[0]),
     ("custom:csv_special_character", {}, CSV_SPECIAL, CSV_SPECIAL.replace('"Acme & Co"', "Acme")),
     ("custom:csv_quotes", {}, CSV_QUOTES, CSV_QUOTES.replace('"Math"', "Math")),
@@ -235,9 +244,19 @@ TRAIN_CASES = [
     ("keywords:exclude_word_harder", {"keyword": "cat"}, "A cat. Cats!", "A cat sat."),
     ("paragraphs:paragraphs", {}, "One.\n***\nTwo.", "One.\n\nTwo."),
     ("paragraphs:paragraphs2", {}, "One.\n\nTwo.", "One.\n***\nTwo."),
-    ("first_word:first_word_sent", {"first_word": "cats"}, "Cats run. cats sit.", "Cats run. Dogs sit."),
+    (
+        "first_word:first_word_sent",
+        {"first_word": "cats"},
+        "Cats run. cats sit.",
+        "Cats run. Dogs sit.",
+    ),
     ("first_word:first_word_answer", {"first_word": "cats"}, "Cats are great.", "The cats."),
-    ("last_word:last_word_sent", {"last_word": "cats"}, "I like cats. You like cats!", "I like cats. No."),
+    (
+        "last_word:last_word_sent",
+        {"last_word": "cats"},
+        "I like cats. You like cats!",
+        "I like cats. No.",
+    ),
     ("last_word:last_word_answer", {"last_word": "cats"}, "I like CATS!", "Cats are fine."),
     ("detectable_format:bigram_wrapping", {}, "<<I am>> <<at home>>", "<<I am>> at home"),
     ("copy:copying_simple", {"prompt_to_repeat": TRAIN_PROMPT}, "Tell me about cats.", "Cats."),
@@ -338,8 +357,7 @@ def test_span_index_conventions() -> None:
     assert not check("repeat:repeat_span", kw, "w2 w3")
     # IFTrain new:copy_span_idx: character indices, end exclusive (open-instruct)
     chars = "0123456789"
-    assert check("new:copy_span_idx", {"prompt_to_repeat": chars, "n_start": 2, "n_end": 4},
-                 "23")
+    assert check("new:copy_span_idx", {"prompt_to_repeat": chars, "n_start": 2, "n_end": 4}, "23")
 
 
 def test_copy_constraints_fall_back_to_prompt() -> None:
@@ -410,8 +428,13 @@ def test_hostile_inputs_stay_fast() -> None:
     texts = ["\n" * 20000 + "Question 1", "(" * 30000, "*" * 30000, "a " * 20000]
     start = time.perf_counter()
     for text in texts:
-        for iid in ("custom:mcq_count_length", "format:parentheses", "format:sub-bullets",
-                    "words:no_consecutive", "format:quotes"):
+        for iid in (
+            "custom:mcq_count_length",
+            "format:parentheses",
+            "format:sub-bullets",
+            "words:no_consecutive",
+            "format:quotes",
+        ):
             check(iid, {}, text)
     assert time.perf_counter() - start < 5.0
 
@@ -444,26 +467,42 @@ REFERENCE_VECTORS = [
     ("custom:date_format_list", {}, "07-05-1796", False),
     (
         "count:keywords_multiple",
-        {"keyword1": "door", "keyword2": "bread", "keyword3": "blue", "keyword4": "lamp",
-         "keyword5": "river"},
-        "The doorway led indoors to one door. " + "bread " * 2 + "blue " * 3 + "lamp " * 5
+        {
+            "keyword1": "door",
+            "keyword2": "bread",
+            "keyword3": "blue",
+            "keyword4": "lamp",
+            "keyword5": "river",
+        },
+        "The doorway led indoors to one door. "
+        + "bread " * 2
+        + "blue " * 3
+        + "lamp " * 5
         + "river " * 7,
         True,
     ),
     (
         "repeat:repeat_span",
-        {"prompt_to_repeat": "The walls are solid but the stones are cracked and cold.",
-         "n_start": 0, "n_end": 7},
+        {
+            "prompt_to_repeat": "The walls are solid but the stones are cracked and cold.",
+            "n_start": 0,
+            "n_end": 7,
+        },
         "The walls are solid but the stones are",
         True,
     ),
     ("ratio:sentence_words", {}, "The cat sat here. The cat sat here. The cat sat here.", False),
-    ("words:words_position", {"keyword": "vibrant"},
-     '"The vibrant sun set over a calm vibrant sea!"', True),
+    (
+        "words:words_position",
+        {"keyword": "vibrant"},
+        '"The vibrant sun set over a calm vibrant sea!"',
+        True,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("iid", "kwargs", "text", "expected"), REFERENCE_VECTORS,
-                         ids=[v[0] for v in REFERENCE_VECTORS])
+@pytest.mark.parametrize(
+    ("iid", "kwargs", "text", "expected"), REFERENCE_VECTORS, ids=[v[0] for v in REFERENCE_VECTORS]
+)
 def test_reference_vectors(iid: str, kwargs: dict, text: str, expected: bool) -> None:
     assert check(iid, kwargs, text) is expected

@@ -112,7 +112,7 @@ CASES = [
     (
         "length_constraints:nth_paragraph_first_word",
         {"first_word": "weekend", "num_paragraphs": 2, "nth_paragraph": 2},
-        "Intro paragraph.\n\n\"Weekend, finally. Rest.",
+        'Intro paragraph.\n\n"Weekend, finally. Rest.',
         "Intro paragraph.\n\nWeekday again.",
     ),
     (
@@ -304,8 +304,9 @@ def test_wrong_kwargs_are_clear_errors() -> None:
 
 
 def test_integral_floats_are_accepted() -> None:
-    assert check("length_constraints:number_words", {"num_words": 2.0, "relation": "at least"},
-                 "two words")
+    assert check(
+        "length_constraints:number_words", {"num_words": 2.0, "relation": "at least"}, "two words"
+    )
 
 
 # ------------------------------------------------------------------------------ text utilities
@@ -328,8 +329,24 @@ def test_punkt_matches_nltk_doctest() -> None:
 def test_word_tokenize_matches_nltk_doctest() -> None:
     s = "Good muffins cost $3.88\nin New York.  Please buy me\ntwo of them.\n\nThanks."
     assert word_tokenize(s) == [
-        "Good", "muffins", "cost", "$", "3.88", "in", "New", "York", ".", "Please", "buy",
-        "me", "two", "of", "them", ".", "Thanks", ".",
+        "Good",
+        "muffins",
+        "cost",
+        "$",
+        "3.88",
+        "in",
+        "New",
+        "York",
+        ".",
+        "Please",
+        "buy",
+        "me",
+        "two",
+        "of",
+        "them",
+        ".",
+        "Thanks",
+        ".",
     ]
     assert word_tokenize("Don't stop.") == ["Do", "n't", "stop", "."]
 

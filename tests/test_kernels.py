@@ -50,8 +50,17 @@ def _run(fn, hidden, weight, targets, a, b, dtype, temperature, **kw):
 
 
 def _reference(hidden, weight, targets, a, b, temperature, **kw):
-    return _run(naive_logprob_entropy, hidden.double(), weight.double(), targets, a, b,
-                torch.float64, temperature, **kw)
+    return _run(
+        naive_logprob_entropy,
+        hidden.double(),
+        weight.double(),
+        targets,
+        a,
+        b,
+        torch.float64,
+        temperature,
+        **kw,
+    )
 
 
 def _close(got, ref, **tol):
@@ -94,8 +103,18 @@ def test_hand_computed_gradient():
 def test_fp32_matches_float64_reference(temperature, chunks):
     vocab_chunk, token_chunk = chunks  # 7 and 13 divide neither V = 61 nor N = 23
     hidden, weight, targets, a, b = _inputs(23, 16, 61, seed=1, scale=2.0)
-    got = _run(logprob_entropy, hidden, weight, targets, a, b, torch.float32, temperature,
-               vocab_chunk=vocab_chunk, token_chunk=token_chunk)
+    got = _run(
+        logprob_entropy,
+        hidden,
+        weight,
+        targets,
+        a,
+        b,
+        torch.float32,
+        temperature,
+        vocab_chunk=vocab_chunk,
+        token_chunk=token_chunk,
+    )
     ref = _reference(hidden, weight, targets, a, b, temperature)
     assert got[0].dtype == got[1].dtype == torch.float32
     assert got[2].dtype == got[3].dtype == torch.float32
@@ -106,8 +125,18 @@ def test_fp32_matches_float64_reference(temperature, chunks):
 def test_float64_inputs_match_to_1e10(temperature):
     # float64 end to end: any error in the online update or the gradient formula shows here.
     hidden, weight, targets, a, b = _inputs(19, 8, 53, seed=2, scale=3.0)
-    got = _run(logprob_entropy, hidden, weight, targets, a, b, torch.float64, temperature,
-               vocab_chunk=6, token_chunk=4)
+    got = _run(
+        logprob_entropy,
+        hidden,
+        weight,
+        targets,
+        a,
+        b,
+        torch.float64,
+        temperature,
+        vocab_chunk=6,
+        token_chunk=4,
+    )
     ref = _reference(hidden, weight, targets, a, b, temperature)
     _close(got, ref, rtol=1e-10, atol=1e-10)
 
@@ -116,8 +145,18 @@ def test_large_logits_are_stable():
     # logits of order 1e3 with the max in a late chunk: the running max must move.
     hidden, weight, targets, a, b = _inputs(11, 8, 97, seed=3, scale=300.0)
     weight = weight[torch.argsort(weight[:, 0])]  # push large logits toward the last chunks
-    got = _run(logprob_entropy, hidden, weight, targets, a, b, torch.float32, 1.0,
-               vocab_chunk=10, token_chunk=3)
+    got = _run(
+        logprob_entropy,
+        hidden,
+        weight,
+        targets,
+        a,
+        b,
+        torch.float32,
+        1.0,
+        vocab_chunk=10,
+        token_chunk=3,
+    )
     ref = _reference(hidden, weight, targets, a, b, 1.0)
     assert all(torch.isfinite(x).all() for x in got)
     _close(got[:2], ref[:2], rtol=1e-4, atol=2e-3)  # |logp| ~ 1e3: atol relative to that
@@ -154,8 +193,13 @@ def test_tied_and_untied_embeddings(tied):
         mix = mix0.to(dtype).requires_grad_()
         head = emb if tied else head0.to(dtype).requires_grad_()
         hidden = torch.tanh(emb[ids] @ mix)
-        logp, ent = fn(hidden, head, targets, temperature=1.3, **(
-            {"vocab_chunk": 8, "token_chunk": 6} if fn is logprob_entropy else {}))
+        logp, ent = fn(
+            hidden,
+            head,
+            targets,
+            temperature=1.3,
+            **({"vocab_chunk": 8, "token_chunk": 6} if fn is logprob_entropy else {}),
+        )
         (logp.sum() - 0.3 * ent.sum()).backward()
         results.append((logp, ent, emb.grad, mix.grad, head.grad))
     _close(results[0], results[1], **FP32_TOL)
@@ -175,8 +219,18 @@ def test_ignore_index_masks_and_skips_compute(monkeypatch):
             return original.apply(h, *args)
 
     monkeypatch.setattr(kernels_api, "ChunkedLogprobEntropy", Spy)
-    got = _run(logprob_entropy, hidden, weight, targets, a, b, torch.float32, 1.0,
-               vocab_chunk=5, token_chunk=4)
+    got = _run(
+        logprob_entropy,
+        hidden,
+        weight,
+        targets,
+        a,
+        b,
+        torch.float32,
+        1.0,
+        vocab_chunk=5,
+        token_chunk=4,
+    )
     assert seen_rows == [11]  # only the valid rows reach the kernel
     logp, ent, gh, _ = got
     masked = targets == -100
@@ -195,8 +249,18 @@ def test_half_precision_inputs(dtype, temperature):
     hidden, weight, targets, a, b = _inputs(18, 16, 45, seed=7)
     # reference on the half-precision-rounded inputs, so only kernel error is measured
     hidden, weight = hidden.to(dtype).double(), weight.to(dtype).double()
-    logp, ent, gh, gw = _run(logprob_entropy, hidden, weight, targets, a, b, dtype, temperature,
-                             vocab_chunk=7, token_chunk=5)
+    logp, ent, gh, gw = _run(
+        logprob_entropy,
+        hidden,
+        weight,
+        targets,
+        a,
+        b,
+        dtype,
+        temperature,
+        vocab_chunk=7,
+        token_chunk=5,
+    )
     assert logp.dtype == ent.dtype == torch.float32
     assert gh.dtype == gw.dtype == dtype
     ref = _reference(hidden, weight, targets, a, b, temperature)
@@ -213,8 +277,18 @@ def test_half_precision_matmul_branch(monkeypatch, temperature):
     monkeypatch.setattr(chunked, "_compute_dtype", lambda h, w: torch.bfloat16)
     hidden, weight, targets, a, b = _inputs(18, 16, 45, seed=13)
     hidden, weight = hidden.bfloat16().double(), weight.bfloat16().double()
-    logp, ent, gh, gw = _run(logprob_entropy, hidden, weight, targets, a, b, torch.bfloat16,
-                             temperature, vocab_chunk=7, token_chunk=5)
+    logp, ent, gh, gw = _run(
+        logprob_entropy,
+        hidden,
+        weight,
+        targets,
+        a,
+        b,
+        torch.bfloat16,
+        temperature,
+        vocab_chunk=7,
+        token_chunk=5,
+    )
     ref = _reference(hidden, weight, targets, a, b, temperature)
     # bf16 matmul output rounds the logits (~3 digits), hence the looser value tolerance
     _close((logp, ent), ref[:2], rtol=2e-2, atol=2e-2)
@@ -323,7 +397,7 @@ def _check_triton_results(stdout: str) -> None:
     line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
     import json
 
-    for key, r in json.loads(line[len("RESULT "):]).items():
+    for key, r in json.loads(line[len("RESULT ") :]).items():
         grad_tol = 1e-5 if "float32" in key else 2e-2  # half-precision gradients: ~3 digits
         assert r["dtypes_ok"], key
         assert r["logp"] < 1e-5 and r["ent"] < 1e-5, (key, r)
@@ -333,8 +407,14 @@ def _check_triton_results(stdout: str) -> None:
 def test_triton_kernels_in_interpreter():
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-c", _TRITON_CHECK, "cpu"], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRITON_CHECK, "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_triton_results(proc.stdout)
 
@@ -343,8 +423,13 @@ def test_triton_kernels_in_interpreter():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_kernels_on_gpu():
     pytest.importorskip("triton")
-    proc = subprocess.run([sys.executable, "-c", _TRITON_CHECK, "cuda"],
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRITON_CHECK, "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_triton_results(proc.stdout)
 
@@ -353,8 +438,25 @@ def test_triton_kernels_on_gpu():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_auto_backend_matches_torch_path():
     hidden, weight, targets, a, b = _inputs(300, 64, 1000, seed=12)
-    got = _run(logprob_entropy, hidden.cuda(), weight.cuda(), targets.cuda(), a.cuda(),
-               b.cuda(), torch.float32, 1.3)
-    ref = _run(logprob_entropy, hidden.cuda(), weight.cuda(), targets.cuda(), a.cuda(),
-               b.cuda(), torch.float32, 1.3, backend="torch")
+    got = _run(
+        logprob_entropy,
+        hidden.cuda(),
+        weight.cuda(),
+        targets.cuda(),
+        a.cuda(),
+        b.cuda(),
+        torch.float32,
+        1.3,
+    )
+    ref = _run(
+        logprob_entropy,
+        hidden.cuda(),
+        weight.cuda(),
+        targets.cuda(),
+        a.cuda(),
+        b.cuda(),
+        torch.float32,
+        1.3,
+        backend="torch",
+    )
     _close([x.cpu() for x in got], [x.double().cpu() for x in ref], rtol=1e-4, atol=1e-5)

@@ -99,7 +99,7 @@ def test_hf_engine_run_writes_metrics_plots_and_loadable_checkpoints(
     loaded = AutoModelForCausalLM.from_pretrained(final)
     start = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     moved = sum(
-        float((a - b).abs().sum())
+        float((a - b).detach().abs().sum())
         for a, b in zip(loaded.parameters(), start.parameters(), strict=True)
     )
     assert moved > 0  # training changed the weights
@@ -239,9 +239,9 @@ def test_micro_batches_give_the_same_gradient(tiny_model_dir, tmp_path, fixtures
         seen: list[torch.Tensor] = []
         step = trainer.optimizer.step
 
-        def record_then_step(*args, **kwargs):
-            seen.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters()]))
-            return step(*args, **kwargs)
+        def record_then_step(*args, _seen=seen, _model=trainer.model, _step=step, **kwargs):
+            _seen.append(torch.cat([p.grad.flatten() for p in _model.parameters()]))
+            return _step(*args, **kwargs)
 
         trainer.optimizer.step = record_then_step  # type: ignore[method-assign]
         try:

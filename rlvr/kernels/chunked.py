@@ -118,9 +118,7 @@ class _Setup:
         return torch.exp(x, out=buf[: x.numel()].view(x.shape))
 
 
-def _target_columns(
-    targets: torch.Tensor, v0: int, v1: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _target_columns(targets: torch.Tensor, v0: int, v1: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(in_chunk [N] bool, column [N, 1] clamped into the chunk) for vocab chunk [v0, v1)."""
     local = targets - v0
     in_chunk = (local >= 0) & (local < v1 - v0)
@@ -283,7 +281,16 @@ class ChunkedLogprobEntropy(torch.autograd.Function):
         if not (need_h or need_w):
             return nothing
         grad_h, grad_w = chunked_backward(
-            hidden, weight, targets, logz, entropy, grad_logp, grad_ent,
-            ctx.temperature, *ctx.chunks, need_h, need_w,
+            hidden,
+            weight,
+            targets,
+            logz,
+            entropy,
+            grad_logp,
+            grad_ent,
+            ctx.temperature,
+            *ctx.chunks,
+            need_h,
+            need_w,
         )
         return grad_h, grad_w, None, None, None, None

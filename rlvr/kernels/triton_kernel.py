@@ -50,9 +50,20 @@ if HAVE_TRITON:
 
     @triton.jit
     def _logits_tile(
-        h_ptr, w_ptr, offs_n, offs_v, mask_n, mask_v, D, stride_hn, stride_wv,
-        BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
-        IEEE: tl.constexpr, UPCAST: tl.constexpr,
+        h_ptr,
+        w_ptr,
+        offs_n,
+        offs_v,
+        mask_n,
+        mask_v,
+        D,
+        stride_hn,
+        stride_wv,
+        BLOCK_N: tl.constexpr,
+        BLOCK_V: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
         for k0 in range(0, D, BLOCK_K):
@@ -60,11 +71,13 @@ if HAVE_TRITON:
             mask_k = offs_k < D
             hb = tl.load(
                 h_ptr + offs_n[:, None] * stride_hn + offs_k[None, :],
-                mask=mask_n[:, None] & mask_k[None, :], other=0.0,
+                mask=mask_n[:, None] & mask_k[None, :],
+                other=0.0,
             )
             wb = tl.load(
                 w_ptr + offs_v[None, :] * stride_wv + offs_k[:, None],
-                mask=mask_v[None, :] & mask_k[:, None], other=0.0,
+                mask=mask_v[None, :] & mask_k[:, None],
+                other=0.0,
             )
             if UPCAST:  # only under TRITON_INTERPRET, whose bf16 tl.dot is wrong on CPU
                 hb = hb.to(tl.float32)
@@ -77,10 +90,25 @@ if HAVE_TRITON:
 
     @triton.jit
     def _fwd_kernel(
-        h_ptr, w_ptr, y_ptr, m_ptr, s_ptr, t_ptr, zy_ptr,
-        N, V, D, stride_hn, stride_wv, v_per_split, inv_t,
-        BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
-        IEEE: tl.constexpr, UPCAST: tl.constexpr,
+        h_ptr,
+        w_ptr,
+        y_ptr,
+        m_ptr,
+        s_ptr,
+        t_ptr,
+        zy_ptr,
+        N,
+        V,
+        D,
+        stride_hn,
+        stride_wv,
+        v_per_split,
+        inv_t,
+        BLOCK_N: tl.constexpr,
+        BLOCK_V: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         pid_n = tl.program_id(0)
         pid_s = tl.program_id(1)
@@ -96,8 +124,22 @@ if HAVE_TRITON:
         for v0 in range(v_start, v_end, BLOCK_V):
             offs_v = (v0 + tl.arange(0, BLOCK_V)).to(tl.int64)
             mask_v = offs_v < v_end
-            acc = _logits_tile(h_ptr, w_ptr, offs_n, offs_v, mask_n, mask_v, D, stride_hn,
-                               stride_wv, BLOCK_N, BLOCK_V, BLOCK_K, IEEE, UPCAST)
+            acc = _logits_tile(
+                h_ptr,
+                w_ptr,
+                offs_n,
+                offs_v,
+                mask_n,
+                mask_v,
+                D,
+                stride_hn,
+                stride_wv,
+                BLOCK_N,
+                BLOCK_V,
+                BLOCK_K,
+                IEEE,
+                UPCAST,
+            )
             z = acc * inv_t  # masked columns hold 0 (masked loads), excluded below
             hit = (offs_v[None, :] == y[:, None]) & mask_v[None, :]
             zy += tl.sum(tl.where(hit, z, 0.0), axis=1)
@@ -119,11 +161,29 @@ if HAVE_TRITON:
 
     @triton.jit
     def _grad_logits_kernel(
-        h_ptr, w_ptr, y_ptr, logz_ptr, a_ptr, nb_ptr, c_ptr, g_ptr,
-        N, VC, D, v_base, stride_hn, stride_wv, stride_gn, inv_t,
-        HAS_A: tl.constexpr, HAS_B: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_K: tl.constexpr,
-        IEEE: tl.constexpr, UPCAST: tl.constexpr,
+        h_ptr,
+        w_ptr,
+        y_ptr,
+        logz_ptr,
+        a_ptr,
+        nb_ptr,
+        c_ptr,
+        g_ptr,
+        N,
+        VC,
+        D,
+        v_base,
+        stride_hn,
+        stride_wv,
+        stride_gn,
+        inv_t,
+        HAS_A: tl.constexpr,
+        HAS_B: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_V: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
     ):
         pid_n = tl.program_id(0)
         pid_v = tl.program_id(1)
@@ -132,8 +192,22 @@ if HAVE_TRITON:
         mask_n = offs_n < N
         mask_v = offs_c < VC
         offs_v = v_base + offs_c
-        acc = _logits_tile(h_ptr, w_ptr, offs_n, offs_v, mask_n, mask_v, D, stride_hn,
-                           stride_wv, BLOCK_N, BLOCK_V, BLOCK_K, IEEE, UPCAST)
+        acc = _logits_tile(
+            h_ptr,
+            w_ptr,
+            offs_n,
+            offs_v,
+            mask_n,
+            mask_v,
+            D,
+            stride_hn,
+            stride_wv,
+            BLOCK_N,
+            BLOCK_V,
+            BLOCK_K,
+            IEEE,
+            UPCAST,
+        )
         logz = tl.load(logz_ptr + offs_n, mask=mask_n, other=0.0)
         logp = acc * inv_t - logz[:, None]
         p = tl.exp(logp)
@@ -164,13 +238,20 @@ def _upcast(dtype: torch.dtype) -> bool:
 def _num_splits(n_tokens: int, vocab: int, device: torch.device) -> int:
     """Vocabulary splits so that the forward grid has a few programs per SM."""
     n_blocks = max(1, math.ceil(n_tokens / BLOCK_N))
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 2
+    sms = (
+        torch.cuda.get_device_properties(device).multi_processor_count
+        if device.type == "cuda"
+        else 2
+    )
     want = math.ceil(4 * sms / n_blocks)
     return max(1, min(want, math.ceil(vocab / BLOCK_V)))
 
 
 def triton_forward(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, temperature: float,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
     num_splits: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logp, entropy, logZ) in float32 for contiguous hidden [N, d], weight [V, d]."""
@@ -186,10 +267,25 @@ def triton_forward(
     zy = torch.empty((splits, n_tokens), **f32)
     grid = (math.ceil(n_tokens / BLOCK_N), splits)
     _fwd_kernel[grid](
-        hidden, weight, targets, m, s, t, zy,
-        n_tokens, vocab, d, hidden.stride(0), weight.stride(0), v_per_split, 1.0 / temperature,
-        BLOCK_N=BLOCK_N, BLOCK_V=BLOCK_V, BLOCK_K=BLOCK_K,
-        IEEE=hidden.dtype == torch.float32, UPCAST=_upcast(hidden.dtype),
+        hidden,
+        weight,
+        targets,
+        m,
+        s,
+        t,
+        zy,
+        n_tokens,
+        vocab,
+        d,
+        hidden.stride(0),
+        weight.stride(0),
+        v_per_split,
+        1.0 / temperature,
+        BLOCK_N=BLOCK_N,
+        BLOCK_V=BLOCK_V,
+        BLOCK_K=BLOCK_K,
+        IEEE=hidden.dtype == torch.float32,
+        UPCAST=_upcast(hidden.dtype),
     )
     # merge the splits: every split holds at least one column, so s > 0 everywhere.
     m_all = m.amax(dim=0)
@@ -204,9 +300,17 @@ def triton_forward(
 
 
 def triton_backward(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, logz: torch.Tensor,
-    entropy: torch.Tensor, grad_logp: torch.Tensor | None, grad_ent: torch.Tensor | None,
-    temperature: float, vocab_chunk: int | None, need_hidden: bool, need_weight: bool,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    logz: torch.Tensor,
+    entropy: torch.Tensor,
+    grad_logp: torch.Tensor | None,
+    grad_ent: torch.Tensor | None,
+    temperature: float,
+    vocab_chunk: int | None,
+    need_hidden: bool,
+    need_weight: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     n_tokens, d = hidden.shape
     vocab = weight.shape[0]
@@ -230,20 +334,35 @@ def triton_backward(
         g = g_buf[:, :vc]
         grid = (math.ceil(n_tokens / BLOCK_N), math.ceil(vc / BLOCK_V))
         _grad_logits_kernel[grid](
-            hidden, weight, targets, logz,
-            a if a is not None else dummy, nb if nb is not None else dummy,
-            c if c is not None else dummy, g,
-            n_tokens, vc, d, v0, hidden.stride(0), weight.stride(0), g_buf.stride(0),
+            hidden,
+            weight,
+            targets,
+            logz,
+            a if a is not None else dummy,
+            nb if nb is not None else dummy,
+            c if c is not None else dummy,
+            g,
+            n_tokens,
+            vc,
+            d,
+            v0,
+            hidden.stride(0),
+            weight.stride(0),
+            g_buf.stride(0),
             1.0 / temperature,
-            HAS_A=a is not None, HAS_B=nb is not None,
-            BLOCK_N=BLOCK_N, BLOCK_V=BLOCK_V, BLOCK_K=BLOCK_K,
-            IEEE=hidden.dtype == torch.float32, UPCAST=_upcast(hidden.dtype),
+            HAS_A=a is not None,
+            HAS_B=nb is not None,
+            BLOCK_N=BLOCK_N,
+            BLOCK_V=BLOCK_V,
+            BLOCK_K=BLOCK_K,
+            IEEE=hidden.dtype == torch.float32,
+            UPCAST=_upcast(hidden.dtype),
         )
-        w_c = weight[v0:v0 + vc]
+        w_c = weight[v0 : v0 + vc]
         if grad_h is not None:
             grad_h += (g @ w_c).float()
         if grad_w is not None:
-            torch.mm(g.T, hidden, out=grad_w[v0:v0 + vc])
+            torch.mm(g.T, hidden, out=grad_w[v0 : v0 + vc])
     if grad_h is not None:
         grad_h = grad_h.to(hidden.dtype)
     return grad_h, grad_w
@@ -281,8 +400,17 @@ class TritonLogprobEntropy(torch.autograd.Function):
         if not (need_h or need_w):
             return None, None, None, None, None
         grad_h, grad_w = triton_backward(
-            hidden, weight, targets, logz, entropy, grad_logp, grad_ent,
-            ctx.temperature, ctx.vocab_chunk, need_h, need_w,
+            hidden,
+            weight,
+            targets,
+            logz,
+            entropy,
+            grad_logp,
+            grad_ent,
+            ctx.temperature,
+            ctx.vocab_chunk,
+            need_h,
+            need_w,
         )
         return grad_h, grad_w, None, None, None
 
