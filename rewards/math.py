@@ -324,7 +324,7 @@ def _mv() -> Any:
             normalization_config=NormalizationConfig(
                 basic_latex=True,
                 units=True,
-                malformed_operators=False,
+                malformed_operators=True,  # \frac12 and \sqrt2 are valid LaTeX
                 nits=False,
                 boxed="all",
                 equations=False,

@@ -162,3 +162,12 @@ def test_works_outside_the_main_thread() -> None:
 
 def test_optional_main_thread_deadline() -> None:
     assert math_reward(r"\boxed{\frac{2}{4}}", "0.5", timeout_s=5.0) == 1.0
+
+
+def test_brace_free_latex_operators_are_equivalent() -> None:
+    """\\frac12 and \\sqrt2 are valid LaTeX: they match \\frac{1}{2} and \\sqrt{2}."""
+    from rewards.math import math_reward
+
+    assert math_reward(r"so \boxed{\frac12}", r"\frac{1}{2}") == 1.0
+    assert math_reward(r"\boxed{\sqrt2}", r"\sqrt{2}") == 1.0
+    assert math_reward(r"\boxed{\frac13}", r"\frac{1}{2}") == 0.0
