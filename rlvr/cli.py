@@ -1,4 +1,4 @@
-"""Command line: ``rlvr train | sft | eval | tiny-model``.
+"""Command line: ``rlvr train | sft | pipeline | eval | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
@@ -124,6 +124,25 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from rlvr.config import RecipeError, load_recipe
+    from rlvr.data.datasets import DataError
+    from rlvr.pipeline import PipelineRecipe, run_pipeline
+
+    try:
+        pipe = load_recipe(args.recipe, args.overrides, schema=PipelineRecipe)
+        records = run_pipeline(pipe)
+    except (RecipeError, DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 130
+    for r in records:
+        print(f"{r['stage']:>16s} ({r['kind']}): {r['model']}")
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from rlvr.data.tiny import build_tiny_model
 
@@ -173,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("recipe", help="path to a YAML SFT recipe")
     sft.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     sft.set_defaults(func=cmd_sft)
+
+    pipe = sub.add_parser(
+        "pipeline",
+        help="run chained stages (e.g. SFT -> GRPO) from one recipe",
+        description="Run the stages of a pipeline recipe in order (see "
+        "recipes/pipeline_*.yaml); each stage's output model feeds the next; finished stages "
+        "are skipped on a re-run and an interrupted RL stage resumes from its checkpoints.",
+    )
+    pipe.add_argument("recipe", help="path to a YAML pipeline recipe")
+    pipe.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    pipe.set_defaults(func=cmd_pipeline)
 
     tiny = sub.add_parser("tiny-model", help="build a random tiny Qwen2 model + offline tokenizer")
     tiny.add_argument("out", help="output directory")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr.config import RecipeError, dump_recipe, load_recipe
+from rlvr.config import Recipe, RecipeError, dump_recipe, load_recipe
 
 BASE = """\
 name: t
@@ -104,9 +104,15 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     "recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_shipped_recipes_validate(recipe: Path) -> None:
+    from rlvr.pipeline import PipelineRecipe
     from rlvr.stages.sft_recipe import SFTRecipe
 
     if recipe.stem.startswith("sft_"):
         load_recipe(recipe, schema=SFTRecipe)  # `rlvr sft` recipes
+    elif recipe.stem.startswith("pipeline_"):
+        pipe = load_recipe(recipe, schema=PipelineRecipe)  # `rlvr pipeline` recipes
+        for stage in pipe.stages:
+            schema = SFTRecipe if stage.kind == "sft" else Recipe
+            load_recipe(Path(__file__).parents[1] / stage.recipe, stage.overrides, schema=schema)
     else:
         load_recipe(recipe)

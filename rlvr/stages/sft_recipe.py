@@ -14,12 +14,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import ModelConfig, _Section, dump_recipe
+from rlvr.config import ArithmeticConfig, ModelConfig, _Section, dump_recipe
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
 
 
 class SFTData(_Section):
-    path: str
+    path: str | None = Field(None, description="jsonl / parquet file (or use `arithmetic`).")
+    arithmetic: ArithmeticConfig | None = Field(
+        None, description="Generate worked solutions of the seeded arithmetic task instead."
+    )
     prompt_field: str = "prompt"
     completion_field: str = "completion"
     messages_field: str | None = Field(None, description="Use chat transcripts from this field.")
@@ -62,6 +65,20 @@ class SFTRecipe(_Section):
 
 def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
     """Rows in TRL's conversational prompt-completion or messages format."""
+    if cfg.arithmetic is not None:
+        from rlvr.data.arithmetic import arithmetic_examples
+
+        a = cfg.arithmetic
+        train, _ = arithmetic_examples(a.digits, a.operations, a.num_train, a.num_eval, a.seed)
+        return [
+            {
+                "prompt": [{"role": "user", "content": ex["prompt"]}],
+                "completion": [{"role": "assistant", "content": ex["solution"]}],
+            }
+            for ex in train
+        ]
+    if cfg.path is None:
+        raise DataError("SFT data: set data.path (a jsonl / parquet file) or data.arithmetic")
     p = Path(cfg.path)
     if not p.is_file():
         raise DataError(f"{p}: SFT data file not found (data.path)")

@@ -1,0 +1,95 @@
+"""Multi-stage pipelines: one recipe chains stages (e.g. SFT -> GRPO), each stage's output
+model feeding the next.
+
+A pipeline recipe lists stages; each names a stage recipe file (an ``rlvr sft`` or an
+``rlvr train`` recipe) plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
+with ``model.path`` set to stage i-1's output model (the first stage keeps its own). A finished
+stage writes ``stage_done.json`` (its output model path) last, so a re-run skips finished
+stages and an interrupted RL stage resumes from its own checkpoints (``resume=true``): the
+pipeline is resumable at stage granularity and inside RL stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
+
+log = logging.getLogger("rlvr")
+
+
+class StageConfig(_Section):
+    name: str = Field(description="Stage name: its run directory under the pipeline's.")
+    kind: Literal["sft", "train"]
+    recipe: str = Field(description="The stage's recipe file (relative paths: from the cwd).")
+    overrides: list[str] = []
+
+
+class PipelineRecipe(_Section):
+    name: str = "pipeline"
+    output_dir: str = "runs"
+    stages: list[StageConfig] = Field(min_length=1)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _stage_overrides(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> list[str]:
+    forced = [f"output_dir={pipe.run_dir}", f"name={stage.name}"]
+    if model is not None:
+        forced.append(f"model.path={model}")
+    return [*stage.overrides, *forced]
+
+
+def run_stage(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> str:
+    """Run one stage; return the path of the model it produced."""
+    overrides = _stage_overrides(pipe, stage, model)
+    if stage.kind == "sft":
+        from rlvr.stages.sft_recipe import SFTRecipe, run_sft_recipe
+
+        sft = load_recipe(stage.recipe, overrides, schema=SFTRecipe)
+        return str(run_sft_recipe(sft)["model_dir"])
+    from rlvr.trainer import Trainer
+
+    recipe = load_recipe(stage.recipe, [*overrides, "resume=true", "checkpoint.save_final=true"])
+    trainer = Trainer(recipe)
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    if summary.get("interrupted"):
+        raise KeyboardInterrupt(f"stage {stage.name!r} stopped; run the pipeline again to resume")
+    return str(summary["checkpoint"])
+
+
+def run_pipeline(pipe: PipelineRecipe) -> list[dict[str, Any]]:
+    """Run every stage in order, skipping finished ones; returns one record per stage."""
+    pipe.run_dir.mkdir(parents=True, exist_ok=True)
+    dump_recipe(pipe, pipe.run_dir / "pipeline.yaml")  # type: ignore[arg-type]
+    model: str | None = None
+    records = []
+    for stage in pipe.stages:
+        done = pipe.run_dir / stage.name / "stage_done.json"
+        if done.is_file():
+            record = json.loads(done.read_text())
+            log.info("stage %s already done: %s", stage.name, record["model"])
+        else:
+            log.info("stage %s (%s) from %s", stage.name, stage.kind, model or "its recipe's model")
+            out = run_stage(pipe, stage, model)
+            record = {"stage": stage.name, "kind": stage.kind, "input": model, "model": out}
+            done.parent.mkdir(parents=True, exist_ok=True)
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            tmp.replace(done)
+        model = record["model"]
+        records.append(record)
+    return records
+
+
+__all__ = ["PipelineRecipe", "Recipe", "StageConfig", "run_pipeline"]
