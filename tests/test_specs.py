@@ -54,9 +54,12 @@ def test_pairs_rule_and_counts() -> None:
     assert rows[0]["chosen"][0]["role"] == "assistant"
     # at most N pairs per prompt, cycling the shorter side
     capped = build_preference_pairs(
-        [[GOOD, WRONG, "w2", "w3"]], examples[:1], [[1, 0, 0, 0]], [[True] * 4],
+        [[GOOD, WRONG, "w2", "w3"]],
+        examples[:1],
+        [[1, 0, 0, 0]],
+        [[True] * 4],
         max_pairs_per_prompt=2,
-    )  # fmt: skip
+    )
     assert _texts(capped, "chosen") == [GOOD, GOOD]
     assert _texts(capped, "rejected") == [WRONG, "w2"]
     with pytest.raises(ValueError):
@@ -101,9 +104,17 @@ def test_run_specs_trains_and_saves(tiny_model_dir: Path, tmp_path: Path) -> Non
     assert len(pairs) == 16
     out = tmp_path / "specs"
     res = run_specs(
-        tiny_model_dir, examples, out, pairs=pairs, beta=0.1, lr=1e-3, steps=3, batch_size=4,
-        sft_weight=1.0, max_length=64,
-    )  # fmt: skip
+        tiny_model_dir,
+        examples,
+        out,
+        pairs=pairs,
+        beta=0.1,
+        lr=1e-3,
+        steps=3,
+        batch_size=4,
+        sft_weight=1.0,
+        max_length=64,
+    )
     assert res["steps"] == 3 and res["num_pairs"] == 16
     assert all(torch.isfinite(torch.tensor(e["loss"])) for e in res["log_history"])
     assert (out / "model.safetensors").is_file() and not (out / "_specs_tmp").exists()
