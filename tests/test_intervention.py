@@ -3,6 +3,7 @@ check with a stub engine, and a run on the bundled quickstart model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM
@@ -125,7 +126,8 @@ def test_run_int_on_the_quickstart_model(tmp_path: Path) -> None:
 
     def propose(row: dict, substeps: list[str]) -> list[str]:
         content = substeps[0]  # restate the (correct) reversed digits before the bad box
-        return ['<intervention>{"content": "%s", "location": 1}</intervention>' % content]
+        block = json.dumps({"content": content, "location": 1})
+        return [f"<intervention>{block}</intervention>"]
 
     report = run_int(
         MODEL,
