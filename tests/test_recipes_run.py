@@ -7,23 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_overrides import TINY_RUN_OVERRIDES
 
 from rlvr.config import load_recipe
 from rlvr.metrics import read_metrics
 from rlvr.trainer import Trainer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-TINY = [
-    "rollout.group_size=4",
-    "rollout.max_new_tokens=8",
-    "train.prompts_per_step=2",
-    "train.steps=2",
-    "train.threads=1",
-    "logging.plots=false",
-    "logging.tensorboard=false",
-    "logging.progress=false",
-    "checkpoint.save_final=false",
-]
+TINY = TINY_RUN_OVERRIDES
 
 
 def run(name: str, model_dir: Path, out: Path, *extra: str) -> tuple[list[dict], Path]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_overrides import TINY_RUN_OVERRIDES
 
 from rlvr.config import load_recipe
 from rlvr.metrics import entropy_metrics, read_metrics
@@ -21,18 +22,7 @@ DENSE = (
     f"rewards=[{{name: math}}, {{name: '{FIXTURES / 'rewards_fixture.py'}:digit_fraction',"
     " key: digits}]"
 )
-TINY = [
-    "rollout.group_size=4",
-    "rollout.max_new_tokens=8",
-    "train.prompts_per_step=2",
-    "train.steps=2",
-    "train.threads=1",
-    "logging.plots=false",
-    "logging.tensorboard=false",
-    "logging.progress=false",
-    "checkpoint.save_final=false",
-    DENSE,
-]
+TINY = [*TINY_RUN_OVERRIDES, DENSE]
 # recipe stem -> (rule name, a fraction metric it must log)
 METHODS = {
     "high_entropy_only": ("high_entropy_only", "kept_fraction"),
