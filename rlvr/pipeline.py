@@ -55,14 +55,10 @@ def run_stage(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> st
 
         sft = load_recipe(stage.recipe, overrides, schema=SFTRecipe)
         return str(run_sft_recipe(sft)["model_dir"])
-    from rlvr.trainer import Trainer
+    from rlvr.trainer import train_recipe
 
     recipe = load_recipe(stage.recipe, [*overrides, "resume=true", "checkpoint.save_final=true"])
-    trainer = Trainer(recipe)
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
+    summary, _ = train_recipe(recipe)
     if summary.get("interrupted"):
         raise KeyboardInterrupt(f"stage {stage.name!r} stopped; run the pipeline again to resume")
     return str(summary["checkpoint"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -669,6 +670,38 @@ class Trainer:
     def close(self) -> None:
         self.engine.close()
         self.rewards.close()
+
+
+def train_recipe(recipe: Recipe, **kwargs: Any) -> tuple[dict[str, Any], Trainer]:
+    """Build a :class:`Trainer` for ``recipe``, train it, and always release its engine and
+    reward workers. Returns the run summary and the closed trainer (its model stays usable)."""
+    trainer = Trainer(recipe, **kwargs)
+    try:
+        return trainer.train(), trainer
+    finally:
+        trainer.close()
+
+
+def train_cached(recipe: Recipe, steps: int) -> list[dict[str, Any]]:
+    """Metrics of ``recipe`` run for ``steps`` steps, reusing a finished run in its run
+    directory when it covers exactly those steps (with a constant LR schedule, the first
+    ``steps`` steps of a longer run are the same run). For comparison scripts."""
+    from rlvr.metrics import read_metrics
+
+    done = recipe.run_dir / "metrics.jsonl"
+    if done.is_file():
+        rows = read_metrics(done)
+        same = len(rows) == steps or recipe.train.schedule == "constant"
+        if (
+            same
+            and len(rows) >= steps
+            and [r["step"] for r in rows[:steps]] == list(range(1, steps + 1))
+        ):
+            return rows[:steps]
+    if recipe.run_dir.exists():
+        shutil.rmtree(recipe.run_dir)
+    train_recipe(recipe)
+    return read_metrics(done)
 
 
 class _progress:

@@ -16,7 +16,7 @@ import sys
 import time
 
 from rlvr.config import load_recipe
-from rlvr.trainer import Trainer
+from rlvr.trainer import train_recipe
 
 
 def main() -> int:
@@ -40,11 +40,7 @@ def main() -> int:
         ],
     )
     start = time.perf_counter()
-    trainer = Trainer(recipe)
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
+    summary, trainer = train_recipe(recipe)
     before, after = summary["eval_before"], summary["eval_after"]
     steps = summary["final_metrics"] and trainer.step
     print(

@@ -79,8 +79,7 @@ def warm_model(out: Path, stop_at: float, max_steps: int, lr: float) -> Path:
 
 def run_one(method: str, seed: int, model: Path, steps: int, out: Path) -> list[dict]:
     from rlvr.config import load_recipe
-    from rlvr.metrics import read_metrics
-    from rlvr.trainer import Trainer
+    from rlvr.trainer import train_cached
 
     recipe = load_recipe(
         REPO / "recipes" / f"{method}_arithmetic_cpu.yaml",
@@ -95,25 +94,7 @@ def run_one(method: str, seed: int, model: Path, steps: int, out: Path) -> list[
             "checkpoint.save_final=false",
         ],
     )
-    done = recipe.run_dir / "metrics.jsonl"
-    if done.is_file():  # a finished run with these settings is reused (see --fresh)
-        rows = read_metrics(done)
-        # with a constant LR the first ``steps`` steps of a longer run are this run
-        same = len(rows) == steps or recipe.train.schedule == "constant"
-        if (
-            same
-            and len(rows) >= steps
-            and [r["step"] for r in rows[:steps]] == list(range(1, steps + 1))
-        ):
-            return rows[:steps]
-    if recipe.run_dir.exists():
-        shutil.rmtree(recipe.run_dir)
-    trainer = Trainer(recipe)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    return read_metrics(recipe.run_dir / "metrics.jsonl")
+    return train_cached(recipe, steps)  # a finished run with these settings is reused
 
 
 def accuracy_of(row: dict) -> float:

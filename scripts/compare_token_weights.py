@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -30,8 +29,7 @@ METHODS = ("grpo", "steer", "egspo", "clip_cov", "kl_cov", "high_entropy_only", 
 
 def run_method(method: str, seed: int, model: Path, steps: int, out: Path) -> list[dict]:
     from rlvr.config import load_recipe
-    from rlvr.metrics import read_metrics
-    from rlvr.trainer import Trainer
+    from rlvr.trainer import train_cached
 
     recipe = load_recipe(
         REPO / "recipes" / f"{method}_arithmetic_cpu.yaml",
@@ -47,18 +45,7 @@ def run_method(method: str, seed: int, model: Path, steps: int, out: Path) -> li
             "warmup=null",  # every method starts from the same (already warmed) model
         ],
     )
-    metrics = recipe.run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        rows = read_metrics(metrics)
-        if len(rows) == steps:
-            return rows
-    shutil.rmtree(recipe.run_dir, ignore_errors=True)
-    trainer = Trainer(recipe)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    return read_metrics(metrics)
+    return train_cached(recipe, steps)
 
 
 def value(row: dict, key: str) -> float | None:

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_overrides import TINY_RUN_OVERRIDES
+from tiny_overrides import TINY_RUN_OVERRIDES, run_cpu_recipe
 
 from rlvr.config import load_recipe
-from rlvr.metrics import read_metrics
 from rlvr.trainer import Trainer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -18,16 +17,8 @@ TINY = TINY_RUN_OVERRIDES
 
 
 def run(name: str, model_dir: Path, out: Path, *extra: str) -> tuple[list[dict], Path]:
-    recipe = load_recipe(
-        RECIPES / f"{name}_arithmetic_cpu.yaml",
-        [f"model.path={model_dir}", f"output_dir={out}", *TINY, *extra],
-    )
-    trainer = Trainer(recipe)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    return read_metrics(recipe.run_dir / "metrics.jsonl"), recipe.run_dir
+    rows, trainer = run_cpu_recipe(name, model_dir, out, *extra, tiny=TINY)
+    return rows, trainer.recipe.run_dir
 
 
 @pytest.mark.parametrize("name", ["grpo", "dapo", "qae", "adora"])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_overrides import TINY_RUN_OVERRIDES
+from tiny_overrides import TINY_RUN_OVERRIDES, run_cpu_recipe
 
 from rlvr.config import load_recipe
-from rlvr.metrics import entropy_metrics, read_metrics
+from rlvr.metrics import entropy_metrics
 from rlvr.trainer import Trainer
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -34,16 +34,7 @@ METHODS = {
 
 
 def run(name: str, model_dir: Path, out: Path, *extra: str) -> tuple[list[dict], Trainer]:
-    recipe = load_recipe(
-        RECIPES / f"{name}_arithmetic_cpu.yaml",
-        [f"model.path={model_dir}", f"output_dir={out}", *TINY, *extra],
-    )
-    trainer = Trainer(recipe)
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    return read_metrics(recipe.run_dir / "metrics.jsonl"), trainer
+    return run_cpu_recipe(name, model_dir, out, *extra, tiny=TINY)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
