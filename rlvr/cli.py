@@ -1,4 +1,4 @@
-"""Command line: ``rlvr train | sft | pipeline | eval | tiny-model``.
+"""Command line: ``rlvr train | sft | redi | specs | int | pipeline | eval | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
@@ -124,6 +124,51 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+STAGE_HELP = {
+    "redi": (
+        "REDI distillation from positive and negative teacher traces",
+        "REDI (arXiv 2505.24850) from a YAML recipe (see recipes/redi_*.yaml): teacher traces "
+        "from traces.path or sampled from traces.teacher (default: the model itself), labelled "
+        "by the math verifier; optional stage-1 SFT on positives (sft.steps), then the REDI "
+        "loss mean[-l_w + alpha*l_l] on one (correct, incorrect) pair per problem. Writes "
+        "traces.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/ to runs/<name>/.",
+    ),
+    "specs": (
+        "SPECS self-distilled preference (DPO) cold start",
+        "SPECS (arXiv 2510.25801) from a YAML recipe (see recipes/specs_*.yaml): the model "
+        "samples answers to data's problems; chosen = correct and well-formed, rejected = "
+        "wrong or ill-formed; DPO (TRL DPOTrainer) with beta and an SFT term on chosen. "
+        "Writes samples.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/.",
+    ),
+    "int": (
+        "InT: interventions on failed attempts, then SFT",
+        "InT (arXiv 2601.14209) from a YAML recipe (see recipes/int_*.yaml): incorrect "
+        "attempts (a file or the model's own samples), a one-step intervention per attempt "
+        "(proposer: model | reference_diff), answer-leak filter, counterfactual check "
+        "(k_check continuations, one must verify), SFT on prefix + intervention (TRL). Writes "
+        "attempts.jsonl, kept.jsonl, summary.json and model/.",
+    ),
+}
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from rlvr.config import RecipeError, load_recipe
+    from rlvr.data.datasets import DataError
+    from rlvr.pipeline import stage_kind
+
+    schema, runner = stage_kind(args.command)
+    try:
+        summary = runner(load_recipe(args.recipe, args.overrides, schema=schema))
+    except (RecipeError, DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for key in ("counts", "pair_stats", "eval_before", "eval_after_sft", "eval_after"):
+        if key in summary:
+            print(f"{key}: {json.dumps(summary[key])}")
+    print(f"model: {summary['model_dir']}")
+    return 0
+
+
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from rlvr.config import RecipeError, load_recipe
     from rlvr.data.datasets import DataError
@@ -193,12 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     sft.set_defaults(func=cmd_sft)
 
+    for kind, (short, long) in STAGE_HELP.items():
+        stage = sub.add_parser(kind, help=short, description=long)
+        stage.add_argument("recipe", help=f"path to a YAML {kind} recipe")
+        stage.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+        stage.set_defaults(func=cmd_stage)
+
     pipe = sub.add_parser(
         "pipeline",
-        help="run chained stages (e.g. SFT -> GRPO) from one recipe",
+        help="run chained stages (e.g. SFT -> REDI -> GRPO) from one recipe",
         description="Run the stages of a pipeline recipe in order (see "
-        "recipes/pipeline_*.yaml); each stage's output model feeds the next; finished stages "
-        "are skipped on a re-run and an interrupted RL stage resumes from its checkpoints.",
+        "recipes/pipeline_*.yaml); stage kinds: train, sft, redi, specs, int; each stage's "
+        "output model feeds the next; each stage writes into runs/<pipeline>/<stage>/; "
+        "finished stages are skipped on a re-run and an interrupted RL stage resumes from its "
+        "checkpoints.",
     )
     pipe.add_argument("recipe", help="path to a YAML pipeline recipe")
     pipe.add_argument("overrides", nargs="*", help="dotted key=value overrides")

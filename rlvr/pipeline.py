@@ -1,18 +1,25 @@
 """Multi-stage pipelines: one recipe chains stages (e.g. SFT -> GRPO), each stage's output
 model feeding the next.
 
-A pipeline recipe lists stages; each names a stage recipe file (an ``rlvr sft`` or an
-``rlvr train`` recipe) plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
+A pipeline recipe lists stages; each names a stage recipe file (an ``rlvr train``, ``sft``,
+``redi``, ``specs`` or ``int`` recipe, see :data:`STAGE_KINDS`) plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
 with ``model.path`` set to stage i-1's output model (the first stage keeps its own). A finished
 stage writes ``stage_done.json`` (its output model path) last, so a re-run skips finished
 stages and an interrupted RL stage resumes from its own checkpoints (``resume=true``): the
-pipeline is resumable at stage granularity and inside RL stages.
+pipeline is resumable at stage granularity and inside RL stages. Every stage writes its
+recipe, metrics and summary into its own directory.
+
+A new stage kind is one module with a pydantic recipe schema (fields ``name``, ``output_dir``,
+``model.path``) and a runner ``recipe -> {"model_dir": ...}``, plus one line in
+:data:`STAGE_KINDS`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,10 +29,25 @@ from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
 
 log = logging.getLogger("rlvr")
 
+# kind -> (module, recipe schema, runner returning {"model_dir": ...}); "train" is the RL trainer
+STAGE_KINDS: dict[str, tuple[str, str, str]] = {
+    "sft": ("rlvr.stages.sft_recipe", "SFTRecipe", "run_sft_recipe"),
+    "redi": ("rlvr.stages.redi_recipe", "REDIRecipe", "run_redi_recipe"),
+    "specs": ("rlvr.stages.specs_recipe", "SPECSRecipe", "run_specs_recipe"),
+    "int": ("rlvr.stages.int_recipe", "INTRecipe", "run_int_recipe"),
+}
+
+
+def stage_kind(kind: str) -> tuple[type, Callable[[Any], dict[str, Any]]]:
+    """(recipe schema, runner) of a non-RL stage kind."""
+    module_name, schema, runner = STAGE_KINDS[kind]
+    module = importlib.import_module(module_name)
+    return getattr(module, schema), getattr(module, runner)
+
 
 class StageConfig(_Section):
     name: str = Field(description="Stage name: its run directory under the pipeline's.")
-    kind: Literal["sft", "train"]
+    kind: Literal["train", "sft", "redi", "specs", "int"]
     recipe: str = Field(description="The stage's recipe file (relative paths: from the cwd).")
     overrides: list[str] = []
 
@@ -50,11 +72,9 @@ def _stage_overrides(pipe: PipelineRecipe, stage: StageConfig, model: str | None
 def run_stage(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> str:
     """Run one stage; return the path of the model it produced."""
     overrides = _stage_overrides(pipe, stage, model)
-    if stage.kind == "sft":
-        from rlvr.stages.sft_recipe import SFTRecipe, run_sft_recipe
-
-        sft = load_recipe(stage.recipe, overrides, schema=SFTRecipe)
-        return str(run_sft_recipe(sft)["model_dir"])
+    if stage.kind != "train":
+        schema, runner = stage_kind(stage.kind)
+        return str(runner(load_recipe(stage.recipe, overrides, schema=schema))["model_dir"])
     from rlvr.trainer import train_recipe
 
     recipe = load_recipe(stage.recipe, [*overrides, "resume=true", "checkpoint.save_final=true"])

@@ -104,15 +104,16 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     "recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_shipped_recipes_validate(recipe: Path) -> None:
-    from rlvr.pipeline import PipelineRecipe
-    from rlvr.stages.sft_recipe import SFTRecipe
+    from rlvr.pipeline import STAGE_KINDS, PipelineRecipe, stage_kind
 
-    if recipe.stem.startswith("sft_"):
-        load_recipe(recipe, schema=SFTRecipe)  # `rlvr sft` recipes
-    elif recipe.stem.startswith("pipeline_"):
+    def schema_of(kind: str) -> type:
+        return Recipe if kind == "train" else stage_kind(kind)[0]
+
+    kind = recipe.stem.split("_")[0]
+    if kind == "pipeline":
         pipe = load_recipe(recipe, schema=PipelineRecipe)  # `rlvr pipeline` recipes
         for stage in pipe.stages:
-            schema = SFTRecipe if stage.kind == "sft" else Recipe
-            load_recipe(Path(__file__).parents[1] / stage.recipe, stage.overrides, schema=schema)
-    else:
-        load_recipe(recipe)
+            path = Path(__file__).parents[1] / stage.recipe
+            load_recipe(path, stage.overrides, schema=schema_of(stage.kind))
+    else:  # `rlvr sft|redi|specs|int` recipes by their prefix, RL recipes otherwise
+        load_recipe(recipe, schema=schema_of(kind if kind in STAGE_KINDS else "train"))

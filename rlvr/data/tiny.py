@@ -2,7 +2,8 @@
 
 Used by tests and the quickstart: everything is built from a config, nothing is downloaded.
 The tokenizer is byte-level BPE with no merges (every UTF-8 byte is one token, so each digit
-is one token), plus Qwen-style chat special tokens and ``<think>``/``</think>``. Its chat
+is one token), plus Qwen-style chat special tokens and ``<think>``/``</think>`` (added tokens
+that are not special, as in Qwen3, so decoded completions keep them). Its chat
 template is the ChatML layout Qwen models use. head_dim is 32 or more because vLLM's CPU
 attention rejects 16.
 """
@@ -12,10 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# added but not special, as in Qwen3's tokenizer: decoding (skip_special_tokens) keeps them
+THINK_TOKENS = ["<think>", "</think>"]
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -34,6 +37,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIAL_TOKENS)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

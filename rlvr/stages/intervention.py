@@ -14,7 +14,12 @@ Setlur, Kumar, arXiv 2601.14209; public code intervention-training/int; notes in
 4. counterfactual check: continue ``guided`` as the assistant's own partial answer K times and
    keep the row iff at least one continuation verifies (rlvr's math verifier);
 5. SFT on the kept rows: input = problem, target = the guided prefix + intervention only (the
-   continuation is not trained on), then hand the model to RL.
+   continuation is not trained on, and no EOS follows the target), then hand the model to RL.
+
+:func:`reference_diff_proposer` is a rule-based stand-in for step 2 on tasks whose reference
+solution is a full worked solution in the attempt's format (the arithmetic task, where a
+1M-parameter model cannot follow the grading prompt): the intervention is the reference's text
+up to the first character the attempt got wrong.
 
 Defaults follow the public code where the spec gives them (K_interv = 4, K_check = 32,
 T = 0.7, top-p = 0.8, top-k = 20); the prompt below is our own condensed wording of the
@@ -106,11 +111,39 @@ def leaks_answer(content: str, answer: str) -> bool:
     return bool(a) and a in content
 
 
-def _chat_ids(tokenizer: Any, user: str, assistant_prefix: str = "") -> list[int]:
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-    )
+def _chat_ids(tokenizer: Any, user: str | list[dict], assistant_prefix: str = "") -> list[int]:
+    """Chat prompt (a user message, or a list of messages) plus a partial assistant answer."""
+    messages = [{"role": "user", "content": user}] if isinstance(user, str) else user
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text + assistant_prefix, add_special_tokens=False)["input_ids"])
+
+
+_UNIT = re.compile(r"<[^<>\s]{1,20}>|\\[A-Za-z]+|.", re.DOTALL)
+
+
+def reference_diff_proposer(row: dict, substeps: list[str]) -> list[str]:
+    """A rule-based stand-in for the model's proposal, for tasks whose reference solution is a
+    complete worked solution in the attempt's own format (e.g. the arithmetic task).
+
+    The first substep k that differs from the reference's substep k holds the error. Both are
+    cut into units (a tag such as ``<think>``, a LaTeX command such as ``\\boxed``, or one
+    character); the intervention is the reference's substep k up to and including its first
+    unit that the attempt got wrong (the shared start plus a one-unit correction), at
+    location k. Returns one proposal in the model's ``<intervention>`` format, or none when
+    the attempt agrees with the reference on every substep it has.
+    """
+    reference = split_substeps(str(row.get("reference_solution", "")))
+    for k, (attempt_step, ref_step) in enumerate(zip(substeps, reference, strict=False), start=1):
+        if attempt_step == ref_step:
+            continue
+        mine, ref = _UNIT.findall(attempt_step), _UNIT.findall(ref_step)
+        shared = 0
+        while shared < min(len(mine), len(ref)) and mine[shared] == ref[shared]:
+            shared += 1
+        content = "".join(ref[: shared + 1])
+        block = json.dumps({"content": content, "location": k})
+        return [f"<intervention>{block}</intervention>"]
+    return []
 
 
 ProposeFn = Callable[[dict, list[str]], list[str]]
@@ -135,7 +168,7 @@ def model_proposer(
 def counterfactual_passes(
     engine: RolloutEngine,
     tokenizer: Any,
-    problem: str,
+    problem: str | list[dict],
     guided: str,
     answer: str,
     *,
@@ -143,7 +176,9 @@ def counterfactual_passes(
     max_tokens: int = 1024,
     seed: int = 0,
 ) -> int:
-    """How many of K continuations of ``guided`` (as the assistant's partial answer) verify."""
+    """How many of K continuations of ``guided`` (as the assistant's partial answer) verify.
+
+    ``problem`` is the user message, or the whole chat prompt as a list of messages."""
     sp = SamplingParams(n=k, temperature=0.7, top_p=0.8, top_k=20, max_tokens=max_tokens, seed=seed)
     group = engine.generate([_chat_ids(tokenizer, problem, guided)], sp)[0]
     return sum(int(math_reward(guided + c.text, answer) == 1.0) for c in group)
@@ -183,7 +218,7 @@ def build_intervention_rows(
         passes = counterfactual_passes(
             engine,
             tokenizer,
-            row["prompt"],
+            row.get("messages") or row["prompt"],
             guided,
             str(row["answer"]),
             k=k_check,
@@ -194,8 +229,33 @@ def build_intervention_rows(
             counts["failed_check"] += 1
             continue
         counts["kept"] += 1
-        out.append({"prompt": row["prompt"], "completion": guided, "answer": row["answer"]})
+        kept = {"prompt": row["prompt"], "completion": guided, "answer": row["answer"]}
+        if row.get("messages"):
+            kept["messages"] = row["messages"]
+        out.append(kept)
     return out, counts
+
+
+def sft_rows_without_eos(tokenizer: Any, kept: Sequence[dict], max_length: int) -> list[dict]:
+    """Pre-tokenized SFT rows: chat prompt + guided prefix, loss on the guided prefix only.
+
+    No end-of-turn or EOS token follows the target (the public code's ``*_noeos`` template):
+    the model learns to *start* its answer with the prefix and intervention, not to stop there.
+    Rows are ``{input_ids, completion_mask}``, the format TRL's SFTTrainer takes as is.
+    """
+    out = []
+    for r in kept:
+        messages = r.get("messages") or [{"role": "user", "content": r["prompt"]}]
+        prompt = _chat_ids(tokenizer, messages)
+        full = _chat_ids(tokenizer, messages, r["completion"])
+        shared = 0
+        while shared < min(len(prompt), len(full)) and prompt[shared] == full[shared]:
+            shared += 1
+        ids = full[:max_length]
+        mask = [0] * min(shared, len(ids)) + [1] * max(0, len(ids) - shared)
+        if any(mask):
+            out.append({"input_ids": ids, "completion_mask": mask})
+    return out
 
 
 def run_int(
@@ -207,39 +267,48 @@ def run_int(
     k_interv: int = 4,
     k_check: int = 32,
     check_tokens: int = 1024,
+    propose_tokens: int = 2048,
     lr: float = 1e-6,
     steps: int = 100,
     batch_size: int = 16,
+    schedule: str = "cosine",
+    max_length: int = 2048,
     seed: int = 0,
+    logging_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Propose -> filter -> counterfactual check -> SFT (TRL) on prefix + intervention."""
+    """Propose -> filter -> counterfactual check -> SFT (TRL) on prefix + intervention.
+
+    Returns ``counts`` (attempts, no_intervention, leaked, failed_check, kept), the ``kept``
+    rows and, when any row was kept, the SFT report with ``model_dir``; ``model_dir`` is None
+    when nothing passed the counterfactual check (no training happens then).
+    """
     from rlvr.rollout import build_engine
     from rlvr.stages.sft import run_sft
 
     engine = build_engine("hf", str(model_path))
-    tokenizer = engine.tokenizer  # type: ignore[attr-defined]
-    propose = propose or model_proposer(engine, tokenizer, k=k_interv, seed=seed)
-    kept, counts = build_intervention_rows(
-        rows, propose, engine, tokenizer, k_check=k_check, check_tokens=check_tokens, seed=seed
-    )
-    engine.close()
+    try:
+        tokenizer = engine.tokenizer  # type: ignore[attr-defined]
+        propose = propose or model_proposer(
+            engine, tokenizer, k=k_interv, max_tokens=propose_tokens, seed=seed
+        )
+        kept, counts = build_intervention_rows(
+            rows, propose, engine, tokenizer, k_check=k_check, check_tokens=check_tokens, seed=seed
+        )
+    finally:
+        engine.close()
     if not kept:
-        return {"counts": counts, "model_dir": None, "steps": 0}
-    sft_rows = [
-        {
-            "prompt": [{"role": "user", "content": r["prompt"]}],
-            "completion": [{"role": "assistant", "content": r["completion"]}],
-        }
-        for r in kept
-    ]
+        return {"counts": counts, "kept": [], "model_dir": None, "steps": 0}
     report = run_sft(
         model_path,
-        sft_rows,
+        sft_rows_without_eos(tokenizer, kept, max_length),
         out_dir,
         lr=lr,
         max_steps=steps,
         batch_size=batch_size,
         seed=seed,
         warmup_steps=0,
+        schedule=schedule,
+        max_length=max_length,
+        logging_dir=logging_dir,
     )
-    return {"counts": counts, **report}
+    return {"counts": counts, "kept": kept, **report}

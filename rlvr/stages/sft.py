@@ -55,6 +55,7 @@ def run_sft(
     early once it reaches ``stop_at``. Returns the evaluation history and the final step.
     """
     import datasets
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -91,7 +92,7 @@ def run_sft(
         logging_steps=25,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         bf16=False,
         max_length=max_length,
         completion_only_loss=True,

@@ -101,7 +101,8 @@ def build_preference_pairs(
 ) -> list[dict]:
     """Conversational DPO rows ``{prompt, chosen, rejected, id}`` from each prompt's own samples.
 
-    ``groups[i]`` are the completions for ``examples[i]``; ``scores[i][j]`` their correctness
+    The prompt is ``examples[i]["messages"]`` (a chat prompt) when present, else
+    ``examples[i]["prompt"]`` as the user turn. ``groups[i]`` are the completions for ``examples[i]``; ``scores[i][j]`` their correctness
     (>= 1.0 counts as correct) and ``formats_ok[i][j]`` their format check. See the module
     docstring for the pairing rule. Counts go into ``stats`` when a dict is given: prompts,
     pairs, skipped_no_chosen, skipped_no_rejected, synthesized.
@@ -150,7 +151,7 @@ def build_preference_pairs(
         for k in range(n_pairs):
             rows.append(
                 {
-                    "prompt": _conv("user", str(ex["prompt"])),
+                    "prompt": ex.get("messages") or _conv("user", str(ex["prompt"])),
                     "chosen": _conv("assistant", chosen[k % len(chosen)]),
                     "rejected": _conv("assistant", rejected[k % len(rejected)]),
                     "id": str(ex.get("id", i)),
@@ -174,7 +175,8 @@ def self_generate(
 ) -> dict[str, list]:
     """Sample ``n`` completions per example from the model itself and score them.
 
-    Prompts are the user message under the tokenizer's chat template (as DPOTrainer formats
+    Prompts are the example's chat ``messages`` when present, else its ``prompt`` as the user
+    message, under the tokenizer's chat template (as DPOTrainer formats
     them). Returns ``{"groups", "scores", "formats_ok"}``, each ``[len(examples)][n]``:
     ``math_reward(text, example["answer"])`` and ``format_reward(text, example) == 1.0``.
     """
@@ -189,7 +191,9 @@ def self_generate(
             list(
                 tok(
                     tok.apply_chat_template(
-                        _conv("user", str(ex["prompt"])), tokenize=False, add_generation_prompt=True
+                        ex.get("messages") or _conv("user", str(ex["prompt"])),
+                        tokenize=False,
+                        add_generation_prompt=True,
                     ),
                     add_special_tokens=False,
                 )["input_ids"]
@@ -239,6 +243,7 @@ def run_specs(
     ``ValueError`` when no pair could be built.
     """
     import datasets
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
@@ -285,7 +290,7 @@ def run_specs(
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         bf16=False,
         dataloader_num_workers=0,
         disable_tqdm=True,

@@ -1,0 +1,150 @@
+"""What the REDI, SPECS and InT stage recipes share: problems, prompts, self-sampling,
+held-out evaluation and per-stage output files.
+
+- Problems come from a recipe ``data`` section (the RL recipe's, :class:`rlvr.config.DataConfig`:
+  the arithmetic task, a jsonl / parquet file or a hub dataset), so a stage sees the same
+  prompts (template, system prompt) as the RL stage after it.
+- :func:`prompt_messages` turns an example into the chat prompt of TRL's conversational format.
+- :func:`sample_completions` samples ``n`` completions per problem from a model and scores each
+  with ``rewards.math.math_reward`` (correctness) and ``rewards.format.format_reward``
+  (``<think>...</think>`` then one ``\\boxed{}``).
+- :func:`heldout_eval` measures held-out accuracy as the RL trainer does: greedy accuracy and
+  pass@1 = mean_i (c_i / n) over ``n`` samples at temperature T, plus the share of well-formed
+  samples; the numbers a stage writes to its ``summary.json`` before and after training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from rlvr.config import DataConfig, _Section
+
+log = logging.getLogger("rlvr")
+
+
+class StageEval(_Section):
+    """Held-out accuracy around a stage (needs a held-out split: ``data.source: arithmetic``)."""
+
+    before: bool = True
+    after: bool = True
+    num_problems: int = Field(200, ge=1)
+    samples: int = Field(4, ge=1, description="Samples per problem for pass@1.")
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(64, ge=1)
+
+
+class Sampling(_Section):
+    """Self-sampling settings: ``n`` completions per problem on the first ``num_problems``."""
+
+    num_problems: int = Field(512, ge=1)
+    n: int = Field(4, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(64, ge=1)
+
+
+def prompt_messages(example: dict, data: DataConfig) -> list[dict]:
+    """The chat prompt of an example: optional system message, then the templated user turn."""
+    user = data.prompt_template.replace("{prompt}", str(example["prompt"]))
+    system = [{"role": "system", "content": data.system_prompt}] if data.system_prompt else []
+    return [*system, {"role": "user", "content": user}]
+
+
+def prompt_ids(tokenizer: Any, messages: list[dict], assistant_prefix: str = "") -> list[int]:
+    """Token ids of the chat prompt with the generation prompt (plus an assistant prefix)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text + assistant_prefix, add_special_tokens=False)["input_ids"])
+
+
+def score(text: str, example: dict) -> tuple[float, bool]:
+    """(correctness from the math verifier, well-formed per the format reward)."""
+    from rewards.format import format_reward
+    from rewards.math import math_reward
+
+    return math_reward(text, str(example["answer"])), format_reward(text, example) == 1.0
+
+
+def sample_completions(
+    engine: Any,
+    examples: list[dict],
+    data: DataConfig,
+    sampling: Sampling,
+    *,
+    seed: int = 0,
+) -> list[list[dict]]:
+    """``[len(examples)][n]`` records ``{text, correct, well_formed}`` sampled from ``engine``."""
+    from rlvr.rollout import SamplingParams
+
+    ids = [prompt_ids(engine.tokenizer, prompt_messages(ex, data)) for ex in examples]
+    sp = SamplingParams(
+        n=sampling.n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_new_tokens,
+        seed=seed,
+    )
+    out = []
+    for ex, group in zip(examples, engine.generate(ids, sp), strict=True):
+        recs = []
+        for c in group:
+            correct, well_formed = score(c.text, ex)
+            recs.append({"text": c.text, "correct": correct >= 1.0, "well_formed": well_formed})
+        out.append(recs)
+    return out
+
+
+def heldout_eval(
+    model_path: str | Path, examples: list[dict], data: DataConfig, cfg: StageEval, *, seed: int = 0
+) -> dict[str, float]:
+    """Greedy accuracy, pass@1 over ``cfg.samples`` samples and the well-formed share."""
+    from rlvr.rollout import SamplingParams, build_engine
+
+    examples = examples[: cfg.num_problems]
+    if not examples:
+        return {}
+    engine = build_engine("hf", str(model_path))
+    try:
+        ids = [prompt_ids(engine.tokenizer, prompt_messages(ex, data)) for ex in examples]
+        greedy = engine.generate(
+            ids, SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens)
+        )
+        sampled = engine.generate(
+            ids,
+            SamplingParams(
+                n=cfg.samples,
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_new_tokens,
+                seed=seed + 104729,
+            ),
+        )
+    finally:
+        engine.close()
+    g = [score(group[0].text, ex) for ex, group in zip(examples, greedy, strict=True)]
+    s = [[score(c.text, ex) for c in group] for ex, group in zip(examples, sampled, strict=True)]
+    n = len(examples)
+    return {
+        "eval/greedy": sum(c >= 1.0 for c, _ in g) / n,
+        "eval/pass@1": sum(sum(c >= 1.0 for c, _ in grp) / len(grp) for grp in s) / n,
+        "eval/well_formed": sum(sum(f for _, f in grp) / len(grp) for grp in s) / n,
+    }
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON through a temporary file, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    """One JSON object per training step (the RL trainer's ``metrics.jsonl`` format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for rec in history:
+            f.write(json.dumps(rec, default=str) + "\n")

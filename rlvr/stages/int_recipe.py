@@ -1,0 +1,197 @@
+"""The ``rlvr int`` recipe: InT, self-proposed interventions on failed attempts, as an SFT
+stage before RL.
+
+Method and source: :mod:`rlvr.stages.intervention` (arXiv 2601.14209). Incorrect attempts
+come from a file (``attempts.path``: rows with the problem, answer, ``incorrect_attempt`` and
+``reference_solution``) or from the model itself (``n`` samples per problem of the recipe's
+``data``, the wrong ones kept, at most ``attempts.max_per_problem`` each). For every attempt
+a proposer names the first wrong substep and writes a one-step intervention: the model itself
+shown the reference solution (``proposer: model``), or, for tasks whose reference is a full
+worked solution in the attempt's format, :func:`~rlvr.stages.intervention.reference_diff_proposer`
+(``proposer: reference_diff``). Interventions that contain the answer are dropped; the rest
+must pass the counterfactual check (at least one of ``k_check`` continuations verifies);
+the kept prefix + intervention targets are trained on with TRL's SFTTrainer (no EOS).
+
+Outputs in ``<output_dir>/<name>/``: ``recipe.yaml``, ``attempts.jsonl``, ``kept.jsonl`` (the
+SFT rows), ``trainer/`` (TRL logs), ``summary.json`` (counts, held-out accuracy before /
+after) and ``model/``. When no row passes the check the input model is passed on unchanged
+(``summary.json`` says so), so a pipeline goes on to RL.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.data.datasets import DataError, load_examples, load_file
+from rlvr.stages.common import (
+    Sampling,
+    StageEval,
+    heldout_eval,
+    prompt_messages,
+    sample_completions,
+    write_json,
+    write_metrics,
+)
+
+log = logging.getLogger("rlvr")
+
+
+class INTAttempts(_Section):
+    path: str | None = Field(
+        None, description="Incorrect attempts file (jsonl / parquet); else sample the model."
+    )
+    attempt_field: str = "incorrect_attempt"
+    reference_field: str = Field(
+        "reference_solution",
+        description="Reference solution field (arithmetic data: 'solution', its worked answer).",
+    )
+    sampling: Sampling = Sampling()
+    max_per_problem: int = Field(1, ge=1, description="Incorrect attempts kept per problem.")
+
+
+class INTConfig(_Section):
+    proposer: Literal["model", "reference_diff"] = "model"
+    k_interv: int = Field(4, ge=1, description="Proposals per attempt (proposer: model).")
+    propose_tokens: int = Field(2048, ge=1)
+    k_check: int = Field(32, ge=1, description="Continuations per guided attempt.")
+    check_tokens: int = Field(1024, ge=1)
+    lr: float = Field(1e-6, gt=0)
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+    schedule: Literal["constant_with_warmup", "cosine", "linear"] = "cosine"
+    max_length: int = Field(2048, ge=8)
+
+
+class INTRecipe(_Section):
+    name: str = "int"
+    output_dir: str = "runs"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads.")
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    attempts: INTAttempts = INTAttempts()
+    intervention: INTConfig = INTConfig()
+    eval: StageEval = StageEval()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _row(ex: dict, attempt: str, recipe: INTRecipe, where: str) -> dict:
+    ref = ex.get(recipe.attempts.reference_field)
+    if ref in (None, ""):
+        raise DataError(
+            f"{where}: no reference solution in '{recipe.attempts.reference_field}' "
+            f"(attempts.reference_field); keys {sorted(ex)[:8]}"
+        )
+    return {
+        "prompt": str(ex["prompt"]),
+        "messages": prompt_messages(ex, recipe.data),
+        "answer": str(ex["answer"]),
+        "reference_solution": str(ref),
+        "incorrect_attempt": attempt,
+        "id": str(ex.get("id", where)),
+    }
+
+
+def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
+    """Incorrect attempts with their problem, answer and reference solution."""
+    a = recipe.attempts
+    if a.path is not None:
+        rows = load_file(a.path, recipe.data)
+        out = []
+        for i, ex in enumerate(rows, start=1):
+            attempt = ex.get(a.attempt_field)
+            if attempt in (None, ""):
+                raise DataError(
+                    f"{a.path}: row {i} has no '{a.attempt_field}' (attempts.attempt_field)"
+                )
+            out.append(_row(ex, str(attempt), recipe, f"{a.path}: row {i}"))
+        return out
+    from rlvr.rollout import build_engine
+
+    problems = train[: a.sampling.num_problems]
+    engine = build_engine("hf", recipe.model.path, trust_remote_code=recipe.model.trust_remote_code)
+    try:
+        groups = sample_completions(engine, problems, recipe.data, a.sampling, seed=recipe.seed)
+    finally:
+        engine.close()
+    out = []
+    for ex, group in zip(problems, groups, strict=True):
+        wrong = [r["text"] for r in group if not r["correct"]]
+        for text in wrong[: a.max_per_problem]:
+            out.append(_row(ex, text, recipe, f"problem {ex.get('id', ex['prompt'])}"))
+    return out
+
+
+def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
+    """Attempts -> interventions -> counterfactual check -> SFT; see the module docstring for
+    the files written. Returns the summary, with ``model_dir``."""
+    import torch
+
+    from rlvr.stages.intervention import reference_diff_proposer, run_int
+
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    run_dir = recipe.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    train, heldout = load_examples(recipe.data)
+    if recipe.attempts.path is not None and "data" not in recipe.model_fields_set:
+        heldout = []  # the default arithmetic data is not the attempts' task
+    rows = collect_attempts(recipe, train)
+    write_metrics(run_dir / "attempts.jsonl", rows)
+    log.info("int: %d incorrect attempts", len(rows))
+    if not rows:
+        raise DataError(
+            "InT: no incorrect attempt to intervene on (the model solved every problem)"
+        )
+    summary: dict[str, Any] = {}
+    if recipe.eval.before and heldout:
+        summary["eval_before"] = heldout_eval(
+            recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
+        )
+        log.info("int eval before: %s", summary["eval_before"])
+    c = recipe.intervention
+    report = run_int(
+        recipe.model.path,
+        rows,
+        run_dir / "model",
+        propose=reference_diff_proposer if c.proposer == "reference_diff" else None,
+        k_interv=c.k_interv,
+        k_check=c.k_check,
+        check_tokens=c.check_tokens,
+        propose_tokens=c.propose_tokens,
+        lr=c.lr,
+        steps=c.steps,
+        batch_size=c.batch_size,
+        schedule=c.schedule,
+        max_length=c.max_length,
+        seed=recipe.seed,
+        logging_dir=run_dir,
+    )
+    summary["counts"] = report["counts"]
+    log.info("int counts: %s", report["counts"])
+    write_metrics(run_dir / "kept.jsonl", report["kept"])
+    if report["model_dir"] is None:
+        log.warning("int: no intervention passed the counterfactual check; model unchanged")
+        summary["model_dir"] = recipe.model.path
+        summary["trained"] = False
+    else:
+        write_metrics(run_dir / "metrics.jsonl", report["log_history"])
+        summary["sft"] = {"steps": report["steps"], "loss": report["loss"]}
+        summary["model_dir"] = report["model_dir"]
+        summary["trained"] = True
+        if recipe.eval.after and heldout:
+            summary["eval_after"] = heldout_eval(
+                report["model_dir"], heldout, recipe.data, recipe.eval, seed=recipe.seed
+            )
+            log.info("int eval after: %s", summary["eval_after"])
+    write_json(run_dir / "summary.json", summary)
+    return summary

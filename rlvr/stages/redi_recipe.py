@@ -1,0 +1,244 @@
+"""The ``rlvr redi`` recipe: REDI's two stages (SFT on positives, then the REDI objective on
+positive / negative pairs) from teacher traces labelled by rlvr's math verifier.
+
+Formula and source: :mod:`rlvr.stages.redi` (arXiv 2505.24850),
+``L_REDI = mean[-l_w + alpha * l_l]`` with length-normalised sequence log-likelihoods
+``l = log pi(y|x) / |y|``; stage 1 is plain SFT (TRL SFTTrainer) on the positive traces.
+
+Teacher traces come from a file (``traces.path``: rows with the problem's prompt, answer and
+``completion`` or a ``completions`` list) or are sampled from a teacher model
+(``traces.teacher``; by default the model being trained, i.e. self-distillation) on the
+recipe's ``data`` problems. Every trace is labelled positive iff ``math_reward`` = 1.
+
+Outputs in ``<output_dir>/<name>/``: ``recipe.yaml``, ``traces.jsonl`` (labelled),
+``pairs.jsonl``, ``sft_model/`` (stage 1, when ``sft.steps`` > 0), ``metrics.jsonl`` (one
+line per REDI step: loss, l_w, l_l, margin, grad norm, lr), ``summary.json`` (counts, pair
+log-likelihoods and held-out accuracy before / after) and ``model/`` (the output).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.data.datasets import DataError, load_examples, load_file
+from rlvr.stages.common import (
+    Sampling,
+    StageEval,
+    heldout_eval,
+    prompt_messages,
+    sample_completions,
+    write_json,
+    write_metrics,
+)
+
+log = logging.getLogger("rlvr")
+
+
+class REDITraces(_Section):
+    path: str | None = Field(
+        None, description="Teacher traces file (jsonl / parquet); else sample from `teacher`."
+    )
+    completion_field: str = Field(
+        "completions", description="Field with one trace (str) or several (list of str)."
+    )
+    teacher: str | None = Field(
+        None, description="Model to sample traces from (default: the model being trained)."
+    )
+    sampling: Sampling = Sampling()
+
+
+class REDISFT(_Section):
+    """Stage 1: SFT on the positive traces (0 steps skips it, e.g. when the model already is
+    the stage-1 model)."""
+
+    steps: int = Field(0, ge=0)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: str = "linear"
+    max_length: int = Field(1024, ge=8)
+
+
+class REDIObjective(_Section):
+    alpha: float = Field(0.8, ge=0, le=1, description="Weight of the negative term (paper 0.8).")
+    chosen_coef: float = 1.0
+    lr: float = Field(1e-6, gt=0)
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(32, ge=1, description="Pairs per optimizer step.")
+    weight_decay: float = 1e-4
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_prompt_len: int = Field(800, ge=1)
+    max_completion_len: int = Field(19_000, ge=1)
+
+
+class REDIRecipe(_Section):
+    name: str = "redi"
+    output_dir: str = "runs"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads.")
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    traces: REDITraces = REDITraces()
+    sft: REDISFT = REDISFT()
+    redi: REDIObjective = REDIObjective()
+    eval: StageEval = StageEval()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _file_problems(recipe: REDIRecipe) -> list[dict]:
+    """Problems with their traces from ``traces.path`` (prompt / answer fields from ``data``)."""
+    assert recipe.traces.path is not None
+    rows = load_file(recipe.traces.path, recipe.data)
+    field = recipe.traces.completion_field
+    singular = field[:-1] if field.endswith("s") else field
+    out = []
+    for i, row in enumerate(rows):
+        raw = row.get(field, row.get(singular))
+        if raw is None:
+            raise DataError(
+                f"{recipe.traces.path}: row {i + 1} has no '{field}' (traces.completion_field); "
+                f"keys {sorted(row)[:8]}"
+            )
+        out.append({**row, "completions": [raw] if isinstance(raw, str) else list(raw)})
+    return out
+
+
+def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
+    from rlvr.rollout import build_engine
+
+    teacher = recipe.traces.teacher or recipe.model.path
+    s = recipe.traces.sampling
+    problems = train[: s.num_problems]
+    log.info("redi: sampling %d traces for %d problems from %s", s.n, len(problems), teacher)
+    engine = build_engine("hf", teacher, trust_remote_code=recipe.model.trust_remote_code)
+    try:
+        groups = sample_completions(engine, problems, recipe.data, s, seed=recipe.seed)
+    finally:
+        engine.close()
+    return [
+        {**ex, "completions": [r["text"] for r in group]}
+        for ex, group in zip(problems, groups, strict=True)
+    ]
+
+
+def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
+    """Label traces, build pairs, run stage 1 (optional) and the REDI stage; see the module
+    docstring for the files written. Returns the summary, with ``model_dir``."""
+    import torch
+
+    from rlvr.stages.redi import label_traces, make_pairs, run_redi
+    from rlvr.stages.sft import run_sft
+
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    run_dir = recipe.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    if recipe.traces.path is None:
+        train, heldout = load_examples(recipe.data)
+        problems = _sampled_problems(recipe, train)
+    else:
+        problems = _file_problems(recipe)
+        # held-out problems for the eval only where the recipe names its own data section
+        heldout = load_examples(recipe.data)[1] if "data" in recipe.model_fields_set else []
+    rows = [
+        {
+            "prompt": prompt_messages(ex, recipe.data),
+            "answer": ex["answer"],
+            "completions": ex["completions"],
+            "id": str(ex.get("id", i)),
+        }
+        for i, ex in enumerate(problems)
+    ]
+    positives, negatives = label_traces(rows)
+    pairs = make_pairs(positives, negatives)
+    labelled = [{**t, "correct": True} for t in positives]
+    write_metrics(run_dir / "traces.jsonl", labelled + [{**t, "correct": False} for t in negatives])
+    write_metrics(run_dir / "pairs.jsonl", pairs)
+    counts = {
+        "problems": len(rows),
+        "traces": len(positives) + len(negatives),
+        "positives": len(positives),
+        "negatives": len(negatives),
+        "pairs": len(pairs),
+    }
+    log.info("redi data: %s", counts)
+    if not pairs:
+        raise DataError(
+            f"REDI: no problem has both a correct and an incorrect trace ({counts}); "
+            "sample more traces per problem (traces.sampling.n) or use a weaker teacher"
+        )
+    summary: dict[str, Any] = {"counts": counts}
+    if recipe.eval.before and heldout:
+        summary["eval_before"] = heldout_eval(
+            recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
+        )
+        log.info("redi eval before: %s", summary["eval_before"])
+    start = recipe.model.path
+    if recipe.sft.steps > 0:
+        s = recipe.sft
+        sft_rows = [
+            {
+                "prompt": t["prompt"],
+                "completion": [{"role": "assistant", "content": t["completion"]}],
+            }
+            for t in positives
+        ]
+        report = run_sft(
+            start,
+            sft_rows,
+            run_dir / "sft_model",
+            lr=s.lr,
+            batch_size=s.batch_size,
+            max_steps=s.steps,
+            warmup_steps=s.warmup_steps,
+            schedule=s.schedule,
+            max_length=s.max_length,
+            seed=recipe.seed,
+            trust_remote_code=recipe.model.trust_remote_code,
+            logging_dir=run_dir / "sft",
+        )
+        summary["sft"] = {"steps": report["steps"], "loss": report["loss"]}
+        start = report["model_dir"]
+        if recipe.eval.after and heldout:
+            summary["eval_after_sft"] = heldout_eval(
+                start, heldout, recipe.data, recipe.eval, seed=recipe.seed
+            )
+            log.info("redi eval after stage-1 SFT: %s", summary["eval_after_sft"])
+    r = recipe.redi
+    report = run_redi(
+        start,
+        pairs,
+        run_dir / "model",
+        lr=r.lr,
+        steps=r.steps,
+        batch_size=r.batch_size,
+        alpha=r.alpha,
+        chosen_coef=r.chosen_coef,
+        weight_decay=r.weight_decay,
+        warmup_ratio=r.warmup_ratio,
+        max_grad_norm=r.max_grad_norm,
+        max_prompt_len=r.max_prompt_len,
+        max_completion_len=r.max_completion_len,
+        seed=recipe.seed,
+        trust_remote_code=recipe.model.trust_remote_code,
+    )
+    write_metrics(run_dir / "metrics.jsonl", report["history"])
+    summary["pairs_before"], summary["pairs_after"] = report["before"], report["after"]
+    if recipe.eval.after and heldout:
+        summary["eval_after"] = heldout_eval(
+            report["model_dir"], heldout, recipe.data, recipe.eval, seed=recipe.seed
+        )
+        log.info("redi eval after: %s", summary["eval_after"])
+    summary["model_dir"] = report["model_dir"]
+    write_json(run_dir / "summary.json", summary)
+    return summary
