@@ -120,6 +120,9 @@ def cmd_sft(args: argparse.Namespace) -> int:
         f"sft: {report['steps']} steps, mean loss {report['loss']:.4f}"
         + (f", last logged {losses[-1]:.4f}" if losses else "")
     )
+    for key in ("eval_before", "eval_after"):
+        if key in report:
+            print(f"{key}: {json.dumps(report[key])}")
     print(f"model: {report['model_dir']}")
     return 0
 

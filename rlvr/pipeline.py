@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
+from rlvr.stages.common import write_json
 
 log = logging.getLogger("rlvr")
 
@@ -79,6 +80,7 @@ def run_stage(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> st
 
     recipe = load_recipe(stage.recipe, [*overrides, "resume=true", "checkpoint.save_final=true"])
     summary, _ = train_recipe(recipe)
+    write_json(recipe.run_dir / "summary.json", summary)
     if summary.get("interrupted"):
         raise KeyboardInterrupt(f"stage {stage.name!r} stopped; run the pipeline again to resume")
     return str(summary["checkpoint"])

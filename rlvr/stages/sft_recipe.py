@@ -4,7 +4,8 @@ Data rows are either prompt / completion pairs (``data.prompt_field`` /
 ``data.completion_field``) or chat transcripts (``data.messages_field``, a list of
 ``{"role", "content"}``); the loss is on completion / assistant tokens only (TRL's
 completion-only loss). LoRA comes from peft when ``lora.enabled``; the saved model is then
-the adapter merged into the base weights, in safetensors.
+the adapter merged into the base weights, in safetensors. With arithmetic data, held-out
+accuracy before and after training goes to ``summary.json`` (``eval`` section).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import ArithmeticConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import ArithmeticConfig, DataConfig, ModelConfig, _Section, dump_recipe
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
+from rlvr.stages.common import StageEval, heldout_eval, write_json
 
 
 class SFTData(_Section):
@@ -57,6 +59,9 @@ class SFTRecipe(_Section):
     data: SFTData
     train: SFTTrain = SFTTrain()
     lora: LoraConfig = LoraConfig()
+    eval: StageEval = Field(
+        StageEval(), description="Held-out accuracy before / after (arithmetic data only)."
+    )
 
     @property
     def run_dir(self) -> Path:
@@ -148,7 +153,19 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
             target_modules=lora.target_modules,
             task_type="CAUSAL_LM",
         )
-    return run_sft(
+    heldout: list[dict] = []
+    eval_data = DataConfig(system_prompt=recipe.data.system_prompt)
+    if recipe.data.arithmetic is not None:
+        from rlvr.data.arithmetic import arithmetic_examples
+
+        a = recipe.data.arithmetic
+        heldout = arithmetic_examples(a.digits, a.operations, a.num_train, a.num_eval, a.seed)[1]
+    summary: dict[str, Any] = {}
+    if recipe.eval.before and heldout:
+        summary["eval_before"] = heldout_eval(
+            recipe.model.path, heldout, eval_data, recipe.eval, seed=recipe.seed
+        )
+    report = run_sft(
         recipe.model.path,
         load_sft_rows(recipe.data),
         run_dir / "model",
@@ -165,3 +182,10 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
         trust_remote_code=recipe.model.trust_remote_code,
         logging_dir=run_dir,
     )
+    if recipe.eval.after and heldout:
+        summary["eval_after"] = heldout_eval(
+            report["model_dir"], heldout, eval_data, recipe.eval, seed=recipe.seed
+        )
+    summary.update(steps=report["steps"], loss=report["loss"], model_dir=report["model_dir"])
+    write_json(run_dir / "summary.json", summary)
+    return {**report, **summary}

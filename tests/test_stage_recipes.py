@@ -1,0 +1,308 @@
+"""`rlvr redi | specs | int` recipes and pipeline stage kinds, on the bundled quickstart model
+(2-digit addition, ~35 % greedy: it produces both correct and incorrect answers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from rewards.format import format_reward
+from rewards.math import math_reward
+from rlvr.cli import main
+from rlvr.config import RecipeError, load_recipe
+from rlvr.data.tiny import build_tokenizer
+from rlvr.pipeline import STAGE_KINDS, stage_kind
+from rlvr.stages.intervention import (
+    build_intervention_rows,
+    parse_intervention,
+    reference_diff_proposer,
+    sft_rows_without_eos,
+    split_substeps,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "quickstart"
+SMALL_EVAL = ["eval.num_problems=16", "eval.samples=2", "eval.max_new_tokens=16"]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def weights_changed(a: Path, b: Path) -> bool:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return any(not wa[k].equal(wb[k]) for k in wa)
+
+
+# ------------------------------------------------------------------ InT pieces, by hand
+
+
+R86 = "<think>68</think>\\boxed{86}"
+R70 = "<think>07</think>\\boxed{70}"
+
+
+@pytest.mark.parametrize(
+    ("reference", "attempt", "content"),
+    [
+        (R86, "<think>58</think>\\boxed{85}", "<think>6"),  # first digit wrong
+        (R70, "<think>08</think>\\boxed{80}", "<think>07"),  # second digit wrong
+        (R70, "58\\boxed{85}", "<think>"),  # missing tag: the tag is one unit
+        (R70, "<think>07</think>\\fbox{70}", "<think>07</think>\\boxed"),  # command: one unit
+    ],
+)
+def test_reference_diff_proposer_one_unit_correction(reference, attempt, content) -> None:
+    row = {"reference_solution": reference}
+    [proposal] = reference_diff_proposer(row, split_substeps(attempt))
+    parsed = parse_intervention(proposal, 1)
+    assert parsed is not None and (parsed.content, parsed.location) == (content, 1)
+
+
+def test_reference_diff_proposer_finds_the_first_wrong_substep() -> None:
+    ref = "Let x = 3.\n\nThen 2x = 6.\n\nSo \\boxed{6}."
+    attempt = "Let x = 3.\n\nThen 2x = 5.\n\nSo \\boxed{5}."
+    [proposal] = reference_diff_proposer({"reference_solution": ref}, split_substeps(attempt))
+    parsed = parse_intervention(proposal, 3)
+    assert parsed is not None and (parsed.content, parsed.location) == ("Then 2x = 6", 2)
+    same = split_substeps(ref)
+    assert reference_diff_proposer({"reference_solution": ref}, same) == []
+
+
+def test_int_sft_rows_have_no_eos_and_train_only_the_guided_prefix() -> None:
+    tok = build_tokenizer()
+    kept = [{"prompt": "12+34=", "completion": "<think>6", "answer": "46"}]
+    [row] = sft_rows_without_eos(tok, kept, max_length=256)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "12+34="}], tokenize=False, add_generation_prompt=True
+    )
+    assert row["input_ids"] == tok(prompt + "<think>6", add_special_tokens=False)["input_ids"]
+    target = [t for t, m in zip(row["input_ids"], row["completion_mask"], strict=True) if m]
+    assert target == [tok.convert_tokens_to_ids("<think>"), tok.convert_tokens_to_ids("6")]
+    assert tok.eos_token_id not in row["input_ids"][-2:]
+
+    # TRL's SFTTrainer takes these rows as they are: no EOS appended, labels = the mask
+    import datasets
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tok),
+            hidden_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=64,
+        )
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(
+            output_dir="/tmp/_unused",
+            report_to="none",
+            use_cpu=True,
+            completion_only_loss=True,
+            max_length=256,
+        ),
+        train_dataset=datasets.Dataset.from_list([row]),
+        processing_class=tok,
+    )
+    assert trainer.train_dataset[0]["input_ids"] == row["input_ids"]
+
+
+def test_reference_diff_rows_through_the_leak_filter() -> None:
+    """An intervention that spells the answer is dropped; the engine is never asked."""
+
+    class NoEngine:
+        def generate(self, *a, **k):  # pragma: no cover - must not be called
+            raise AssertionError("leaked rows must not reach the counterfactual check")
+
+    row = {
+        "prompt": "11+11=",
+        "answer": "22",
+        "reference_solution": "<think>22</think>\\boxed{22}",
+        "incorrect_attempt": "<think>21</think>\\boxed{12}",
+    }
+    kept, counts = build_intervention_rows([row], reference_diff_proposer, NoEngine(), None)
+    assert kept == [] and counts["leaked"] == 1
+
+
+# ------------------------------------------------------------------ recipes and the CLI
+
+
+def test_every_stage_kind_has_a_schema_and_a_runner() -> None:
+    for kind in STAGE_KINDS:
+        schema, runner = stage_kind(kind)
+        assert "model" in schema.model_fields and callable(runner)
+
+
+def test_stage_recipe_errors_name_the_key(tmp_path: Path) -> None:
+    from rlvr.stages.redi_recipe import REDIRecipe
+
+    bad = tmp_path / "redi.yaml"
+    bad.write_text("model: {path: x}\nredi: {alpah: 0.5}\n")
+    with pytest.raises(RecipeError, match=r"redi\.alpah.*redi\.alpha"):
+        load_recipe(bad, schema=REDIRecipe)
+    with pytest.raises(RecipeError, match=r"redi\.alpha"):
+        load_recipe(bad, ["redi={alpha: 1.5}"], schema=REDIRecipe)
+
+
+def test_rlvr_redi_from_self_sampled_traces(tmp_path: Path) -> None:
+    rc = main(
+        [
+            "redi",
+            str(REPO / "recipes" / "redi_arithmetic_cpu.yaml"),
+            f"model.path={MODEL}",
+            f"output_dir={tmp_path}",
+            "traces.sampling.num_problems=24",
+            "traces.sampling.max_new_tokens=16",
+            "sft.steps=2",
+            "sft.batch_size=8",
+            "redi.steps=3",
+            "redi.batch_size=4",
+            "threads=1",
+            *SMALL_EVAL,
+        ]
+    )
+    assert rc == 0
+    run = tmp_path / "redi_arithmetic"
+    summary = json.loads((run / "summary.json").read_text())
+    counts = summary["counts"]
+    assert counts["traces"] == 24 * 4 == counts["positives"] + counts["negatives"]
+    assert counts["pairs"] >= 1 and len(read_jsonl(run / "pairs.jsonl")) == counts["pairs"]
+    for pair in read_jsonl(run / "pairs.jsonl"):  # the verifier labelled both sides
+        assert math_reward(pair["chosen"], pair["answer"]) == 1.0
+        assert math_reward(pair["rejected"], pair["answer"]) == 0.0
+    steps = read_jsonl(run / "metrics.jsonl")
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert all({"logp_pos", "logp_neg", "loss"} <= set(s) for s in steps)
+    assert {"eval_before", "eval_after_sft", "eval_after"} <= set(summary)
+    assert weights_changed(MODEL, run / "sft_model") and weights_changed(
+        run / "sft_model", run / "model"
+    )
+
+
+def test_rlvr_redi_from_a_traces_file(tmp_path: Path) -> None:
+    traces = tmp_path / "traces.jsonl"
+    rows = [
+        {
+            "prompt": "1+1=",
+            "answer": "2",
+            "completions": ["\\boxed{3}", "\\boxed{2}", "\\boxed{4}"],
+        },
+        {"prompt": "2+2=", "answer": "4", "completions": ["\\boxed{4}", "\\boxed{4}"]},
+        {"prompt": "3+3=", "answer": "6", "completion": "\\boxed{5}"},
+    ]
+    traces.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"model: {{path: {MODEL}}}\noutput_dir: {tmp_path}\ntraces: {{path: {traces}}}\n"
+        "redi: {steps: 1, batch_size: 1}\n"
+    )
+    assert main(["redi", str(recipe)]) == 0
+    summary = json.loads((tmp_path / "redi" / "summary.json").read_text())
+    assert summary["counts"] == {
+        "problems": 3,
+        "traces": 6,
+        "positives": 3,
+        "negatives": 3,
+        "pairs": 1,
+    }
+    assert "eval_before" not in summary  # the file's problems have no held-out split
+    [pair] = read_jsonl(tmp_path / "redi" / "pairs.jsonl")
+    assert (pair["chosen"], pair["rejected"]) == ("\\boxed{2}", "\\boxed{3}")
+    traces.write_text(json.dumps({"prompt": "1+1=", "answer": "2", "text": "x"}) + "\n")
+    with pytest.raises(Exception, match=r"traces\.jsonl: row 1 has no 'completions'"):
+        from rlvr.stages.redi_recipe import REDIRecipe, run_redi_recipe
+
+        run_redi_recipe(load_recipe(recipe, schema=REDIRecipe))
+
+
+def test_rlvr_specs_pairs_and_dpo(tmp_path: Path) -> None:
+    rc = main(
+        [
+            "specs",
+            str(REPO / "recipes" / "specs_arithmetic_cpu.yaml"),
+            f"model.path={MODEL}",
+            f"output_dir={tmp_path}",
+            "specs.sampling.num_problems=16",
+            "specs.sampling.max_new_tokens=16",
+            "specs.steps=2",
+            "specs.batch_size=4",
+            "threads=1",
+            *SMALL_EVAL,
+        ]
+    )
+    assert rc == 0
+    run = tmp_path / "specs_arithmetic"
+    summary = json.loads((run / "summary.json").read_text())
+    stats = summary["pair_stats"]
+    assert stats["samples"] == 16 * 8 and stats["pairs"] == len(read_jsonl(run / "pairs.jsonl"))
+    answers = {s["id"]: None for s in read_jsonl(run / "samples.jsonl")}
+    assert len(answers) == 16
+    for pair in read_jsonl(run / "pairs.jsonl"):
+        a, b = pair["id"].split("+")
+        gold = str(int(a) + int(b))
+        chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        assert math_reward(chosen, gold) == 1.0 and format_reward(chosen, {}) == 1.0
+        assert math_reward(rejected, gold) == 0.0 or format_reward(rejected, {}) == 0.0
+    assert len(read_jsonl(run / "metrics.jsonl")) == 2 and summary["dpo"]["steps"] == 2
+    assert weights_changed(MODEL, run / "model")
+
+
+def test_rlvr_int_on_own_failures(tmp_path: Path) -> None:
+    rc = main(
+        [
+            "int",
+            str(REPO / "recipes" / "int_arithmetic_cpu.yaml"),
+            f"model.path={MODEL}",
+            f"output_dir={tmp_path}",
+            "attempts.sampling.num_problems=24",
+            "attempts.sampling.max_new_tokens=16",
+            "intervention.k_check=4",
+            "intervention.check_tokens=16",
+            "intervention.steps=2",
+            "intervention.batch_size=4",
+            "threads=1",
+            *SMALL_EVAL,
+        ]
+    )
+    assert rc == 0
+    run = tmp_path / "int_arithmetic"
+    summary = json.loads((run / "summary.json").read_text())
+    attempts = read_jsonl(run / "attempts.jsonl")
+    assert summary["counts"]["attempts"] == len(attempts) > 0
+    assert all(math_reward(a["incorrect_attempt"], a["answer"]) == 0.0 for a in attempts)
+    c = summary["counts"]
+    assert c["attempts"] == c["no_intervention"] + c["leaked"] + c["failed_check"] + c["kept"]
+    kept = read_jsonl(run / "kept.jsonl")
+    assert len(kept) == c["kept"] >= 1 and summary["trained"]
+    refs = {a["prompt"]: a["reference_solution"] for a in attempts}
+    for row in kept:  # the target is a start of the worked reference solution
+        assert refs[row["prompt"]].startswith(row["completion"])
+        assert row["answer"] not in row["completion"]
+    assert weights_changed(MODEL, run / "model")
+
+
+def test_specs_then_grpo_pipeline(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text(
+        f"name: p\noutput_dir: {tmp_path}\nstages:\n"
+        "  - name: cold\n    kind: specs\n    recipe: recipes/specs_arithmetic_cpu.yaml\n"
+        "    overrides: ['specs.sampling.num_problems=8', 'specs.steps=1', 'specs.batch_size=2',"
+        " 'eval.before=false', 'eval.after=false', 'threads=1']\n"
+        "  - name: grpo\n    kind: train\n    recipe: recipes/quickstart.yaml\n"
+        "    overrides: ['train.steps=1', 'train.prompts_per_step=2', 'rollout.group_size=4',"
+        " 'rollout.engine=hf', 'logging.progress=false', 'logging.tensorboard=false',"
+        " 'logging.plots=false', 'eval.before=false', 'eval.after=false']\n"
+    )
+    assert main(["pipeline", str(pipe)]) == 0
+    cold = json.loads((tmp_path / "p" / "cold" / "stage_done.json").read_text())
+    grpo = json.loads((tmp_path / "p" / "grpo" / "stage_done.json").read_text())
+    assert cold["kind"] == "specs" and cold["model"] == str(tmp_path / "p" / "cold" / "model")
+    assert grpo["input"] == cold["model"]
+    assert (tmp_path / "p" / "cold" / "summary.json").is_file()
+    assert (tmp_path / "p" / "grpo" / "summary.json").is_file()
