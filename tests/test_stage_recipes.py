@@ -306,3 +306,101 @@ def test_specs_then_grpo_pipeline(tmp_path: Path, monkeypatch) -> None:
     assert grpo["input"] == cold["model"]
     assert (tmp_path / "p" / "cold" / "summary.json").is_file()
     assert (tmp_path / "p" / "grpo" / "summary.json").is_file()
+
+
+# ------------------------------------------------------------------ the optional LLM judge
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("The steps check out. \\boxed{yes}", True),
+        ("\\boxed{yes} at first, but step 2 is wrong: \\boxed{ No }", False),
+        ("Final verdict: no.", False),
+        ("yes, consistent", True),
+        ("I cannot tell.", None),
+        ("\\boxed{7}", None),
+    ],
+)
+def test_parse_verdict(text, verdict) -> None:
+    from rlvr.stages.judge import parse_verdict
+
+    assert parse_verdict(text) is verdict
+
+
+def test_judge_prompt_and_unparsable_count_as_no() -> None:
+    from rlvr.rollout import Completion
+    from rlvr.stages.judge import JUDGE_PROMPT, judge_prompt, judge_verdicts
+
+    text = judge_prompt(JUDGE_PROMPT, "1+1=", "2", "\\boxed{2}")
+    assert "Problem:\n1+1=" in text and "Reference final answer: 2" in text
+    with pytest.raises(ValueError, match="response"):
+        judge_prompt("{problem} {answer}", "p", "a", "r")
+
+    class Scripted:
+        tokenizer = build_tokenizer()
+
+        def generate(self, prompts, sp):
+            replies = ["\\boxed{yes}", "\\boxed{no}", "hmm"]
+            return [[Completion([], [], "stop", replies[i])] for i in range(len(prompts))]
+
+    items = [("p", "a", "r1"), ("p", "a", "r2"), ("p", "a", "r3")]
+    assert judge_verdicts(Scripted(), items) == ([True, False, False], 1)
+
+
+def test_redi_judge_moves_rejected_positives_to_negatives(tmp_path: Path) -> None:
+    """The quickstart model cannot judge: every verdict is unparsable, so every verifier-
+    correct trace becomes a negative and no pair is left; the error says so."""
+    from rlvr.data.datasets import DataError
+    from rlvr.stages.redi_recipe import REDIRecipe, run_redi_recipe
+
+    recipe = load_recipe(
+        REPO / "recipes" / "redi_arithmetic_cpu.yaml",
+        [
+            f"model.path={MODEL}",
+            f"output_dir={tmp_path}",
+            "traces.sampling.num_problems=8",
+            "traces.sampling.max_new_tokens=16",
+            f"traces.judge.model={MODEL}",
+            "traces.judge.max_new_tokens=4",
+            "eval.before=false",
+        ],
+        schema=REDIRecipe,
+    )
+    with pytest.raises(DataError, match=r"'positives': 0.*'judge_unparsable': [1-9]"):
+        run_redi_recipe(recipe)
+
+
+def test_specs_chosen_must_pass_the_judge(tmp_path: Path, monkeypatch) -> None:
+    import rlvr.stages.specs_recipe as sr
+
+    calls = []
+
+    def every_other(cfg, items):
+        calls.append(items)
+        return [i % 2 == 0 for i in range(len(items))], 0
+
+    monkeypatch.setattr(sr, "run_judge", every_other)
+    recipe = load_recipe(
+        REPO / "recipes" / "specs_arithmetic_cpu.yaml",
+        [
+            f"model.path={MODEL}",
+            f"output_dir={tmp_path}",
+            "specs.sampling.num_problems=16",
+            "specs.sampling.max_new_tokens=16",
+            "specs.judge.model=some/judge",
+            "specs.steps=1",
+            "specs.batch_size=2",
+            "eval.before=false",
+            "eval.after=false",
+        ],
+        schema=sr.SPECSRecipe,
+    )
+    summary = sr.run_specs_recipe(recipe)
+    samples = read_jsonl(tmp_path / "specs_arithmetic" / "samples.jsonl")
+    judged = [s for s in samples if "judged" in s]
+    assert len(judged) == len(calls[0]) == sum(s["correct"] and s["well_formed"] for s in samples)
+    assert summary["pair_stats"]["judge_rejected"] == sum(not s["judged"] for s in judged)
+    approved = {s["text"] for s in judged if s["judged"]}
+    for pair in read_jsonl(tmp_path / "specs_arithmetic" / "pairs.jsonl"):
+        assert pair["chosen"][0]["content"] in approved

@@ -21,7 +21,8 @@ optional ``use_neg_weighting`` extension of the public code (off by default ther
 implemented. ``l_w`` and ``l_l`` are logged every step so that collapse can be seen.
 
 Data (§6): a teacher trace is positive iff the verifier accepts it (the paper also requires a
-Llama judge to agree; here :func:`label_traces` uses rlvr's ``rewards.math.math_reward`` only).
+Llama judge to agree; :func:`label_traces` uses rlvr's ``rewards.math.math_reward``, and the
+``rlvr redi`` recipe adds the optional judge, ``traces.judge``, :mod:`rlvr.stages.judge`).
 Each problem with at least one positive and one negative trace gives one pair: its **first**
 positive and **first** negative trace (:func:`make_pairs`).
 

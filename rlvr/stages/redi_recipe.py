@@ -35,6 +35,7 @@ from rlvr.stages.common import (
     write_json,
     write_metrics,
 )
+from rlvr.stages.judge import JudgeConfig, run_judge
 
 log = logging.getLogger("rlvr")
 
@@ -50,6 +51,9 @@ class REDITraces(_Section):
         None, description="Model to sample traces from (default: the model being trained)."
     )
     sampling: Sampling = Sampling()
+    judge: JudgeConfig = Field(
+        JudgeConfig(), description="Optional LLM judge: positive iff verifier AND judge agree."
+    )
 
 
 class REDISFT(_Section):
@@ -130,6 +134,20 @@ def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
     ]
 
 
+def _judge_positives(
+    cfg: JudgeConfig, positives: list[dict], negatives: list[dict]
+) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """The paper's rule: a trace is positive iff the verifier AND the judge accept it; the
+    verifier-correct traces the judge rejects become negatives."""
+    items = [(t["prompt"][-1]["content"], t["answer"], t["completion"]) for t in positives]
+    verdicts, unparsable = run_judge(cfg, items)
+    kept = [t for t, ok in zip(positives, verdicts, strict=True) if ok]
+    moved = [t for t, ok in zip(positives, verdicts, strict=True) if not ok]
+    counts = {"judge_rejected": len(moved), "judge_unparsable": unparsable}
+    log.info("redi judge: %s", counts)
+    return kept, negatives + moved, counts
+
+
 def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
     """Label traces, build pairs, run stage 1 (optional) and the REDI stage; see the module
     docstring for the files written. Returns the summary, with ``model_dir``."""
@@ -160,6 +178,9 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
         for i, ex in enumerate(problems)
     ]
     positives, negatives = label_traces(rows)
+    judged: dict[str, int] = {}
+    if recipe.traces.judge.model is not None:
+        positives, negatives, judged = _judge_positives(recipe.traces.judge, positives, negatives)
     pairs = make_pairs(positives, negatives)
     labelled = [{**t, "correct": True} for t in positives]
     write_metrics(run_dir / "traces.jsonl", labelled + [{**t, "correct": False} for t in negatives])
@@ -170,6 +191,7 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
         "positives": len(positives),
         "negatives": len(negatives),
         "pairs": len(pairs),
+        **judged,
     }
     log.info("redi data: %s", counts)
     if not pairs:

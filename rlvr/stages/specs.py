@@ -37,8 +37,9 @@ What this module does (text-only adaptation; "format" = ``<think>...</think>`` t
 - :func:`run_specs` generates, builds the pairs and trains with TRL's ``DPOTrainer`` on
   conversational prompt/chosen/rejected rows. It saves the model (safetensors) and tokenizer.
 
-Not implemented here: the LLM-judge filter of reasoning consistency (paper step 2), the
-GRPO-zero pre-stage, and the Generalization Factor.
+The LLM-judge filter of reasoning consistency (paper step 2) is optional, in the recipe
+(``specs.judge``, :mod:`rlvr.stages.judge`). Not implemented: the GRPO-zero pre-stage as part
+of this stage (chain a ``train`` stage before it in a pipeline) and the Generalization Factor.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from rlvr.stages.common import (
     write_json,
     write_metrics,
 )
+from rlvr.stages.judge import JudgeConfig, run_judge
 
 log = logging.getLogger("rlvr")
 
@@ -43,6 +44,11 @@ class SPECSConfig(_Section):
         False,
         description="Prompts with no rejected sample get a format-corrupted copy of a chosen "
         "one (the paper's decoupled pairs).",
+    )
+    judge: JudgeConfig = Field(
+        JudgeConfig(),
+        description="Optional LLM judge of the reasoning path: chosen iff correct, "
+        "well-formed AND judged consistent (else the sample counts as rejected).",
     )
     beta: float = Field(0.1, gt=0)
     sft_weight: float = Field(1.0, ge=0, description="lambda of L_DPO + lambda * L_SFT.")
@@ -65,6 +71,26 @@ class SPECSRecipe(_Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+
+def _judge_chosen(cfg: JudgeConfig, problems: list[dict], groups: list[list[dict]]) -> dict:
+    """Judge every correct, well-formed sample; sets ``judged`` on each record."""
+    todo = [
+        (i, j)
+        for i, g in enumerate(groups)
+        for j, r in enumerate(g)
+        if r["correct"] and r["well_formed"]
+    ]
+    items = [
+        (problems[i]["messages"][-1]["content"], str(problems[i]["answer"]), groups[i][j]["text"])
+        for i, j in todo
+    ]
+    verdicts, unparsable = run_judge(cfg, items)
+    for (i, j), ok in zip(todo, verdicts, strict=True):
+        groups[i][j]["judged"] = ok
+    counts = {"judge_rejected": verdicts.count(False), "judge_unparsable": unparsable}
+    log.info("specs judge: %s", counts)
+    return counts
 
 
 def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
@@ -97,6 +123,9 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
         groups = sample_completions(engine, problems, recipe.data, cfg.sampling, seed=recipe.seed)
     finally:
         engine.close()
+    stats: dict[str, int] = {}
+    if cfg.judge.model is not None:
+        stats.update(_judge_chosen(cfg.judge, problems, groups))
     write_metrics(
         run_dir / "samples.jsonl",
         [
@@ -105,11 +134,10 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
             for rec in group
         ],
     )
-    stats: dict[str, int] = {}
     pairs = build_preference_pairs(
         [[r["text"] for r in g] for g in groups],
         problems,
-        [[float(r["correct"]) for r in g] for g in groups],
+        [[float(r["correct"] and r.get("judged", True)) for r in g] for g in groups],
         [[r["well_formed"] for r in g] for g in groups],
         max_pairs_per_prompt=cfg.max_pairs_per_prompt,
         synthesize_rejected=cfg.synthesize_rejected,
