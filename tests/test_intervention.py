@@ -97,10 +97,11 @@ def test_build_rows_filters_and_checks() -> None:
     assert kept == [{"prompt": "2*3?", "completion": "Let x = 3.\n\nThen 2x = 2*3.", "answer": "6"}]
     assert counts == {
         "attempts": 3,
-        "no_intervention": 2,
+        "no_intervention": 1,
         "leaked": 1,
         "failed_check": 0,
         "kept": 1,
+        "leaked_proposals": 1,
     }
     # the check continued the guided attempt as the assistant's own partial answer
     assert "".join(map(chr, engine.seen[0])).endswith("A:Let x = 3.\n\nThen 2x = 2*3.")

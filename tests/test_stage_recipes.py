@@ -126,7 +126,8 @@ def test_reference_diff_rows_through_the_leak_filter() -> None:
         "incorrect_attempt": "<think>21</think>\\boxed{12}",
     }
     kept, counts = build_intervention_rows([row], reference_diff_proposer, NoEngine(), None)
-    assert kept == [] and counts["leaked"] == 1
+    assert kept == [] and counts["leaked"] == counts["leaked_proposals"] == 1
+    assert counts["no_intervention"] == 0
 
 
 # ------------------------------------------------------------------ recipes and the CLI

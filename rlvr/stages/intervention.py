@@ -195,24 +195,36 @@ def build_intervention_rows(
     seed: int = 0,
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows ``{prompt, answer, incorrect_attempt, reference_solution}`` -> SFT rows
-    ``{prompt, completion=guided}`` that pass the counterfactual check, plus counts."""
-    counts = {"attempts": 0, "no_intervention": 0, "leaked": 0, "failed_check": 0, "kept": 0}
+    ``{prompt, completion=guided}`` that pass the counterfactual check, plus counts.
+
+    Every attempt lands in exactly one of ``no_intervention`` (no proposal parsed),
+    ``leaked`` (every parsed proposal contained the answer), ``failed_check`` and ``kept``;
+    ``leaked_proposals`` counts the dropped proposals themselves."""
+    counts = {
+        "attempts": 0,
+        "no_intervention": 0,
+        "leaked": 0,
+        "failed_check": 0,
+        "kept": 0,
+        "leaked_proposals": 0,
+    }
     out = []
     for i, row in enumerate(rows):
         counts["attempts"] += 1
         substeps = split_substeps(row["incorrect_attempt"])
-        chosen = None
+        chosen, leaked = None, 0
         for text in propose(row, substeps):
             parsed = parse_intervention(text, len(substeps))
             if parsed is None:
                 continue
             if leaks_answer(parsed.content, str(row["answer"])):
-                counts["leaked"] += 1
+                leaked += 1
                 continue
             chosen = parsed  # one intervention per attempt
             break
+        counts["leaked_proposals"] += leaked
         if chosen is None:
-            counts["no_intervention"] += 1
+            counts["leaked" if leaked else "no_intervention"] += 1
             continue
         guided = guided_attempt(substeps, chosen)
         passes = counterfactual_passes(
