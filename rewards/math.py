@@ -15,9 +15,11 @@ Comparison: integer references are compared exactly (integer strings by value; p
 by exact rational arithmetic), so ``10^{20}`` never equals ``10^{20}+1``. Other references
 use math-verify (huggingface/Math-Verify, read at v0.8/0.9): ``verify(gold, pred)`` with the
 gold first (the function is asymmetric), the gold wrapped in ``\\boxed{}`` before parsing
-(Skywork-OR1's finding), LaTeX extraction only for the prediction (math-verify's expression
-extractor calls sympy ``parse_expr``, i.e. ``eval``; model output never reaches it), and a
-normalised string equality fallback for non-mathematical answers ("B", "yes").
+(Skywork-OR1's finding), brace-free macro arguments braced on both sides as TeX reads them
+(``\\frac12`` = ``\\frac{1}{2}``, ``\\frac123`` = ``\\frac{1}{2}3``, ``\\sqrt2`` = ``\\sqrt{2}``),
+LaTeX extraction only for the prediction (math-verify's expression extractor calls sympy
+``parse_expr``, i.e. ``eval``; model output never reaches it), and a normalised string
+equality fallback for non-mathematical answers ("B", "yes").
 
 Hostile outputs are cut before parsing: candidates longer than ``max_answer_chars``, nesting
 deeper than 30, exponent towers (``a^b^c``, ``(a^b)^c``), exponents above 10^5 or powers of
@@ -309,6 +311,57 @@ def normalize_answer(s: str) -> str:
     return s
 
 
+_SHORTHAND_OP = re.compile(r"\\(?:[dt]?frac|sqrt)(?![A-Za-z])")
+_ARG_TOKEN = re.compile(r"\s*(?:(\{)|(\\[A-Za-z]+|[A-Za-z0-9]))")
+_ROOT_INDEX = re.compile(r"\s*\[[^\[\]{}]{1,20}\]")
+
+
+def _expand_shorthand(s: str) -> str:
+    """Brace the brace-free arguments of ``\\frac`` / ``\\dfrac`` / ``\\tfrac`` / ``\\sqrt``.
+
+    TeX takes one token as an undelimited argument, so ``\\frac123`` is ``\\frac{1}{2}3`` and
+    ``\\sqrt[3]2`` is ``\\sqrt[3]{2}``. A digit, a letter or a control word (``\\pi``) counts as a
+    token; anything else leaves that operator as written. One linear pass, no recursion.
+    """
+    close: dict[int, int] = {}
+    stack: list[int] = []
+    for i, c in enumerate(s):
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            close[stack.pop()] = i
+    inserts: list[tuple[int, int]] = []  # (position, 0 = "}" / 1 = "{"): "}" first on ties
+    for m in _SHORTHAND_OP.finditer(s):
+        i = m.end()
+        if m.group(0) == "\\sqrt":
+            root = _ROOT_INDEX.match(s, i)
+            i = root.end() if root else i
+        spans = []
+        for _ in range(1 if m.group(0) == "\\sqrt" else 2):
+            tok = _ARG_TOKEN.match(s, i)
+            if tok is None:
+                break
+            if tok.group(1):  # a braced group: skip it (its contents are scanned anyway)
+                end = close.get(tok.start(1))
+                if end is None:
+                    break
+                i = end + 1
+                continue
+            if _SHORTHAND_OP.fullmatch(tok.group(2)):
+                break  # \frac\sqrt2 3: not a plain argument
+            spans.append((tok.start(2), tok.end(2)))
+            i = tok.end(2)
+        else:
+            for start, end in spans:
+                inserts += [(start, 1), (end, 0)]
+    out, prev = [], 0
+    for pos, kind in sorted(inserts):
+        out += [s[prev:pos], "{" if kind else "}"]
+        prev = pos
+    out.append(s[prev:])
+    return "".join(out)
+
+
 def _canonical_int(s: str) -> str:
     sign = "-" if s.startswith("-") else ""
     digits = s.lstrip("+-").lstrip("0") or "0"
@@ -324,7 +377,7 @@ def _mv() -> Any:
             normalization_config=NormalizationConfig(
                 basic_latex=True,
                 units=True,
-                malformed_operators=True,  # \frac12 and \sqrt2 are valid LaTeX
+                malformed_operators=True,  # as the gold's default config (\frac12, sqrt(2), 2^(3))
                 nits=False,
                 boxed="all",
                 equations=False,
@@ -349,12 +402,14 @@ def _gold(answer: str) -> tuple[list[Any], str | None, str]:
     cfg = gold_expr if _SAFE_EXPR.fullmatch(inner) else gold_latex
     parsed: list[Any] = []
     if not is_hostile(inner, 10_000):
-        try:
-            parsed = mv.parse("\\boxed{" + inner + "}", cfg, parsing_timeout=None)
-            if not parsed:
-                parsed = mv.parse("$" + inner + "$", cfg, parsing_timeout=None)
-        except Exception:
-            parsed = []
+        inner = _expand_shorthand(inner)  # adds braces only: at most 3x the length
+        if not is_hostile(inner, 30_000):
+            try:
+                parsed = mv.parse("\\boxed{" + inner + "}", cfg, parsing_timeout=None)
+                if not parsed:
+                    parsed = mv.parse("$" + inner + "$", cfg, parsing_timeout=None)
+            except Exception:
+                parsed = []
     return parsed, int_val, norm
 
 
@@ -417,6 +472,9 @@ def _score(
     if cand_norm and cand_norm == gold_norm:
         return 1.0
     if is_hostile(cand, max_answer_chars) or is_hostile(gold_text, 10_000):
+        return 0.0
+    cand = _expand_shorthand(cand)
+    if is_hostile(cand, 3 * max_answer_chars):  # the guards again, on what math-verify sees
         return 0.0
     gold_parsed, gold_int, _ = _gold(gold_text)
     mv, pred_cfg, _, _ = _mv()

@@ -9,8 +9,10 @@ Arms (per seed):
                    verifier; stage 1 = 60 SFT steps on the positives, stage 2 = 32 REDI
                    steps of 32 pairs (about one epoch);
                    alpha = 0 is the SFT-only control (positives only, same loop and steps)
-  grpo             rlvr train recipes/quickstart.yaml, N GRPO steps
+  grpo, grpo_x2    rlvr train recipes/quickstart.yaml, N and 2N GRPO steps
   specs_grpo       rlvr pipeline: SPECS (self-generated pairs, DPO 60 steps) -> N GRPO steps
+  rft_grpo         rlvr pipeline: SFT on the model's own correct samples (the REDI recipe at
+                   alpha = 0) -> N GRPO steps: the SFT cold start SPECS is compared with
   int_grpo         rlvr pipeline: InT (own failures, reference_diff proposer, SFT) -> N GRPO
 
 Finished arms are skipped when the script runs again (their summary.json is read back).
@@ -157,36 +159,44 @@ def arm_results(out: Path, seed: int, grpo_steps: int, alphas: list[float]) -> d
             res[name]["consistency_after_sft"] = think_box_consistency(str(d / name / "sft_model"))
             res[name]["consistency"] = think_box_consistency(res[name]["model_dir"])
             s.write_text(json.dumps(res[name], indent=1))
-    # RL from the base, and after each cold-start stage
-    s = d / "grpo" / "summary.json"
-    if not s.is_file():
-        run(
-            [
-                *RLVR,
-                "train",
-                "recipes/quickstart.yaml",
-                f"output_dir={d}",
-                "name=grpo",
-                f"seed={seed}",
-                f"train.steps={grpo_steps}",
-                "checkpoint.every=1000",
-                "logging.plots=false",
-                *EVAL,
-            ],
-            d / "grpo.log",
-        )
-    res["grpo"] = {**read(s), **grpo_stats(d / "grpo")}
-    for kind in ("specs", "int"):
-        name = f"{kind}_grpo"
-        first = {"name": kind, "kind": kind, "recipe": f"recipes/{kind}_arithmetic_cpu.yaml"}
-        first["overrides"] = list(EVAL)
+    # RL from the base (for the stage's steps and for twice as many, a compute control), and
+    # after each cold-start stage
+    for name, steps in (("grpo", grpo_steps), ("grpo_x2", 2 * grpo_steps)):
+        s = d / name / "summary.json"
+        if not s.is_file():
+            run(
+                [
+                    *RLVR,
+                    "train",
+                    "recipes/quickstart.yaml",
+                    f"output_dir={d}",
+                    f"name={name}",
+                    f"seed={seed}",
+                    f"train.steps={steps}",
+                    "checkpoint.every=1000",
+                    "logging.plots=false",
+                    *EVAL,
+                ],
+                d / f"{name}.log",
+            )
+        res[name] = {**read(s), **grpo_stats(d / name)}
+    firsts = {
+        "specs": ("specs", []),
+        "int": ("int", []),
+        # SFT cold start on the model's own correct samples (REDI recipe with alpha = 0)
+        "rft": ("redi", ["redi.alpha=0.0"]),
+    }
+    for key, (kind, extra) in firsts.items():
+        name = f"{key}_grpo"
+        first = {"name": key, "kind": kind, "recipe": f"recipes/{kind}_arithmetic_cpu.yaml"}
+        first["overrides"] = [*EVAL, *extra]
         if not (d / name / "grpo" / "summary.json").is_file():
             run(
                 [*RLVR, "pipeline", str(pipeline_file(d, name, seed, first, grpo_steps))],
                 d / f"{name}.log",
             )
         res[name] = {
-            "stage": read(d / name / kind / "summary.json"),
+            "stage": read(d / name / key / "summary.json"),
             **read(d / name / "grpo" / "summary.json"),
             **grpo_stats(d / name / "grpo"),
         }
@@ -230,16 +240,22 @@ def table(results: dict[int, dict[str, dict]], alphas: list[float]) -> str:
         f"{col('sft_gold', 'eval_before', p)} | {col('sft_gold', 'eval_after', g)} / "
         f"{col('sft_gold', 'eval_after', p)} | |"
     )
-    lines.append(
-        f"| GRPO only | {col('grpo', 'eval_before', g)} / {col('grpo', 'eval_before', p)} | | "
-        f"{col('grpo', 'eval_after', g)} / {col('grpo', 'eval_after', p)} |"
-    )
-    for kind, label in (("specs", "SPECS (DPO) -> GRPO"), ("int", "InT (SFT) -> GRPO")):
-        arm = f"{kind}_grpo"
+    for arm, label in (("grpo", "GRPO only"), ("grpo_x2", "GRPO only, twice the steps")):
+        lines.append(
+            f"| {label} | {col(arm, 'eval_before', g)} / {col(arm, 'eval_before', p)} | | "
+            f"{col(arm, 'eval_after', g)} / {col(arm, 'eval_after', p)} |"
+        )
+    for key, label in (
+        ("specs", "SPECS (self-distilled DPO) -> GRPO"),
+        ("rft", "SFT on own correct samples -> GRPO"),
+        ("int", "InT (SFT) -> GRPO"),
+    ):
+        arm = f"{key}_grpo"
+        after = "eval_after"
         lines.append(
             f"| {label} | {col(arm, 'stage', 'eval_before', g)} / "
-            f"{col(arm, 'stage', 'eval_before', p)} | {col(arm, 'stage', 'eval_after', g)} / "
-            f"{col(arm, 'stage', 'eval_after', p)} | {col(arm, 'eval_after', g)} / "
+            f"{col(arm, 'stage', 'eval_before', p)} | {col(arm, 'stage', after, g)} / "
+            f"{col(arm, 'stage', after, p)} | {col(arm, 'eval_after', g)} / "
             f"{col(arm, 'eval_after', p)} |"
         )
     lines += [
@@ -247,7 +263,7 @@ def table(results: dict[int, dict[str, dict]], alphas: list[float]) -> str:
         "| RL run | mean zero-advantage share of groups | mean train accuracy |",
         "|---|---|---|",
     ]
-    for arm in ("grpo", "specs_grpo", "int_grpo"):
+    for arm in ("grpo", "grpo_x2", "specs_grpo", "rft_grpo", "int_grpo"):
         lines.append(f"| {arm} | {col(arm, 'zero_adv')} | {col(arm, 'train_acc')} |")
     lines += [
         "",
