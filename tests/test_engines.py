@@ -117,3 +117,18 @@ def test_vllm_logprobs_match_and_weight_sync(vllm_engine, hf_model, tokenizer) -
     finally:
         hf_model.load_state_dict(original)
         vllm_engine.update_weights(hf_model.state_dict().items())
+
+
+def test_vllm_rotary_reload_warning_is_filtered(caplog) -> None:
+    """vLLM warns "RotaryEmbedding: Failed to load weights" on every in-memory weight sync
+    (the rotary cache is a computed buffer); rlvr drops that one message, not others."""
+    import logging
+
+    from rlvr.rollout.vllm_engine import _configure_env
+
+    _configure_env(1)
+    logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("%s: Failed to load weights", "RotaryEmbedding")
+        logger.warning("%s: Failed to load weights", "QKVParallelLinear")
+    assert [r.getMessage() for r in caplog.records] == ["QKVParallelLinear: Failed to load weights"]

@@ -405,3 +405,54 @@ def test_specs_chosen_must_pass_the_judge(tmp_path: Path, monkeypatch) -> None:
     approved = {s["text"] for s in judged if s["judged"]}
     for pair in read_jsonl(tmp_path / "specs_arithmetic" / "pairs.jsonl"):
         assert pair["chosen"][0]["content"] in approved
+
+
+def test_int_model_proposer_and_attempts_file(tmp_path: Path) -> None:
+    """Attempts from a file; the tiny model as its own proposer cannot write a parsable
+    intervention, so nothing is kept and the input model is handed on unchanged."""
+    from rlvr.data.datasets import DataError
+    from rlvr.stages.int_recipe import INTRecipe, run_int_recipe
+
+    attempts = tmp_path / "attempts.jsonl"
+    rows = [
+        {
+            "problem": "12+34=",
+            "answer": "46",
+            "incorrect_attempt": "<think>56</think>\\boxed{65}",
+            "reference_solution": "<think>64</think>\\boxed{46}",
+        },
+        {
+            "problem": "40+25=",
+            "answer": "65",
+            "incorrect_attempt": "<think>55</think>\\boxed{55}",
+            "reference_solution": "<think>56</think>\\boxed{65}",
+        },
+    ]
+    attempts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = [
+        f"model.path={MODEL}",
+        f"output_dir={tmp_path}",
+        f"attempts.path={attempts}",
+        "data.prompt_field=problem",
+        "intervention.k_interv=1",
+        "intervention.propose_tokens=16",
+        "intervention.k_check=2",
+        "intervention.check_tokens=16",
+        *SMALL_EVAL,
+    ]
+    recipe_file = REPO / "recipes" / "int_arithmetic_cpu.yaml"
+    recipe = load_recipe(
+        recipe_file,
+        [*overrides, "intervention.proposer=model", "attempts.reference_field=reference_solution"],
+        schema=INTRecipe,
+    )
+    summary = run_int_recipe(recipe)
+    assert summary["counts"]["attempts"] == 2 and summary["counts"]["no_intervention"] == 2
+    assert summary["trained"] is False and summary["model_dir"] == str(MODEL)
+    assert "eval_before" in summary  # the recipe names its own (arithmetic) data section
+    # the recipe's default reference field ('solution', the arithmetic data's) is not in the file
+    recipe = load_recipe(recipe_file, [*overrides, "intervention.steps=1"], schema=INTRecipe)
+    with pytest.raises(
+        DataError, match=r"attempts\.jsonl: row 1: no reference solution in 'solution'"
+    ):
+        run_int_recipe(recipe)

@@ -13,6 +13,7 @@ its own reproducible stream.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -28,6 +29,17 @@ def _configure_env(kv_cache_gib: int) -> None:
     if not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _RotaryReloadFilter) for f in layerwise.filters):
+        layerwise.addFilter(_RotaryReloadFilter())
+
+
+class _RotaryReloadFilter(logging.Filter):
+    """Drops vLLM's per-sync "RotaryEmbedding: Failed to load weights": the rotary cache is a
+    computed buffer that no checkpoint holds; vLLM puts the existing one back (benign)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("RotaryEmbedding: Failed to load weights")
 
 
 class VLLMEngine(RolloutEngine):
