@@ -142,3 +142,33 @@ def test_run_redi_tiny_model_raises_margin(tiny_model_dir, tmp_path):
     initial = evaluate_pairs(base, tokenizer, pairs)
     assert reloaded["margin"] == pytest.approx(result["after"]["margin"], abs=1e-4)
     assert reloaded["margin"] > initial["margin"]
+
+
+def test_run_redi_micro_batches_give_the_same_update(tiny_model_dir, tmp_path):
+    """Gradient accumulation over micro-batches of 1 and 3 pairs = one batch of 6 pairs."""
+    from safetensors.torch import load_file
+
+    train, _ = arithmetic_examples(num_train=6, num_eval=2, seed=3)
+    pairs = [
+        {
+            "prompt": ex["prompt"],
+            "chosen": ex["solution"],
+            "rejected": worked_solution(int(ex["answer"]) + 1 + i),  # lengths differ
+            "answer": ex["answer"],
+        }
+        for i, ex in enumerate(train)
+    ]
+    kw = {"lr": 1e-3, "steps": 2, "batch_size": 6, "alpha": 0.8, "seed": 0, "warmup_ratio": 0.0}
+    runs = {
+        m: run_redi(tiny_model_dir, pairs, tmp_path / f"m{m}", micro_batch_size=m, **kw)
+        for m in (None, 1, 3)
+    }
+    ref = load_file(tmp_path / "mNone" / "model.safetensors")
+    for m in (1, 3):
+        got = load_file(tmp_path / f"m{m}" / "model.safetensors")
+        for name, tensor in ref.items():
+            # Adam turns float-rounding noise in near-zero gradients into updates up to ~lr/100
+            torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=5e-5)
+        for a, b in zip(runs[m]["history"], runs[None]["history"], strict=True):
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+            assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)

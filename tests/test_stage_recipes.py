@@ -163,6 +163,8 @@ def test_rlvr_redi_from_self_sampled_traces(tmp_path: Path) -> None:
             "sft.batch_size=8",
             "redi.steps=3",
             "redi.batch_size=4",
+            "redi.micro_batch_size=3",
+            "model.gradient_checkpointing=true",
             "threads=1",
             *SMALL_EVAL,
         ]
@@ -231,7 +233,9 @@ def test_rlvr_specs_pairs_and_dpo(tmp_path: Path) -> None:
             "specs.sampling.num_problems=16",
             "specs.sampling.max_new_tokens=16",
             "specs.steps=2",
-            "specs.batch_size=4",
+            "specs.batch_size=2",
+            "specs.grad_accum=2",
+            "model.gradient_checkpointing=true",
             "threads=1",
             *SMALL_EVAL,
         ]
@@ -266,6 +270,7 @@ def test_rlvr_int_on_own_failures(tmp_path: Path) -> None:
             "intervention.check_tokens=16",
             "intervention.steps=2",
             "intervention.batch_size=4",
+            "model.gradient_checkpointing=true",
             "threads=1",
             *SMALL_EVAL,
         ]

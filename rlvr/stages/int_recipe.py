@@ -175,6 +175,7 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
         max_length=c.max_length,
         seed=recipe.seed,
         logging_dir=run_dir,
+        gradient_checkpointing=recipe.model.gradient_checkpointing,
     )
     summary["counts"] = report["counts"]
     log.info("int counts: %s", report["counts"])

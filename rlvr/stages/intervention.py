@@ -287,6 +287,7 @@ def run_int(
     max_length: int = 2048,
     seed: int = 0,
     logging_dir: str | Path | None = None,
+    gradient_checkpointing: bool = False,
 ) -> dict[str, Any]:
     """Propose -> filter -> counterfactual check -> SFT (TRL) on prefix + intervention.
 
@@ -322,5 +323,6 @@ def run_int(
         schedule=schedule,
         max_length=max_length,
         logging_dir=logging_dir,
+        gradient_checkpointing=gradient_checkpointing,
     )
     return {"counts": counts, "kept": kept, **report}

@@ -286,12 +286,18 @@ def run_redi(
     device: str | None = None,
     log_every: int = 10,
     trust_remote_code: bool = False,
+    micro_batch_size: int | None = None,
+    gradient_checkpointing: bool = False,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     """Train ``model_path`` with the REDI loss on ``{prompt, chosen, rejected}`` rows.
 
     AdamW (0.9, 0.999, 1e-8) with ``weight_decay``, ``warmup_ratio`` linear warmup then linear
     decay to 0, gradient clipping at ``max_grad_norm``; ``batch_size`` pairs per optimizer step,
-    drawn from a seeded reshuffle each epoch. Defaults follow the paper's stage-2 recipe
+    drawn from a seeded reshuffle each epoch, processed ``micro_batch_size`` pairs at a time
+    with gradients accumulated (the loss is the same batch mean, whatever the micro-batch).
+    ``gradient_checkpointing`` and ``dtype`` (float32 | bfloat16 | float16 weights) are for
+    long traces on a GPU. Defaults follow the paper's stage-2 recipe
     (alpha 0.8, lr 1e-6, weight decay 1e-4, 10% warmup). Saves the model (safetensors) and the
     tokenizer to ``out_dir``. Returns the per-step metrics (``history``), the pair metrics of
     :func:`evaluate_pairs` on the training pairs ``before`` and ``after``, and ``model_dir``.
@@ -302,14 +308,23 @@ def run_redi(
         raise ValueError("run_redi needs at least one (prompt, chosen, rejected) pair")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
+    micro = min(micro_batch_size or batch_size, batch_size)
+    if micro < 1:
+        raise ValueError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, use_safetensors=True, trust_remote_code=trust_remote_code
+        model_path,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+        dtype=getattr(torch, dtype),
     ).to(device)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
     encode_kw = {
         "max_prompt_len": max_prompt_len,
         "max_completion_len": max_completion_len,
@@ -331,10 +346,16 @@ def run_redi(
                 order = list(range(len(pairs)))
                 rng.shuffle(order)
             batch.append(pairs[order.pop()])
-        ps, pl, ns, nl = pair_logps(model, tokenizer, batch, **encode_kw)
-        loss, metrics = redi_loss(ps, pl, ns, nl, alpha=alpha, chosen_coef=chosen_coef)
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        metrics = {"loss": 0.0, "logp_pos": 0.0, "logp_neg": 0.0, "margin": 0.0}
+        for start in range(0, len(batch), micro):
+            chunk = batch[start : start + micro]
+            ps, pl, ns, nl = pair_logps(model, tokenizer, chunk, **encode_kw)
+            loss, part = redi_loss(ps, pl, ns, nl, alpha=alpha, chosen_coef=chosen_coef)
+            share = len(chunk) / len(batch)  # mean over the batch = share-weighted chunk means
+            (loss * share).backward()
+            for key in metrics:
+                metrics[key] += part[key] * share
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         metrics["grad_norm"] = float(grad_norm)
         metrics["lr"] = sched.get_last_lr()[0]

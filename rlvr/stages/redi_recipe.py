@@ -74,6 +74,9 @@ class REDIObjective(_Section):
     lr: float = Field(1e-6, gt=0)
     steps: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1, description="Pairs per optimizer step.")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Pairs per forward/backward (gradients accumulated)."
+    )
     weight_decay: float = 1e-4
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     max_grad_norm: float = Field(1.0, gt=0)
@@ -228,6 +231,7 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
             seed=recipe.seed,
             trust_remote_code=recipe.model.trust_remote_code,
             logging_dir=run_dir / "sft",
+            gradient_checkpointing=recipe.model.gradient_checkpointing,
         )
         summary["sft"] = {"steps": report["steps"], "loss": report["loss"]}
         start = report["model_dir"]
@@ -253,6 +257,9 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
         max_completion_len=r.max_completion_len,
         seed=recipe.seed,
         trust_remote_code=recipe.model.trust_remote_code,
+        micro_batch_size=r.micro_batch_size,
+        gradient_checkpointing=recipe.model.gradient_checkpointing,
+        dtype=recipe.model.dtype,
     )
     write_metrics(run_dir / "metrics.jsonl", report["history"])
     summary["pairs_before"], summary["pairs_after"] = report["before"], report["after"]

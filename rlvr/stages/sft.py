@@ -48,6 +48,7 @@ def run_sft(
     peft_config: Any = None,
     trust_remote_code: bool = False,
     logging_dir: str | Path | None = None,
+    gradient_checkpointing: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on conversational rows and save to ``out_dir`` (safetensors).
 
@@ -93,7 +94,8 @@ def run_sft(
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # AMP on GPUs
+        gradient_checkpointing=gradient_checkpointing,
         max_length=max_length,
         completion_only_loss=True,
         dataloader_num_workers=0,

@@ -181,6 +181,7 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
         peft_config=peft_config,
         trust_remote_code=recipe.model.trust_remote_code,
         logging_dir=run_dir,
+        gradient_checkpointing=recipe.model.gradient_checkpointing,
     )
     if recipe.eval.after and heldout:
         summary["eval_after"] = heldout_eval(

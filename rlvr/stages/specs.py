@@ -236,6 +236,8 @@ def run_specs(
     max_length: int = 512,
     pairs: list[dict] | None = None,
     think_prefilled: bool = False,
+    grad_accum: int = 1,
+    gradient_checkpointing: bool = False,
 ) -> dict[str, Any]:
     """Self-generate, build pairs, train with TRL DPO and save to ``out_dir`` (safetensors).
 
@@ -281,6 +283,7 @@ def run_specs(
         output_dir=str(work),
         learning_rate=lr,
         per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
         max_steps=steps,
         beta=beta,
         loss_type=loss_type,
@@ -292,7 +295,8 @@ def run_specs(
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),
-        bf16=False,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # AMP on GPUs
+        gradient_checkpointing=gradient_checkpointing,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )

@@ -54,7 +54,8 @@ class SPECSConfig(_Section):
     sft_weight: float = Field(1.0, ge=0, description="lambda of L_DPO + lambda * L_SFT.")
     lr: float = Field(1e-6, gt=0)
     steps: int = Field(100, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="Pairs per forward/backward.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(512, ge=8)
 
 
@@ -167,6 +168,8 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
         sft_weight=cfg.sft_weight,
         max_length=cfg.max_length,
         seed=recipe.seed,
+        grad_accum=cfg.grad_accum,
+        gradient_checkpointing=recipe.model.gradient_checkpointing,
     )
     write_metrics(run_dir / "metrics.jsonl", report["log_history"])
     summary["dpo"] = {"steps": report["steps"], "loss": report["loss"]}
