@@ -461,3 +461,35 @@ def test_int_model_proposer_and_attempts_file(tmp_path: Path) -> None:
         DataError, match=r"attempts\.jsonl: row 1: no reference solution in 'solution'"
     ):
         run_int_recipe(recipe)
+
+
+def test_stage_sampling_and_eval_on_vllm(tmp_path: Path) -> None:
+    """The same REDI stage with its traces and its held-out eval sampled by in-process vLLM."""
+    pytest.importorskip("vllm")
+    from rlvr.stages.redi_recipe import REDIRecipe, run_redi_recipe
+
+    recipe = load_recipe(
+        REPO / "recipes" / "redi_arithmetic_cpu.yaml",
+        [
+            f"model.path={MODEL}",
+            f"output_dir={tmp_path}",
+            "traces.sampling.engine=vllm",
+            "traces.sampling.num_problems=32",
+            "traces.sampling.max_new_tokens=16",
+            "eval.engine=vllm",
+            "eval.before=false",
+            "sft.steps=0",
+            "redi.steps=1",
+            "redi.batch_size=2",
+            "threads=1",
+            *SMALL_EVAL,
+        ],
+        schema=REDIRecipe,
+    )
+    summary = run_redi_recipe(recipe)
+    assert summary["counts"]["traces"] == 32 * 4 and summary["counts"]["pairs"] >= 1
+    # the bundled model is right about a third of the time, whichever engine samples it
+    assert 0.1 < summary["counts"]["positives"] / summary["counts"]["traces"] < 0.6
+    assert 0.0 <= summary["eval_after"]["eval/greedy"] <= 1.0
+    traces = read_jsonl(tmp_path / "redi_arithmetic" / "traces.jsonl")
+    assert sum(t["completion"].startswith("<think>") for t in traces) > len(traces) / 2  # decoded

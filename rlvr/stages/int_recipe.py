@@ -29,9 +29,12 @@ from pydantic import Field
 from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
 from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
+    BACKEND_HELP,
+    Backend,
     Sampling,
     StageEval,
     heldout_eval,
+    open_engine,
     prompt_messages,
     sample_completions,
     write_json,
@@ -55,6 +58,9 @@ class INTAttempts(_Section):
 
 
 class INTConfig(_Section):
+    engine: Backend = Field(
+        "hf", description="Backend for proposals and counterfactual continuations: " + BACKEND_HELP
+    )
     proposer: Literal["model", "reference_diff"] = "model"
     k_interv: int = Field(4, ge=1, description="Proposals per attempt (proposer: model).")
     propose_tokens: int = Field(2048, ge=1)
@@ -114,10 +120,14 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
                 )
             out.append(_row(ex, str(attempt), recipe, f"{a.path}: row {i}"))
         return out
-    from rlvr.rollout import build_engine
-
     problems = train[: a.sampling.num_problems]
-    engine = build_engine("hf", recipe.model.path, trust_remote_code=recipe.model.trust_remote_code)
+    engine = open_engine(
+        recipe.model.path,
+        a.sampling.engine,
+        dtype=recipe.model.dtype,
+        seed=recipe.seed,
+        trust_remote_code=recipe.model.trust_remote_code,
+    )
     try:
         groups = sample_completions(engine, problems, recipe.data, a.sampling, seed=recipe.seed)
     finally:
@@ -164,6 +174,7 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
         rows,
         run_dir / "model",
         propose=reference_diff_proposer if c.proposer == "reference_diff" else None,
+        engine=c.engine,
         k_interv=c.k_interv,
         k_check=c.k_check,
         check_tokens=c.check_tokens,

@@ -288,6 +288,7 @@ def run_int(
     seed: int = 0,
     logging_dir: str | Path | None = None,
     gradient_checkpointing: bool = False,
+    engine: str = "hf",
 ) -> dict[str, Any]:
     """Propose -> filter -> counterfactual check -> SFT (TRL) on prefix + intervention.
 
@@ -295,20 +296,20 @@ def run_int(
     rows and, when any row was kept, the SFT report with ``model_dir``; ``model_dir`` is None
     when nothing passed the counterfactual check (no training happens then).
     """
-    from rlvr.rollout import build_engine
+    from rlvr.stages.common import open_engine
     from rlvr.stages.sft import run_sft
 
-    engine = build_engine("hf", str(model_path))
+    sampler = open_engine(model_path, engine, seed=seed)
     try:
-        tokenizer = engine.tokenizer  # type: ignore[attr-defined]
+        tokenizer = sampler.tokenizer
         propose = propose or model_proposer(
-            engine, tokenizer, k=k_interv, max_tokens=propose_tokens, seed=seed
+            sampler, tokenizer, k=k_interv, max_tokens=propose_tokens, seed=seed
         )
         kept, counts = build_intervention_rows(
-            rows, propose, engine, tokenizer, k_check=k_check, check_tokens=check_tokens, seed=seed
+            rows, propose, sampler, tokenizer, k_check=k_check, check_tokens=check_tokens, seed=seed
         )
     finally:
-        engine.close()
+        sampler.close()
     if not kept:
         return {"counts": counts, "kept": [], "model_dir": None, "steps": 0}
     report = run_sft(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -50,6 +50,9 @@ class JudgeConfig(_Section):
     )
     max_new_tokens: int = Field(512, ge=1)
     trust_remote_code: bool = False
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="hf (transformers.generate) or vllm (in-process; GPUs)."
+    )
 
 
 def parse_verdict(text: str) -> bool | None:
@@ -98,10 +101,10 @@ def judge_verdicts(
 
 def run_judge(cfg: JudgeConfig, items: Sequence[tuple[str, str, str]]) -> tuple[list[bool], int]:
     """Load ``cfg.model`` and judge ``items``; see :func:`judge_verdicts`."""
-    from rlvr.rollout import build_engine
+    from rlvr.stages.common import open_engine
 
     assert cfg.model is not None
-    engine = build_engine("hf", cfg.model, trust_remote_code=cfg.trust_remote_code)
+    engine = open_engine(cfg.model, cfg.engine, trust_remote_code=cfg.trust_remote_code)
     try:
         return judge_verdicts(engine, items, template=cfg.prompt, max_new_tokens=cfg.max_new_tokens)
     finally:

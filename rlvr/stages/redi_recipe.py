@@ -30,6 +30,7 @@ from rlvr.stages.common import (
     Sampling,
     StageEval,
     heldout_eval,
+    open_engine,
     prompt_messages,
     sample_completions,
     write_json,
@@ -120,13 +121,17 @@ def _file_problems(recipe: REDIRecipe) -> list[dict]:
 
 
 def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
-    from rlvr.rollout import build_engine
-
     teacher = recipe.traces.teacher or recipe.model.path
     s = recipe.traces.sampling
     problems = train[: s.num_problems]
     log.info("redi: sampling %d traces for %d problems from %s", s.n, len(problems), teacher)
-    engine = build_engine("hf", teacher, trust_remote_code=recipe.model.trust_remote_code)
+    engine = open_engine(
+        teacher,
+        s.engine,
+        dtype=recipe.model.dtype,
+        seed=recipe.seed,
+        trust_remote_code=recipe.model.trust_remote_code,
+    )
     try:
         groups = sample_completions(engine, problems, recipe.data, s, seed=recipe.seed)
     finally:

@@ -27,6 +27,7 @@ from rlvr.stages.common import (
     Sampling,
     StageEval,
     heldout_eval,
+    open_engine,
     prompt_messages,
     sample_completions,
     write_json,
@@ -99,7 +100,6 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
     summary, with ``model_dir``."""
     import torch
 
-    from rlvr.rollout import build_engine
     from rlvr.stages.specs import build_preference_pairs, run_specs
 
     if recipe.threads:
@@ -119,7 +119,13 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
             recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
         )
         log.info("specs eval before: %s", summary["eval_before"])
-    engine = build_engine("hf", recipe.model.path, trust_remote_code=recipe.model.trust_remote_code)
+    engine = open_engine(
+        recipe.model.path,
+        cfg.sampling.engine,
+        dtype=recipe.model.dtype,
+        seed=recipe.seed,
+        trust_remote_code=recipe.model.trust_remote_code,
+    )
     try:
         groups = sample_completions(engine, problems, recipe.data, cfg.sampling, seed=recipe.seed)
     finally:
