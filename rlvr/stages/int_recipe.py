@@ -68,7 +68,8 @@ class INTConfig(_Section):
     check_tokens: int = Field(1024, ge=1)
     lr: float = Field(1e-6, gt=0)
     steps: int = Field(100, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Sequences per forward/backward.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     schedule: Literal["constant_with_warmup", "cosine", "linear"] = "cosine"
     max_length: int = Field(2048, ge=8)
 
@@ -182,6 +183,7 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
         lr=c.lr,
         steps=c.steps,
         batch_size=c.batch_size,
+        grad_accum=c.grad_accum,
         schedule=c.schedule,
         max_length=c.max_length,
         seed=recipe.seed,

@@ -63,7 +63,8 @@ class REDISFT(_Section):
 
     steps: int = Field(0, ge=0)
     lr: float = Field(5e-5, gt=0)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="Sequences per forward/backward.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     warmup_steps: int = Field(0, ge=0)
     schedule: str = "linear"
     max_length: int = Field(1024, ge=8)
@@ -229,6 +230,7 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
             run_dir / "sft_model",
             lr=s.lr,
             batch_size=s.batch_size,
+            grad_accum=s.grad_accum,
             max_steps=s.steps,
             warmup_steps=s.warmup_steps,
             schedule=s.schedule,
