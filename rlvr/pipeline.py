@@ -7,7 +7,9 @@ with ``model.path`` set to stage i-1's output model (the first stage keeps its o
 stage writes ``stage_done.json`` (its output model path) last, so a re-run skips finished
 stages and an interrupted RL stage resumes from its own checkpoints (``resume=true``): the
 pipeline is resumable at stage granularity and inside RL stages. Every stage writes its
-recipe, metrics and summary into its own directory.
+recipe, metrics and summary into its own directory. A finished stage whose recipe file,
+overrides or input model changed since is still skipped, with a warning naming the
+``stage_done.json`` to delete to run it again.
 
 A new stage kind is one module with a pydantic recipe schema (fields ``name``, ``output_dir``,
 ``model.path``) and a runner ``recipe -> {"model_dir": ...}``, plus one line in
@@ -16,6 +18,7 @@ A new stage kind is one module with a pydantic recipe schema (fields ``name``, `
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
@@ -86,6 +89,14 @@ def run_stage(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> st
     return str(summary["checkpoint"])
 
 
+def stage_fingerprint(stage: StageConfig, model: str | None) -> str:
+    """sha256 of what a stage's result depends on: kind, recipe file text, overrides, input."""
+    path = Path(stage.recipe)
+    text = path.read_text() if path.is_file() else ""
+    blob = json.dumps([stage.kind, text, stage.overrides, model])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def run_pipeline(pipe: PipelineRecipe) -> list[dict[str, Any]]:
     """Run every stage in order, skipping finished ones; returns one record per stage."""
     pipe.run_dir.mkdir(parents=True, exist_ok=True)
@@ -94,13 +105,27 @@ def run_pipeline(pipe: PipelineRecipe) -> list[dict[str, Any]]:
     records = []
     for stage in pipe.stages:
         done = pipe.run_dir / stage.name / "stage_done.json"
+        fingerprint = stage_fingerprint(stage, model)
         if done.is_file():
             record = json.loads(done.read_text())
             log.info("stage %s already done: %s", stage.name, record["model"])
+            if record.get("fingerprint", fingerprint) != fingerprint:
+                log.warning(
+                    "stage %s is done, but its recipe, overrides or input model changed since; "
+                    "its old output is used. Delete %s to run it again.",
+                    stage.name,
+                    done,
+                )
         else:
             log.info("stage %s (%s) from %s", stage.name, stage.kind, model or "its recipe's model")
             out = run_stage(pipe, stage, model)
-            record = {"stage": stage.name, "kind": stage.kind, "input": model, "model": out}
+            record = {
+                "stage": stage.name,
+                "kind": stage.kind,
+                "input": model,
+                "model": out,
+                "fingerprint": fingerprint,
+            }
             done.parent.mkdir(parents=True, exist_ok=True)
             tmp = done.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=1))

@@ -38,3 +38,28 @@ def test_sft_then_grpo_pipeline_and_rerun_skips(
     stamp = (tmp_path / "p" / "grpo" / "stage_done.json").stat().st_mtime_ns
     assert main(["pipeline", str(pipe)]) == 0  # finished stages are skipped
     assert (tmp_path / "p" / "grpo" / "stage_done.json").stat().st_mtime_ns == stamp
+
+
+def test_changed_stage_is_skipped_with_a_warning(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A finished stage is not re-run, but a changed recipe / override is reported."""
+    from rlvr.config import load_recipe
+    from rlvr.pipeline import PipelineRecipe, run_pipeline
+
+    monkeypatch.chdir(REPO)
+    calls = []
+    monkeypatch.setattr(
+        "rlvr.pipeline.run_stage", lambda pipe, stage, model: calls.append(stage.name) or "m"
+    )
+    pipe = tmp_path / "pipe.yaml"
+    text = (
+        f"name: p\noutput_dir: {tmp_path}\nstages:\n"
+        "  - name: sft\n    kind: sft\n    recipe: recipes/sft_arithmetic_cpu.yaml\n"
+        "    overrides: ['train.steps=3']\n"
+    )
+    pipe.write_text(text)
+    run_pipeline(load_recipe(pipe, schema=PipelineRecipe))
+    run_pipeline(load_recipe(pipe, schema=PipelineRecipe))
+    assert calls == ["sft"] and "changed since" not in caplog.text
+    pipe.write_text(text.replace("train.steps=3", "train.steps=4"))
+    run_pipeline(load_recipe(pipe, schema=PipelineRecipe))
+    assert calls == ["sft"] and "stage sft is done, but its recipe" in caplog.text
