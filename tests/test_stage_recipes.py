@@ -493,3 +493,140 @@ def test_stage_sampling_and_eval_on_vllm(tmp_path: Path) -> None:
     assert 0.0 <= summary["eval_after"]["eval/greedy"] <= 1.0
     traces = read_jsonl(tmp_path / "redi_arithmetic" / "traces.jsonl")
     assert sum(t["completion"].startswith("<think>") for t in traces) > len(traces) / 2  # decoded
+
+
+# ------------------------------------------------------------------ nothing lost on a crash
+
+
+def test_cached_rows_reuse_only_with_the_same_key(tmp_path: Path) -> None:
+    from rlvr.stages.common import cached_rows, fingerprint
+
+    calls = []
+
+    def compute() -> list[dict]:
+        calls.append(1)
+        return [{"a": len(calls)}]
+
+    path = tmp_path / "rows.jsonl"
+    key = fingerprint("model", {"n": 4}, 0)
+    assert fingerprint("model", {"n": 4}, 0) == key != fingerprint("model", {"n": 5}, 0)
+    assert cached_rows(path, key, compute, what="t") == [{"a": 1}]
+    assert cached_rows(path, key, compute, what="t") == [{"a": 1}] and len(calls) == 1
+    assert cached_rows(path, "other", compute, what="t") == [{"a": 2}]
+    (tmp_path / "rows.jsonl.key").unlink()  # as if the run died before stamping the key
+    assert cached_rows(path, "other", compute, what="t") == [{"a": 3}]
+
+
+def test_int_journal_resumes_after_a_crash(tmp_path: Path) -> None:
+    tok = build_tokenizer()
+    rows = [
+        {
+            "prompt": f"{a}+{b}=",
+            "answer": str(a + b),
+            "reference_solution": f"<think>{str(a + b)[::-1]}</think>\\boxed{{{a + b}}}",
+            "incorrect_attempt": f"<think>9{a}</think>\\boxed{{{a}9}}",
+        }
+        for a, b in [(12, 30), (21, 11), (40, 3), (5, 5)]
+    ]
+
+    def verifying_engine(answers):
+        """Continues every guided attempt with the right boxed answer (so checks pass)."""
+
+        class E:
+            tokenizer = tok
+
+            def generate(self, prompts, sp):
+                from rlvr.rollout import Completion
+
+                text = tok.decode(prompts[0])
+                gold = answers[text.split("user\n")[1].split("<|im_end|>")[0]]
+                return [[Completion([], [], "stop", f"</think>\\boxed{{{gold}}}")] * sp.n]
+
+        return E()
+
+    answers = {r["prompt"]: r["answer"] for r in rows}
+    proposed = []
+
+    def propose(row, substeps):
+        proposed.append(row["prompt"])
+        if len(proposed) == 3:
+            raise RuntimeError("the machine went away")
+        return reference_diff_proposer(row, substeps)
+
+    journal = tmp_path / "interventions.jsonl"
+    engine = verifying_engine(answers)
+    with pytest.raises(RuntimeError):
+        build_intervention_rows(
+            rows, propose, engine, tok, k_check=2, journal=journal, journal_key="k"
+        )
+    assert len(journal.read_text().splitlines()) == 1 + 2  # key line + two decided attempts
+    proposed.clear()
+    kept, counts = build_intervention_rows(
+        rows,
+        reference_diff_proposer_spy(proposed),
+        engine,
+        tok,
+        k_check=2,
+        journal=journal,
+        journal_key="k",
+    )
+    assert proposed == ["40+3=", "5+5="]  # only the undecided attempts were proposed again
+    fresh, fresh_counts = build_intervention_rows(
+        rows, reference_diff_proposer, engine, tok, k_check=2
+    )
+    assert (kept, counts) == (fresh, fresh_counts) and counts["attempts"] == 4
+    proposed.clear()
+    build_intervention_rows(  # another key: the journal is not trusted
+        rows,
+        reference_diff_proposer_spy(proposed),
+        engine,
+        tok,
+        k_check=2,
+        journal=journal,
+        journal_key="other",
+    )
+    assert len(proposed) == 4
+
+
+def reference_diff_proposer_spy(seen: list):
+    def propose(row, substeps):
+        seen.append(row["prompt"])
+        return reference_diff_proposer(row, substeps)
+
+    return propose
+
+
+def test_redi_rerun_reuses_traces_and_stage_one(tmp_path: Path, monkeypatch) -> None:
+    import rlvr.stages.redi_recipe as rr
+
+    overrides = [
+        f"model.path={MODEL}",
+        f"output_dir={tmp_path}",
+        "traces.sampling.num_problems=16",
+        "traces.sampling.max_new_tokens=16",
+        "sft.steps=1",
+        "sft.batch_size=4",
+        "redi.steps=1",
+        "redi.batch_size=2",
+        "eval.before=false",
+        "eval.after=false",
+    ]
+    recipe_file = REPO / "recipes" / "redi_arithmetic_cpu.yaml"
+    first = rr.run_redi_recipe(load_recipe(recipe_file, overrides, schema=rr.REDIRecipe))
+    run = tmp_path / "redi_arithmetic"
+    stamp = (run / "sft_model" / "model.safetensors").stat().st_mtime_ns
+
+    def no_sampling(*a, **k):
+        raise AssertionError("the traces should have been reused")
+
+    monkeypatch.setattr(rr, "sample_completions", no_sampling)
+    second = rr.run_redi_recipe(
+        load_recipe(recipe_file, [*overrides, "redi.steps=2"], schema=rr.REDIRecipe)
+    )
+    assert second["counts"] == first["counts"] and second["sft"] == first["sft"]
+    assert (run / "sft_model" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert len(read_jsonl(run / "metrics.jsonl")) == 2
+    with pytest.raises(AssertionError, match="reused"):  # other sampling settings: sample again
+        rr.run_redi_recipe(
+            load_recipe(recipe_file, [*overrides, "traces.sampling.n=2"], schema=rr.REDIRecipe)
+        )

@@ -176,3 +176,30 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     with path.open("w") as f:
         for rec in history:
             f.write(json.dumps(rec, default=str) + "\n")
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 (16 hex digits) of JSON-serialisable parts: what a cached result depends on."""
+    import hashlib
+
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_rows(path: Path, key: str, compute: Any, *, what: str) -> list[dict]:
+    """``compute()``'s rows, or the rows saved at ``path`` by an earlier run with the same
+    ``key`` (a :func:`fingerprint`), so a re-run after a crash does not sample again. The rows
+    are written through a temporary file and the key last, so a half-written cache is never
+    read."""
+    stamp = path.with_name(path.name + ".key")
+    if path.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        log.info("%s: reusing %d rows from %s", what, len(rows), path)
+        return rows
+    stamp.unlink(missing_ok=True)
+    rows = compute()
+    tmp = path.with_name(path.name + ".tmp")
+    write_metrics(tmp, rows)
+    tmp.replace(path)
+    stamp.write_text(key + "\n")
+    return rows

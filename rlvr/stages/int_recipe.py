@@ -12,8 +12,9 @@ worked solution in the attempt's format, :func:`~rlvr.stages.intervention.refere
 must pass the counterfactual check (at least one of ``k_check`` continuations verifies);
 the kept prefix + intervention targets are trained on with TRL's SFTTrainer (no EOS).
 
-Outputs in ``<output_dir>/<name>/``: ``recipe.yaml``, ``attempts.jsonl``, ``kept.jsonl`` (the
-SFT rows), ``trainer/`` (TRL logs), ``summary.json`` (counts, held-out accuracy before /
+Outputs in ``<output_dir>/<name>/``: ``recipe.yaml``, ``attempts.jsonl``,
+``interventions.jsonl`` (each attempt's outcome, appended as it is decided: a re-run with the
+same settings resumes there, and reuses sampled attempts), ``kept.jsonl`` (the SFT rows), ``trainer/`` (TRL logs), ``summary.json`` (counts, held-out accuracy before /
 after) and ``model/``. When no row passes the check the input model is passed on unchanged
 (``summary.json`` says so), so a pipeline goes on to RL.
 """
@@ -33,6 +34,8 @@ from rlvr.stages.common import (
     Backend,
     Sampling,
     StageEval,
+    cached_rows,
+    fingerprint,
     heldout_eval,
     open_engine,
     prompt_messages,
@@ -122,23 +125,28 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
             out.append(_row(ex, str(attempt), recipe, f"{a.path}: row {i}"))
         return out
     problems = train[: a.sampling.num_problems]
-    engine = open_engine(
-        recipe.model.path,
-        a.sampling.engine,
-        dtype=recipe.model.dtype,
-        seed=recipe.seed,
-        trust_remote_code=recipe.model.trust_remote_code,
-    )
-    try:
-        groups = sample_completions(engine, problems, recipe.data, a.sampling, seed=recipe.seed)
-    finally:
-        engine.close()
-    out = []
-    for ex, group in zip(problems, groups, strict=True):
-        wrong = [r["text"] for r in group if not r["correct"]]
-        for text in wrong[: a.max_per_problem]:
-            out.append(_row(ex, text, recipe, f"problem {ex.get('id', ex['prompt'])}"))
-    return out
+
+    def sample() -> list[dict]:
+        engine = open_engine(
+            recipe.model.path,
+            a.sampling.engine,
+            dtype=recipe.model.dtype,
+            seed=recipe.seed,
+            trust_remote_code=recipe.model.trust_remote_code,
+        )
+        try:
+            groups = sample_completions(engine, problems, recipe.data, a.sampling, seed=recipe.seed)
+        finally:
+            engine.close()
+        out = []
+        for ex, group in zip(problems, groups, strict=True):
+            wrong = [r["text"] for r in group if not r["correct"]]
+            for text in wrong[: a.max_per_problem]:
+                out.append(_row(ex, text, recipe, f"problem {ex.get('id', ex['prompt'])}"))
+        return out
+
+    key = fingerprint(recipe.model.path, recipe.data.model_dump(), a.model_dump(), recipe.seed)
+    return cached_rows(recipe.run_dir / "attempts.jsonl", key, sample, what="int attempts")
 
 
 def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
@@ -157,7 +165,8 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
     if recipe.attempts.path is not None and "data" not in recipe.model_fields_set:
         heldout = []  # the default arithmetic data is not the attempts' task
     rows = collect_attempts(recipe, train)
-    write_metrics(run_dir / "attempts.jsonl", rows)
+    if recipe.attempts.path is not None:
+        write_metrics(run_dir / "attempts.jsonl", rows)
     log.info("int: %d incorrect attempts", len(rows))
     if not rows:
         raise DataError(
@@ -188,6 +197,22 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
         max_length=c.max_length,
         seed=recipe.seed,
         logging_dir=run_dir,
+        journal=run_dir / "interventions.jsonl",
+        journal_key=fingerprint(
+            recipe.model.path,
+            fingerprint(rows),
+            c.model_dump(
+                include={
+                    "engine",
+                    "proposer",
+                    "k_interv",
+                    "propose_tokens",
+                    "k_check",
+                    "check_tokens",
+                }
+            ),
+            recipe.seed,
+        ),
         gradient_checkpointing=recipe.model.gradient_checkpointing,
     )
     summary["counts"] = report["counts"]

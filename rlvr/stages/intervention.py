@@ -184,6 +184,66 @@ def counterfactual_passes(
     return sum(int(math_reward(guided + c.text, answer) == 1.0) for c in group)
 
 
+def _intervene(
+    i: int,
+    row: dict,
+    propose: ProposeFn,
+    engine: RolloutEngine,
+    tokenizer: Any,
+    k_check: int,
+    check_tokens: int,
+    seed: int,
+) -> dict:
+    """One attempt's outcome: ``{outcome, leaked, kept}`` (``kept``: the SFT row or None)."""
+    substeps = split_substeps(row["incorrect_attempt"])
+    chosen, leaked = None, 0
+    for text in propose(row, substeps):
+        parsed = parse_intervention(text, len(substeps))
+        if parsed is None:
+            continue
+        if leaks_answer(parsed.content, str(row["answer"])):
+            leaked += 1
+            continue
+        chosen = parsed  # one intervention per attempt
+        break
+    if chosen is None:
+        return {"outcome": "leaked" if leaked else "no_intervention", "leaked": leaked}
+    guided = guided_attempt(substeps, chosen)
+    passes = counterfactual_passes(
+        engine,
+        tokenizer,
+        row.get("messages") or row["prompt"],
+        guided,
+        str(row["answer"]),
+        k=k_check,
+        max_tokens=check_tokens,
+        seed=seed + i,
+    )
+    if passes == 0:
+        return {"outcome": "failed_check", "leaked": leaked}
+    kept = {"prompt": row["prompt"], "completion": guided, "answer": row["answer"]}
+    if row.get("messages"):
+        kept["messages"] = row["messages"]
+    return {"outcome": "kept", "leaked": leaked, "kept": kept, "passes": passes}
+
+
+def _read_journal(journal: Path, key: str) -> dict[int, dict]:
+    """Outcomes recorded by an interrupted run with the same key (else none)."""
+    if not journal.is_file():
+        return {}
+    lines = journal.read_text().splitlines()
+    if not lines or json.loads(lines[0]).get("key") != key:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the crash
+            break
+        done[rec["i"]] = rec
+    return done
+
+
 def build_intervention_rows(
     rows: Sequence[dict],
     propose: ProposeFn,
@@ -193,13 +253,17 @@ def build_intervention_rows(
     k_check: int = 32,
     check_tokens: int = 1024,
     seed: int = 0,
+    journal: Path | None = None,
+    journal_key: str = "",
 ) -> tuple[list[dict], dict[str, int]]:
     """Rows ``{prompt, answer, incorrect_attempt, reference_solution}`` -> SFT rows
     ``{prompt, completion=guided}`` that pass the counterfactual check, plus counts.
 
     Every attempt lands in exactly one of ``no_intervention`` (no proposal parsed),
     ``leaked`` (every parsed proposal contained the answer), ``failed_check`` and ``kept``;
-    ``leaked_proposals`` counts the dropped proposals themselves."""
+    ``leaked_proposals`` counts the dropped proposals themselves. With a ``journal`` file,
+    each attempt's outcome is appended as it is decided, and a re-run with the same
+    ``journal_key`` skips the attempts already decided (the check is the costly part)."""
     counts = {
         "attempts": 0,
         "no_intervention": 0,
@@ -208,43 +272,30 @@ def build_intervention_rows(
         "kept": 0,
         "leaked_proposals": 0,
     }
+    done = _read_journal(journal, journal_key) if journal is not None else {}
+    sink = None
+    if journal is not None:
+        if not done:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            journal.write_text(json.dumps({"key": journal_key}) + "\n")
+        sink = journal.open("a")
     out = []
-    for i, row in enumerate(rows):
-        counts["attempts"] += 1
-        substeps = split_substeps(row["incorrect_attempt"])
-        chosen, leaked = None, 0
-        for text in propose(row, substeps):
-            parsed = parse_intervention(text, len(substeps))
-            if parsed is None:
-                continue
-            if leaks_answer(parsed.content, str(row["answer"])):
-                leaked += 1
-                continue
-            chosen = parsed  # one intervention per attempt
-            break
-        counts["leaked_proposals"] += leaked
-        if chosen is None:
-            counts["leaked" if leaked else "no_intervention"] += 1
-            continue
-        guided = guided_attempt(substeps, chosen)
-        passes = counterfactual_passes(
-            engine,
-            tokenizer,
-            row.get("messages") or row["prompt"],
-            guided,
-            str(row["answer"]),
-            k=k_check,
-            max_tokens=check_tokens,
-            seed=seed + i,
-        )
-        if passes == 0:
-            counts["failed_check"] += 1
-            continue
-        counts["kept"] += 1
-        kept = {"prompt": row["prompt"], "completion": guided, "answer": row["answer"]}
-        if row.get("messages"):
-            kept["messages"] = row["messages"]
-        out.append(kept)
+    try:
+        for i, row in enumerate(rows):
+            rec = done.get(i)
+            if rec is None:
+                rec = _intervene(i, row, propose, engine, tokenizer, k_check, check_tokens, seed)
+                if sink is not None:
+                    sink.write(json.dumps({"i": i, **rec}) + "\n")
+                    sink.flush()
+            counts["attempts"] += 1
+            counts[rec["outcome"]] += 1
+            counts["leaked_proposals"] += rec["leaked"]
+            if rec["outcome"] == "kept":
+                out.append(rec["kept"])
+    finally:
+        if sink is not None:
+            sink.close()
     return out, counts
 
 
@@ -290,6 +341,8 @@ def run_int(
     logging_dir: str | Path | None = None,
     gradient_checkpointing: bool = False,
     engine: str = "hf",
+    journal: Path | None = None,
+    journal_key: str = "",
 ) -> dict[str, Any]:
     """Propose -> filter -> counterfactual check -> SFT (TRL) on prefix + intervention.
 
@@ -307,7 +360,15 @@ def run_int(
             sampler, tokenizer, k=k_interv, max_tokens=propose_tokens, seed=seed
         )
         kept, counts = build_intervention_rows(
-            rows, propose, sampler, tokenizer, k_check=k_check, check_tokens=check_tokens, seed=seed
+            rows,
+            propose,
+            sampler,
+            tokenizer,
+            k_check=k_check,
+            check_tokens=check_tokens,
+            seed=seed,
+            journal=journal,
+            journal_key=journal_key,
         )
     finally:
         sampler.close()

@@ -13,11 +13,14 @@ recipe's ``data`` problems. Every trace is labelled positive iff ``math_reward``
 Outputs in ``<output_dir>/<name>/``: ``recipe.yaml``, ``traces.jsonl`` (labelled),
 ``pairs.jsonl``, ``sft_model/`` (stage 1, when ``sft.steps`` > 0), ``metrics.jsonl`` (one
 line per REDI step: loss, l_w, l_l, margin, grad norm, lr), ``summary.json`` (counts, pair
-log-likelihoods and held-out accuracy before / after) and ``model/`` (the output).
+log-likelihoods and held-out accuracy before / after) and ``model/`` (the output). Sampled
+teacher traces (``teacher_samples.jsonl``) and the stage-1 model are reused by a re-run with
+the same settings, so a crash in stage 2 costs neither again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
     Sampling,
     StageEval,
+    cached_rows,
+    fingerprint,
     heldout_eval,
     open_engine,
     prompt_messages,
@@ -125,22 +130,28 @@ def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
     teacher = recipe.traces.teacher or recipe.model.path
     s = recipe.traces.sampling
     problems = train[: s.num_problems]
-    log.info("redi: sampling %d traces for %d problems from %s", s.n, len(problems), teacher)
-    engine = open_engine(
-        teacher,
-        s.engine,
-        dtype=recipe.model.dtype,
-        seed=recipe.seed,
-        trust_remote_code=recipe.model.trust_remote_code,
-    )
-    try:
-        groups = sample_completions(engine, problems, recipe.data, s, seed=recipe.seed)
-    finally:
-        engine.close()
-    return [
-        {**ex, "completions": [r["text"] for r in group]}
-        for ex, group in zip(problems, groups, strict=True)
-    ]
+
+    def sample() -> list[dict]:
+        log.info("redi: sampling %d traces for %d problems from %s", s.n, len(problems), teacher)
+        engine = open_engine(
+            teacher,
+            s.engine,
+            dtype=recipe.model.dtype,
+            seed=recipe.seed,
+            trust_remote_code=recipe.model.trust_remote_code,
+        )
+        try:
+            groups = sample_completions(engine, problems, recipe.data, s, seed=recipe.seed)
+        finally:
+            engine.close()
+        return [
+            {**ex, "completions": [r["text"] for r in group]}
+            for ex, group in zip(problems, groups, strict=True)
+        ]
+
+    key = fingerprint(teacher, recipe.data.model_dump(), s.model_dump(), recipe.seed)
+    path = recipe.run_dir / "teacher_samples.jsonl"
+    return cached_rows(path, key, sample, what="redi teacher traces")
 
 
 def _judge_positives(
@@ -224,22 +235,33 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
             }
             for t in positives
         ]
-        report = run_sft(
-            start,
-            sft_rows,
-            run_dir / "sft_model",
-            lr=s.lr,
-            batch_size=s.batch_size,
-            grad_accum=s.grad_accum,
-            max_steps=s.steps,
-            warmup_steps=s.warmup_steps,
-            schedule=s.schedule,
-            max_length=s.max_length,
-            seed=recipe.seed,
-            trust_remote_code=recipe.model.trust_remote_code,
-            logging_dir=run_dir / "sft",
-            gradient_checkpointing=recipe.model.gradient_checkpointing,
-        )
+        sft_dir = run_dir / "sft_model"
+        key = fingerprint(start, s.model_dump(), recipe.seed, fingerprint(sft_rows))
+        stamp = run_dir / "sft_model.key"
+        if stamp.is_file() and stamp.read_text().strip() == key and sft_dir.is_dir():
+            log.info("redi: reusing the stage-1 SFT model %s", sft_dir)
+            report = json.loads((run_dir / "sft_report.json").read_text())
+        else:
+            stamp.unlink(missing_ok=True)
+            report = run_sft(
+                start,
+                sft_rows,
+                sft_dir,
+                lr=s.lr,
+                batch_size=s.batch_size,
+                grad_accum=s.grad_accum,
+                max_steps=s.steps,
+                warmup_steps=s.warmup_steps,
+                schedule=s.schedule,
+                max_length=s.max_length,
+                seed=recipe.seed,
+                trust_remote_code=recipe.model.trust_remote_code,
+                logging_dir=run_dir / "sft",
+                gradient_checkpointing=recipe.model.gradient_checkpointing,
+            )
+            report = {k: report[k] for k in ("steps", "loss", "model_dir")}
+            write_json(run_dir / "sft_report.json", report)
+            stamp.write_text(key + "\n")
         summary["sft"] = {"steps": report["steps"], "loss": report["loss"]}
         start = report["model_dir"]
         if recipe.eval.after and heldout:

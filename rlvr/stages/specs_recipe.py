@@ -10,7 +10,8 @@ GRPO-zero step.
 Outputs in ``<output_dir>/<name>/``: ``recipe.yaml``, ``samples.jsonl`` (every sample with
 its correctness and format), ``pairs.jsonl``, ``metrics.jsonl`` (TRL's DPO log per step:
 loss, rewards/chosen, rewards/rejected, rewards/margins, ...), ``summary.json`` (pair counts,
-held-out accuracy and well-formed share before / after) and ``model/``.
+held-out accuracy and well-formed share before / after) and ``model/``. A re-run with the same
+model, data and sampling settings reuses ``samples.jsonl`` instead of sampling again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from rlvr.data.datasets import DataError, load_examples
 from rlvr.stages.common import (
     Sampling,
     StageEval,
+    cached_rows,
+    fingerprint,
     heldout_eval,
     open_engine,
     prompt_messages,
@@ -119,28 +122,38 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
             recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
         )
         log.info("specs eval before: %s", summary["eval_before"])
-    engine = open_engine(
-        recipe.model.path,
-        cfg.sampling.engine,
-        dtype=recipe.model.dtype,
-        seed=recipe.seed,
-        trust_remote_code=recipe.model.trust_remote_code,
+
+    def sample() -> list[dict]:
+        engine = open_engine(
+            recipe.model.path,
+            cfg.sampling.engine,
+            dtype=recipe.model.dtype,
+            seed=recipe.seed,
+            trust_remote_code=recipe.model.trust_remote_code,
+        )
+        try:
+            groups = sample_completions(
+                engine, problems, recipe.data, cfg.sampling, seed=recipe.seed
+            )
+        finally:
+            engine.close()
+        return [
+            {"problem": i, "id": ex.get("id", i), **rec}
+            for i, (ex, group) in enumerate(zip(problems, groups, strict=True))
+            for rec in group
+        ]
+
+    key = fingerprint(
+        recipe.model.path, recipe.data.model_dump(), cfg.sampling.model_dump(), recipe.seed
     )
-    try:
-        groups = sample_completions(engine, problems, recipe.data, cfg.sampling, seed=recipe.seed)
-    finally:
-        engine.close()
+    flat = cached_rows(run_dir / "samples.jsonl", key, sample, what="specs samples")
+    groups: list[list[dict]] = [[] for _ in problems]
+    for rec in flat:
+        groups[rec["problem"]].append(rec)
     stats: dict[str, int] = {}
     if cfg.judge.model is not None:
         stats.update(_judge_chosen(cfg.judge, problems, groups))
-    write_metrics(
-        run_dir / "samples.jsonl",
-        [
-            {"id": ex.get("id", i), **rec}
-            for i, (ex, group) in enumerate(zip(problems, groups, strict=True))
-            for rec in group
-        ],
-    )
+        write_metrics(run_dir / "samples.jsonl", flat)  # now with the judge's verdicts
     pairs = build_preference_pairs(
         [[r["text"] for r in g] for g in groups],
         problems,
