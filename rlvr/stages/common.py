@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import DataConfig, _Section
+from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
 
 log = logging.getLogger("rlvr")
 
@@ -52,6 +52,42 @@ class Sampling(_Section):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(64, ge=1)
+
+
+class StageRecipe(_Section):
+    """The fields every stage recipe has (a stage kind adds its own sections)."""
+
+    name: str = "stage"
+    output_dir: str = "runs"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads.")
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    eval: StageEval = StageEval()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def start_stage(recipe: StageRecipe) -> Path:
+    """Apply ``threads``, create the run directory and write the resolved recipe into it."""
+    import torch
+
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    recipe.run_dir.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, recipe.run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    return recipe.run_dir
+
+
+def eval_into(
+    summary: dict, key: str, recipe: StageRecipe, model_path: str | Path, heldout: list[dict]
+) -> None:
+    """``summary[key]`` = held-out accuracy of ``model_path`` (when there is a held-out split)."""
+    if heldout:
+        summary[key] = heldout_eval(model_path, heldout, recipe.data, recipe.eval, seed=recipe.seed)
+        log.info("%s %s: %s", recipe.name, key, summary[key])
 
 
 def open_engine(

@@ -22,24 +22,24 @@ after) and ``model/``. When no row passes the check the input model is passed on
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import _Section
 from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
     BACKEND_HELP,
     Backend,
     Sampling,
-    StageEval,
+    StageRecipe,
     cached_rows,
+    eval_into,
     fingerprint,
-    heldout_eval,
     open_engine,
     prompt_messages,
     sample_completions,
+    start_stage,
     write_json,
     write_metrics,
 )
@@ -77,20 +77,10 @@ class INTConfig(_Section):
     max_length: int = Field(2048, ge=8)
 
 
-class INTRecipe(_Section):
+class INTRecipe(StageRecipe):
     name: str = "int"
-    output_dir: str = "runs"
-    seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads.")
-    model: ModelConfig
-    data: DataConfig = DataConfig()
     attempts: INTAttempts = INTAttempts()
     intervention: INTConfig = INTConfig()
-    eval: StageEval = StageEval()
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
 
 
 def _row(ex: dict, attempt: str, recipe: INTRecipe, where: str) -> dict:
@@ -152,15 +142,9 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
 def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
     """Attempts -> interventions -> counterfactual check -> SFT; see the module docstring for
     the files written. Returns the summary, with ``model_dir``."""
-    import torch
-
     from rlvr.stages.intervention import reference_diff_proposer, run_int
 
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    run_dir = recipe.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    run_dir = start_stage(recipe)
     train, heldout = load_examples(recipe.data)
     if recipe.attempts.path is not None and "data" not in recipe.model_fields_set:
         heldout = []  # the default arithmetic data is not the attempts' task
@@ -173,11 +157,8 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
             "InT: no incorrect attempt to intervene on (the model solved every problem)"
         )
     summary: dict[str, Any] = {}
-    if recipe.eval.before and heldout:
-        summary["eval_before"] = heldout_eval(
-            recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
-        )
-        log.info("int eval before: %s", summary["eval_before"])
+    if recipe.eval.before:
+        eval_into(summary, "eval_before", recipe, recipe.model.path, heldout)
     c = recipe.intervention
     report = run_int(
         recipe.model.path,
@@ -227,10 +208,7 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
         summary["sft"] = {"steps": report["steps"], "loss": report["loss"]}
         summary["model_dir"] = report["model_dir"]
         summary["trained"] = True
-        if recipe.eval.after and heldout:
-            summary["eval_after"] = heldout_eval(
-                report["model_dir"], heldout, recipe.data, recipe.eval, seed=recipe.seed
-            )
-            log.info("int eval after: %s", summary["eval_after"])
+        if recipe.eval.after:
+            eval_into(summary, "eval_after", recipe, report["model_dir"], heldout)
     write_json(run_dir / "summary.json", summary)
     return summary

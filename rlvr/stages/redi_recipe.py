@@ -22,22 +22,22 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import _Section
 from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
     Sampling,
-    StageEval,
+    StageRecipe,
     cached_rows,
+    eval_into,
     fingerprint,
-    heldout_eval,
     open_engine,
     prompt_messages,
     sample_completions,
+    start_stage,
     write_json,
     write_metrics,
 )
@@ -91,21 +91,11 @@ class REDIObjective(_Section):
     max_completion_len: int = Field(19_000, ge=1)
 
 
-class REDIRecipe(_Section):
+class REDIRecipe(StageRecipe):
     name: str = "redi"
-    output_dir: str = "runs"
-    seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads.")
-    model: ModelConfig
-    data: DataConfig = DataConfig()
     traces: REDITraces = REDITraces()
     sft: REDISFT = REDISFT()
     redi: REDIObjective = REDIObjective()
-    eval: StageEval = StageEval()
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
 
 
 def _file_problems(recipe: REDIRecipe) -> list[dict]:
@@ -171,16 +161,10 @@ def _judge_positives(
 def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
     """Label traces, build pairs, run stage 1 (optional) and the REDI stage; see the module
     docstring for the files written. Returns the summary, with ``model_dir``."""
-    import torch
-
     from rlvr.stages.redi import label_traces, make_pairs, run_redi
     from rlvr.stages.sft import run_sft
 
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    run_dir = recipe.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    run_dir = start_stage(recipe)
     if recipe.traces.path is None:
         train, heldout = load_examples(recipe.data)
         problems = _sampled_problems(recipe, train)
@@ -220,11 +204,8 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
             "sample more traces per problem (traces.sampling.n) or use a weaker teacher"
         )
     summary: dict[str, Any] = {"counts": counts}
-    if recipe.eval.before and heldout:
-        summary["eval_before"] = heldout_eval(
-            recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
-        )
-        log.info("redi eval before: %s", summary["eval_before"])
+    if recipe.eval.before:
+        eval_into(summary, "eval_before", recipe, recipe.model.path, heldout)
     start = recipe.model.path
     if recipe.sft.steps > 0:
         s = recipe.sft
@@ -264,11 +245,8 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
             stamp.write_text(key + "\n")
         summary["sft"] = {"steps": report["steps"], "loss": report["loss"]}
         start = report["model_dir"]
-        if recipe.eval.after and heldout:
-            summary["eval_after_sft"] = heldout_eval(
-                start, heldout, recipe.data, recipe.eval, seed=recipe.seed
-            )
-            log.info("redi eval after stage-1 SFT: %s", summary["eval_after_sft"])
+        if recipe.eval.after:
+            eval_into(summary, "eval_after_sft", recipe, start, heldout)
     r = recipe.redi
     report = run_redi(
         start,
@@ -292,11 +270,8 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
     )
     write_metrics(run_dir / "metrics.jsonl", report["history"])
     summary["pairs_before"], summary["pairs_after"] = report["before"], report["after"]
-    if recipe.eval.after and heldout:
-        summary["eval_after"] = heldout_eval(
-            report["model_dir"], heldout, recipe.data, recipe.eval, seed=recipe.seed
-        )
-        log.info("redi eval after: %s", summary["eval_after"])
+    if recipe.eval.after:
+        eval_into(summary, "eval_after", recipe, report["model_dir"], heldout)
     summary["model_dir"] = report["model_dir"]
     write_json(run_dir / "summary.json", summary)
     return summary

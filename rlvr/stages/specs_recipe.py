@@ -17,22 +17,22 @@ model, data and sampling settings reuses ``samples.jsonl`` instead of sampling a
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import _Section
 from rlvr.data.datasets import DataError, load_examples
 from rlvr.stages.common import (
     Sampling,
-    StageEval,
+    StageRecipe,
     cached_rows,
+    eval_into,
     fingerprint,
-    heldout_eval,
     open_engine,
     prompt_messages,
     sample_completions,
+    start_stage,
     write_json,
     write_metrics,
 )
@@ -63,19 +63,9 @@ class SPECSConfig(_Section):
     max_length: int = Field(512, ge=8)
 
 
-class SPECSRecipe(_Section):
+class SPECSRecipe(StageRecipe):
     name: str = "specs"
-    output_dir: str = "runs"
-    seed: int = 0
-    threads: int | None = Field(None, ge=1, description="torch CPU threads.")
-    model: ModelConfig
-    data: DataConfig = DataConfig()
     specs: SPECSConfig = SPECSConfig()
-    eval: StageEval = StageEval()
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
 
 
 def _judge_chosen(cfg: JudgeConfig, problems: list[dict], groups: list[list[dict]]) -> dict:
@@ -101,15 +91,9 @@ def _judge_chosen(cfg: JudgeConfig, problems: list[dict], groups: list[list[dict
 def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
     """Self-generate, pair, DPO; see the module docstring for the files written. Returns the
     summary, with ``model_dir``."""
-    import torch
-
     from rlvr.stages.specs import build_preference_pairs, run_specs
 
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
-    run_dir = recipe.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    run_dir = start_stage(recipe)
     cfg = recipe.specs
     train, heldout = load_examples(recipe.data)
     problems = [
@@ -117,11 +101,8 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
         for ex in train[: cfg.sampling.num_problems]
     ]
     summary: dict[str, Any] = {}
-    if recipe.eval.before and heldout:
-        summary["eval_before"] = heldout_eval(
-            recipe.model.path, heldout, recipe.data, recipe.eval, seed=recipe.seed
-        )
-        log.info("specs eval before: %s", summary["eval_before"])
+    if recipe.eval.before:
+        eval_into(summary, "eval_before", recipe, recipe.model.path, heldout)
 
     def sample() -> list[dict]:
         engine = open_engine(
@@ -192,11 +173,8 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
     )
     write_metrics(run_dir / "metrics.jsonl", report["log_history"])
     summary["dpo"] = {"steps": report["steps"], "loss": report["loss"]}
-    if recipe.eval.after and heldout:
-        summary["eval_after"] = heldout_eval(
-            report["model_dir"], heldout, recipe.data, recipe.eval, seed=recipe.seed
-        )
-        log.info("specs eval after: %s", summary["eval_after"])
+    if recipe.eval.after:
+        eval_into(summary, "eval_after", recipe, report["model_dir"], heldout)
     summary["model_dir"] = report["model_dir"]
     write_json(run_dir / "summary.json", summary)
     return summary
