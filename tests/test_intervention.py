@@ -145,3 +145,37 @@ def test_run_int_on_the_quickstart_model(tmp_path: Path) -> None:
     assert report["counts"]["kept"] >= 1  # the model completes at least one guided attempt
     tuned = AutoModelForCausalLM.from_pretrained(report["model_dir"])
     assert tuned.config.model_type == "qwen2"
+
+
+def test_model_proposer_prompt_and_sampling() -> None:
+    """The policy is shown the problem, the reference and the numbered substeps, and samples
+    K proposals with the public code's settings (T 0.7, top-p 0.8, top-k 20)."""
+    from rlvr.stages.intervention import model_proposer
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.prompts, self.params = [], []
+
+        def generate(self, prompt_token_ids, sampling: SamplingParams):
+            self.prompts.extend(prompt_token_ids)
+            self.params.append(sampling)
+            block = '<intervention>{"content": "Then 2x = 6.", "location": 2}</intervention>'
+            return [[Completion([1], [0.0], "stop", block)] * sampling.n for _ in prompt_token_ids]
+
+    engine = Recorder()
+    propose = model_proposer(engine, CharTokenizer(), k=3, max_tokens=99, seed=5)
+    row = {"prompt": "Solve 2x for x = 3.", "reference_solution": "Double 3.", "answer": "6"}
+    texts = propose(row, split_substeps(TRACE))
+    assert len(texts) == 3 and parse_intervention(texts[0], 3) == Intervention("Then 2x = 6.", 2)
+    shown = "".join(map(chr, engine.prompts[0]))
+    assert "Solve 2x for x = 3." in shown and "Double 3." in shown
+    assert "**Substep 2:** Then 2x = 5." in shown and shown.endswith("\nA:")
+    sp = engine.params[0]
+    assert (sp.n, sp.temperature, sp.top_p, sp.top_k, sp.max_tokens, sp.seed) == (
+        3,
+        0.7,
+        0.8,
+        20,
+        99,
+        5,
+    )
