@@ -112,7 +112,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe, args.overrides, schema=SFTRecipe)
         report = run_sft_recipe(recipe)
-    except (RecipeError, DataError) as e:
+    except (RecipeError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     losses = [e["loss"] for e in report["log_history"]]

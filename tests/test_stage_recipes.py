@@ -630,3 +630,22 @@ def test_redi_rerun_reuses_traces_and_stage_one(tmp_path: Path, monkeypatch) -> 
         rr.run_redi_recipe(
             load_recipe(recipe_file, [*overrides, "traces.sampling.n=2"], schema=rr.REDIRecipe)
         )
+
+
+@pytest.mark.parametrize(
+    ("command", "override", "message"),
+    [
+        ("redi", "model.path=/no/such/model", "model.path '/no/such/model': not a local model"),
+        ("redi", "traces.path=/no/such.jsonl", "teacher traces file not found (traces.path)"),
+        ("redi", "traces.teacher=/no/such/model", "traces.teacher '/no/such/model'"),
+        ("redi", "traces.judge.model=/no/such/judge", "traces.judge.model '/no/such/judge'"),
+        ("specs", "specs.judge.model=/no/such/judge", "specs.judge.model '/no/such/judge'"),
+        ("int", "attempts.path=/no/such.jsonl", "attempts file not found (attempts.path)"),
+        ("sft", "model.path=/no/such/model", "model.path '/no/such/model': not a local model"),
+    ],
+)
+def test_stage_errors_name_the_key(command, override, message, tmp_path, capsys) -> None:
+    recipe = REPO / "recipes" / f"{command}_arithmetic_cpu.yaml"
+    overrides = [f"model.path={MODEL}", f"output_dir={tmp_path}", "eval.before=false", override]
+    assert main([command, str(recipe), *overrides]) == 2
+    assert message in capsys.readouterr().err

@@ -70,9 +70,26 @@ class StageRecipe(_Section):
         return Path(self.output_dir) / self.name
 
 
+def check_model(path: str, key: str, trust_remote_code: bool = False) -> None:
+    """Fail early, naming the recipe key, when ``path`` is neither a local model directory nor
+    loadable from the hub (the tokenizer is the cheap part to load)."""
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(
+            f"{key} {path!r}: not a local model directory (relative paths start at "
+            f"{Path.cwd()}) and not loadable from the Hugging Face hub: {e}"
+        ) from e
+
+
 def start_stage(recipe: StageRecipe) -> Path:
-    """Apply ``threads``, create the run directory and write the resolved recipe into it."""
+    """Check ``model.path``, apply ``threads``, create the run directory and write the resolved
+    recipe into it."""
     import torch
+
+    check_model(recipe.model.path, "model.path", recipe.model.trust_remote_code)
 
     if recipe.threads:
         torch.set_num_threads(recipe.threads)

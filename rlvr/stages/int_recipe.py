@@ -22,6 +22,7 @@ after) and ``model/``. When no row passes the check the input model is passed on
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -104,6 +105,8 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
     """Incorrect attempts with their problem, answer and reference solution."""
     a = recipe.attempts
     if a.path is not None:
+        if not Path(a.path).is_file():
+            raise DataError(f"{a.path}: incorrect-attempts file not found (attempts.path)")
         rows = load_file(a.path, recipe.data)
         out = []
         for i, ex in enumerate(rows, start=1):

@@ -101,9 +101,10 @@ def judge_verdicts(
 
 def run_judge(cfg: JudgeConfig, items: Sequence[tuple[str, str, str]]) -> tuple[list[bool], int]:
     """Load ``cfg.model`` and judge ``items``; see :func:`judge_verdicts`."""
-    from rlvr.stages.common import open_engine
+    from rlvr.stages.common import check_model, open_engine
 
     assert cfg.model is not None
+    check_model(cfg.model, "judge.model", cfg.trust_remote_code)
     engine = open_engine(cfg.model, cfg.engine, trust_remote_code=cfg.trust_remote_code)
     try:
         return judge_verdicts(engine, items, template=cfg.prompt, max_new_tokens=cfg.max_new_tokens)

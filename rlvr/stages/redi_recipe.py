@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -32,6 +33,7 @@ from rlvr.stages.common import (
     Sampling,
     StageRecipe,
     cached_rows,
+    check_model,
     eval_into,
     fingerprint,
     open_engine,
@@ -101,6 +103,8 @@ class REDIRecipe(StageRecipe):
 def _file_problems(recipe: REDIRecipe) -> list[dict]:
     """Problems with their traces from ``traces.path`` (prompt / answer fields from ``data``)."""
     assert recipe.traces.path is not None
+    if not Path(recipe.traces.path).is_file():
+        raise DataError(f"{recipe.traces.path}: teacher traces file not found (traces.path)")
     rows = load_file(recipe.traces.path, recipe.data)
     field = recipe.traces.completion_field
     singular = field[:-1] if field.endswith("s") else field
@@ -118,6 +122,8 @@ def _file_problems(recipe: REDIRecipe) -> list[dict]:
 
 def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
     teacher = recipe.traces.teacher or recipe.model.path
+    if recipe.traces.teacher:
+        check_model(teacher, "traces.teacher", recipe.model.trust_remote_code)
     s = recipe.traces.sampling
     problems = train[: s.num_problems]
 
@@ -165,6 +171,10 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
     from rlvr.stages.sft import run_sft
 
     run_dir = start_stage(recipe)
+    if recipe.traces.judge.model is not None:  # fail before sampling, not after
+        check_model(
+            recipe.traces.judge.model, "traces.judge.model", recipe.traces.judge.trust_remote_code
+        )
     if recipe.traces.path is None:
         train, heldout = load_examples(recipe.data)
         problems = _sampled_problems(recipe, train)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from rlvr.config import ArithmeticConfig, DataConfig, ModelConfig, _Section, dump_recipe
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
-from rlvr.stages.common import StageEval, heldout_eval, write_json
+from rlvr.stages.common import StageEval, check_model, heldout_eval, write_json
 
 
 class SFTData(_Section):
@@ -138,6 +138,7 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
 
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
+    check_model(recipe.model.path, "model.path", recipe.model.trust_remote_code)
     run_dir = recipe.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]

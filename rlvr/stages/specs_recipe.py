@@ -27,6 +27,7 @@ from rlvr.stages.common import (
     Sampling,
     StageRecipe,
     cached_rows,
+    check_model,
     eval_into,
     fingerprint,
     open_engine,
@@ -94,6 +95,10 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
     from rlvr.stages.specs import build_preference_pairs, run_specs
 
     run_dir = start_stage(recipe)
+    if recipe.specs.judge.model is not None:  # fail before sampling, not after
+        check_model(
+            recipe.specs.judge.model, "specs.judge.model", recipe.specs.judge.trust_remote_code
+        )
     cfg = recipe.specs
     train, heldout = load_examples(recipe.data)
     problems = [
