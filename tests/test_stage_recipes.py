@@ -387,6 +387,7 @@ def test_specs_chosen_must_pass_the_judge(tmp_path: Path, monkeypatch) -> None:
         return [i % 2 == 0 for i in range(len(items))], 0
 
     monkeypatch.setattr(sr, "run_judge", every_other)
+    monkeypatch.setattr(sr, "check_model", lambda *a, **k: None)  # "some/judge" is not loaded
     recipe = load_recipe(
         REPO / "recipes" / "specs_arithmetic_cpu.yaml",
         [
