@@ -50,6 +50,14 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("rlvr").setLevel(logging.INFO)
 
 
+def _print_recipe(recipe: Any) -> int:
+    """Print the resolved recipe (file + overrides + defaults) as YAML."""
+    import yaml
+
+    print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rlvr.config import RecipeError, load_recipe
 
@@ -59,10 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.print_recipe:
-        import yaml
-
-        print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
-        return 0
+        return _print_recipe(recipe)
     from rlvr.trainer import Trainer
 
     try:
@@ -111,6 +116,8 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     try:
         recipe = load_recipe(args.recipe, args.overrides, schema=SFTRecipe)
+        if args.print_recipe:
+            return _print_recipe(recipe)
         report = run_sft_recipe(recipe)
     except (RecipeError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -161,7 +168,10 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     schema, runner = stage_kind(args.command)
     try:
-        summary = runner(load_recipe(args.recipe, args.overrides, schema=schema))
+        recipe = load_recipe(args.recipe, args.overrides, schema=schema)
+        if args.print_recipe:
+            return _print_recipe(recipe)
+        summary = runner(recipe)
     except (RecipeError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -239,12 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sft.add_argument("recipe", help="path to a YAML SFT recipe")
     sft.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    sft.add_argument(
+        "--print-recipe", action="store_true", help="print the resolved recipe and exit"
+    )
     sft.set_defaults(func=cmd_sft)
 
     for kind, (short, long) in STAGE_HELP.items():
         stage = sub.add_parser(kind, help=short, description=long)
         stage.add_argument("recipe", help=f"path to a YAML {kind} recipe")
         stage.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+        stage.add_argument(
+            "--print-recipe", action="store_true", help="print the resolved recipe and exit"
+        )
         stage.set_defaults(func=cmd_stage)
 
     pipe = sub.add_parser(

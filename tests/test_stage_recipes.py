@@ -650,3 +650,15 @@ def test_stage_errors_name_the_key(command, override, message, tmp_path, capsys)
     overrides = [f"model.path={MODEL}", f"output_dir={tmp_path}", "eval.before=false", override]
     assert main([command, str(recipe), *overrides]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["sft", "redi", "specs", "int"])
+def test_print_recipe_resolves_without_running(command, tmp_path, capsys) -> None:
+    import yaml
+
+    recipe = REPO / "recipes" / f"{command}_arithmetic_cpu.yaml"
+    args = [command, str(recipe), f"output_dir={tmp_path}", "seed=7", "--print-recipe"]
+    assert main(args) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["seed"] == 7 and resolved["output_dir"] == str(tmp_path)
+    assert "eval" in resolved and not any(tmp_path.iterdir())  # nothing ran
