@@ -159,8 +159,12 @@ def sample_completions(
     seed: int = 0,
 ) -> list[list[dict]]:
     """``[len(examples)][n]`` records ``{text, correct, well_formed}`` sampled from ``engine``."""
+    import time
+
     from rlvr.rollout import SamplingParams
 
+    start = time.perf_counter()
+    log.info("sampling %d x %d completions ...", len(examples), sampling.n)
     ids = [prompt_ids(engine.tokenizer, prompt_messages(ex, data)) for ex in examples]
     sp = SamplingParams(
         n=sampling.n,
@@ -176,6 +180,15 @@ def sample_completions(
             correct, well_formed = score(c.text, ex)
             recs.append({"text": c.text, "correct": correct >= 1.0, "well_formed": well_formed})
         out.append(recs)
+    n_correct = sum(r["correct"] for recs in out for r in recs)
+    total = len(examples) * sampling.n
+    log.info(
+        "sampled %d completions in %.0f s: %d correct (%.1f %%)",
+        total,
+        time.perf_counter() - start,
+        n_correct,
+        100 * n_correct / max(total, 1),
+    )
     return out
 
 

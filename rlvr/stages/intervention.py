@@ -29,6 +29,7 @@ paper's self-correct prompt.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ logical fallacy that invalidates the reasoning and is not recovered from later. 
 intervention step in the student's voice, to be inserted before that error, that sketches the
 right next step without stating the final answer. End with
 <intervention>{{"content": "<the step>", "location": <substep number>}}</intervention>"""
+
+log = logging.getLogger(__name__)
 
 _BLOCK = re.compile(r"<intervention>(.*?)</intervention>", re.DOTALL)
 
@@ -293,6 +296,8 @@ def build_intervention_rows(
             counts["leaked_proposals"] += rec["leaked"]
             if rec["outcome"] == "kept":
                 out.append(rec["kept"])
+            if (i + 1) % max(1, len(rows) // 10) == 0 or i + 1 == len(rows):
+                log.info("int: %d/%d attempts decided, %d kept", i + 1, len(rows), counts["kept"])
     finally:
         if sink is not None:
             sink.close()
