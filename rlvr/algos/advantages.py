@@ -69,6 +69,18 @@ def _all_equal(r: torch.Tensor) -> torch.Tensor:
     return (r.max(dim=1, keepdim=True).values - r.min(dim=1, keepdim=True).values) == 0
 
 
+def _scaled(centred: torch.Tensor, r: torch.Tensor, scale: str, eps: float) -> torch.Tensor:
+    """``centred / (std + eps)`` with the group std (``"group"``), the batch std (``"batch"``),
+    or ``centred`` unchanged (``"none"``); a single sample has std 0."""
+    if scale == "group":
+        std = r.std(dim=1, keepdim=True) if r.shape[1] > 1 else torch.zeros_like(r[:, :1])
+    elif scale == "batch":
+        std = r.std() if r.numel() > 1 else torch.zeros(())
+    else:
+        return centred
+    return centred / (std + eps)
+
+
 @register_advantage("grpo")
 class GRPO(AdvantageEstimator):
     def __init__(self, eps: float = 1e-6, scale: str = "group") -> None:
@@ -82,14 +94,7 @@ class GRPO(AdvantageEstimator):
     ) -> torch.Tensor:
         r = _check(rewards)
         centred = r - r.mean(dim=1, keepdim=True)
-        if self.scale == "group":
-            std = r.std(dim=1, keepdim=True) if r.shape[1] > 1 else torch.zeros_like(r[:, :1])
-            adv = centred / (std + self.eps)
-        elif self.scale == "batch":
-            std = r.std() if r.numel() > 1 else torch.zeros(())
-            adv = centred / (std + self.eps)
-        else:
-            adv = centred
+        adv = _scaled(centred, r, self.scale, self.eps)
         return torch.where(_all_equal(r), torch.zeros_like(adv), adv)
 
 

@@ -39,7 +39,13 @@ import math
 
 import torch
 
-from rlvr.algos.advantages import AdvantageContext, AdvantageEstimator, _all_equal, _check
+from rlvr.algos.advantages import (
+    AdvantageContext,
+    AdvantageEstimator,
+    _all_equal,
+    _check,
+    _scaled,
+)
 from rlvr.algos.registry import register_advantage
 
 INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest", "inverted_cdf")
@@ -83,14 +89,7 @@ class QAE(AdvantageEstimator):
         r = _check(rewards)
         baseline = quantile_baseline(r, self.k, self.interpolation)
         centred = r - baseline
-        if self.scale == "group":
-            std = r.std(dim=1, keepdim=True) if r.shape[1] > 1 else torch.zeros_like(baseline)
-            adv = centred / (std + self.eps)
-        elif self.scale == "batch":
-            std = r.std() if r.numel() > 1 else torch.zeros(())
-            adv = centred / (std + self.eps)
-        else:
-            adv = centred
+        adv = _scaled(centred, r, self.scale, self.eps)
         uniform = _all_equal(r)
         adv = torch.where(uniform | (centred == 0), torch.zeros_like(adv), adv)
         self._record(r, baseline, adv, uniform)
