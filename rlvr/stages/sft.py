@@ -17,6 +17,24 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def trl_runtime_args(seed: int, gradient_checkpointing: bool = False) -> dict[str, Any]:
+    """The TRL config settings every rlvr stage shares: seeded, no checkpoints or reporting
+    (rlvr saves the model itself), CPU unless CUDA is there, bf16 autocast on GPUs."""
+    import torch
+
+    return {
+        "seed": seed,
+        "data_seed": seed,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "gradient_checkpointing": gradient_checkpointing,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
+
+
 def conversational_pairs(examples: list[dict], completion_field: str = "solution") -> list[dict]:
     """Rows ``{prompt, <completion_field>}`` -> TRL prompt-completion conversations."""
     return [
@@ -56,7 +74,6 @@ def run_sft(
     early once it reaches ``stop_at``. Returns the evaluation history and the final step.
     """
     import datasets
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
@@ -88,18 +105,10 @@ def run_sft(
         warmup_steps=warmup_steps,
         lr_scheduler_type=schedule,
         packing=packing,
-        seed=seed,
-        data_seed=seed,
         logging_steps=25,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # AMP on GPUs
-        gradient_checkpointing=gradient_checkpointing,
         max_length=max_length,
         completion_only_loss=True,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
+        **trl_runtime_args(seed, gradient_checkpointing),
     )
     trainer = SFTTrainer(
         model=model,

@@ -246,9 +246,10 @@ def run_specs(
     ``ValueError`` when no pair could be built.
     """
     import datasets
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
+
+    from rlvr.stages.sft import trl_runtime_args
 
     pair_stats: dict[str, int] = {}
     if pairs is None:
@@ -289,16 +290,8 @@ def run_specs(
         loss_type=loss_type,
         loss_weights=[1.0, sft_weight] if sft_weight > 0 else None,
         max_length=max_length,
-        seed=seed,
-        data_seed=seed,
         logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),  # AMP on GPUs
-        gradient_checkpointing=gradient_checkpointing,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
+        **trl_runtime_args(seed, gradient_checkpointing),
     )
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pairs]
     trainer = DPOTrainer(
