@@ -18,7 +18,6 @@ A new stage kind is one module with a pydantic recipe schema (fields ``name``, `
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -29,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
-from rlvr.stages.common import write_json
+from rlvr.stages.common import fingerprint, write_json
 
 log = logging.getLogger("rlvr")
 
@@ -93,8 +92,7 @@ def stage_fingerprint(stage: StageConfig, model: str | None) -> str:
     """sha256 of what a stage's result depends on: kind, recipe file text, overrides, input."""
     path = Path(stage.recipe)
     text = path.read_text() if path.is_file() else ""
-    blob = json.dumps([stage.kind, text, stage.overrides, model])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return fingerprint(stage.kind, text, stage.overrides, model)
 
 
 def run_pipeline(pipe: PipelineRecipe) -> list[dict[str, Any]]:
