@@ -124,10 +124,7 @@ def run_pipeline(pipe: PipelineRecipe) -> list[dict[str, Any]]:
                 "model": out,
                 "fingerprint": fingerprint,
             }
-            done.parent.mkdir(parents=True, exist_ok=True)
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1))
-            tmp.replace(done)
+            write_json(done, record)  # written last: the stage counts as done only now
         model = record["model"]
         records.append(record)
     return records
