@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from rlvr.config import _Section
+from rlvr.stages.common import BACKEND_HELP, Backend
 
 JUDGE_PROMPT = """\
 You are checking a student's solution to a math problem.
@@ -50,9 +51,7 @@ class JudgeConfig(_Section):
     )
     max_new_tokens: int = Field(512, ge=1)
     trust_remote_code: bool = False
-    engine: Literal["hf", "vllm"] = Field(
-        "hf", description="hf (transformers.generate) or vllm (in-process; GPUs)."
-    )
+    engine: Backend = Field("hf", description=BACKEND_HELP)
 
 
 def parse_verdict(text: str) -> bool | None:
