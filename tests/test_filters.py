@@ -112,7 +112,7 @@ def test_bad_filter_parameters() -> None:
         build_filter("dynamic_sampler")
     with pytest.raises(ValueError, match="max_rounds"):
         build_filter("dynamic_sampling", max_rounds=0)
-    with pytest.raises(TypeError, match="algo.filters params"):
+    with pytest.raises(TypeError, match="algo.filters.params"):
         build_filter("dynamic_sampling", rounds=2)
 
 

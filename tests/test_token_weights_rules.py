@@ -70,7 +70,7 @@ def test_registry_names_and_unknown_rule() -> None:
     }
     with pytest.raises(ValueError, match="did you mean 'steer'"):
         build_token_weights([{"name": "stear"}])
-    with pytest.raises(ValueError, match="bad params"):
+    with pytest.raises(ValueError, match="has no parameter .nope."):
         build_token_weights([{"name": "steer", "params": {"nope": 1}}])
 
 

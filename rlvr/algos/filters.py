@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlvr.algos.registry import FILTERS, register_filter
+from rlvr.algos.registry import FILTERS, BindError, register_filter
 
 if TYPE_CHECKING:  # keeps ``import rlvr.algos`` free of the rollout engines' imports
     from rlvr.batch import RolloutBatch
@@ -127,8 +127,8 @@ class DynamicSampling(BatchFilter):
 
 
 def build_filter(name: str, **params: Any) -> BatchFilter:
-    cls = FILTERS.get(name)
     try:
-        return cls(**params)
-    except TypeError as e:
-        raise TypeError(f"algo.filters params for {name!r}: {e}") from e
+        return FILTERS.bind(name, params, name_field="name", params_field="params")
+    except BindError as e:
+        e.reraise("algo.filters")
+        raise
