@@ -167,7 +167,9 @@ def step_kernel(out: Path, n: int, d: int, v: int, reps: int, smoke: bool) -> di
         got = outputs[name]
         results[name]["max_abs_diff_vs_naive"] = {
             key: float((x.float() - y.float()).abs().max())
-            for key, x, y in zip(("logp", "entropy", "grad_hidden", "grad_weight"), got, ref)
+            for key, x, y in zip(
+                ("logp", "entropy", "grad_hidden", "grad_weight"), got, ref, strict=True
+            )
         }
         results[name]["time_ratio_vs_naive"] = (
             results[name]["median_s"] / results["naive"]["median_s"]
@@ -187,8 +189,13 @@ def step_kernel(out: Path, n: int, d: int, v: int, reps: int, smoke: bool) -> di
             results[name]["fraction_of_measured_matmul_peak"] = achieved / matmul["tflops"]
         if spec:
             results[name]["fraction_of_spec_bf16_peak"] = achieved / spec
-    return {"status": "ok", "device": gpu, "shape": {"N": n, "d": d, "V": v}, "flops": flops,
-            **results}
+    return {
+        "status": "ok",
+        "device": gpu,
+        "shape": {"N": n, "d": d, "V": v},
+        "flops": flops,
+        **results,
+    }
 
 
 class _Memory:
@@ -297,8 +304,13 @@ def step_train(out: Path, steps: int, timeout: int, smoke: bool) -> dict[str, An
     results: dict[str, Any] = {"engine": engine}
     if engine == "hf" and not smoke:
         results["note"] = "vllm not installed on this machine: HF rollouts instead"
-    base = [f"train.steps={steps}", f"rollout.engine={engine}", "eval.before=false",
-            "eval.after=false", "logging.progress=false"]
+    base = [
+        f"train.steps={steps}",
+        f"rollout.engine={engine}",
+        "eval.before=false",
+        "eval.after=false",
+        "logging.progress=false",
+    ]
     results["quickstart"] = _train(out / "run_quickstart", base, timeout)
     if smoke:  # CPU: the command line and the metrics parsing, not the 0.5B model
         return {"status": "ok" if results["quickstart"]["rc"] == 0 else "failed", **results}
@@ -332,8 +344,12 @@ def step_sync(out: Path) -> dict[str, Any]:
         timeout=480,
         check=False,
     )
-    return {"status": "ok" if proc.returncode == 0 else "failed", "rc": proc.returncode,
-            "tail": proc.stdout[-1500:] + proc.stderr[-1500:], **_read(out / "sync_raw.json")}
+    return {
+        "status": "ok" if proc.returncode == 0 else "failed",
+        "rc": proc.returncode,
+        "tail": proc.stdout[-1500:] + proc.stderr[-1500:],
+        **_read(out / "sync_raw.json"),
+    }
 
 
 def main() -> int:
@@ -368,8 +384,12 @@ def main() -> int:
         result = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
     result = {"step": args.step, **result, "step_wall_s": time.perf_counter() - t0}
     (args.out / f"{args.step}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("step", "status") if k in result}
-                     | ({"reason": result["reason"]} if "reason" in result else {})))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("step", "status") if k in result}
+            | ({"reason": result["reason"]} if "reason" in result else {})
+        )
+    )
     return 0 if result["status"] in ("ok", "skipped") else 1
 
 
