@@ -55,6 +55,13 @@ class RolloutBatch:
         )
 
     @property
+    def generated_lengths(self) -> torch.Tensor:
+        """[B, G] tokens generated per completion (a CURE branch: its continuation only)."""
+        return torch.tensor(
+            [[c.generated_len for c in group] for group in self.completions], dtype=torch.float32
+        )
+
+    @property
     def truncated(self) -> torch.Tensor:
         """[B, G] bool: the completion hit ``max_tokens`` (finish reason "length")."""
         return torch.tensor([[c.truncated for c in group] for group in self.completions])

@@ -201,14 +201,14 @@ class Sampler:
         return self.rewards.score(
             [[c.text for c in g] for g in groups],
             examples,
-            num_tokens=[[len(c.token_ids) for c in g] for g in groups],
+            num_tokens=[[c.generated_len for c in g] for g in groups],
             finish_reasons=[[c.finish_reason for c in g] for g in groups],
         )
 
     def compute_advantages(self, batch: RolloutBatch, step: int) -> dict[str, float]:
         context = AdvantageContext(
             prompt_ids=[str(ex.get("id", ex["prompt"])) for ex in batch.examples],
-            lengths=batch.lengths,
+            lengths=batch.generated_lengths,
             step=step,
             truncated=batch.truncated,
             components=batch.reward_components,
