@@ -40,10 +40,13 @@ paper's equation was not available; this follows every stated property with tool
 
   Deviations (documented): LC-R1 finds V_i with a frozen extractor LLM; here a rule finds the
   first occurrence of the reference answer in the thinking (a ``\\boxed{}`` that verifies, or
-  the answer text on word boundaries). LC-R1 adds r_cmp to the advantage at the ``</think>``
-  token and trains on the cropped sequence; here r_cmp is part of the sequence reward (the
-  trainer can crop with :func:`valid_thinking_prefix`). V/T are measured in characters and
-  turned into tokens in proportion to the completion's characters.
+  the answer text on word boundaries, skipping operand mentions). LC-R1 adds r_cmp to the
+  advantage at the ``</think>`` token, after group-centring, and trains on the cropped
+  sequence: that is the ``lc_r1`` batch filter (rlvr/algos/lc_r1.py; recipe
+  ``algo.filters: [{name: lc_r1}]`` with this reward's ``cmp_coef: 0``). Without the filter
+  r_cmp is part of the sequence reward (rlvr's earlier reading: centred with the rest and
+  spread over every token). V/T are measured in characters and turned into tokens in
+  proportion to the completion's characters.
 
 Correctness for the group rewards comes from the per-sample component ``correct_key``
 (default ``"math"``, correct when > ``correct_threshold``) when the recipe has it, else from

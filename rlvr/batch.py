@@ -35,6 +35,9 @@ class RolloutBatch:
     completion_mask: torch.Tensor | None = None  # [N, L]
     rollout_logprobs: torch.Tensor | None = None  # [N, L]
     loss_mask: torch.Tensor | None = None  # [B, G] 0 = sample left out of the loss (truncated)
+    # token-level rewards added to the advantage after the estimator: (b, g, completion token
+    # index) -> value (LC-R1's compress reward at </think>, rlvr/algos/lc_r1.py)
+    token_bonus: dict[tuple[int, int, int], float] | None = None
 
     @property
     def num_prompts(self) -> int:
@@ -76,6 +79,13 @@ class RolloutBatch:
             rewards=self.rewards[idx],
             reward_components={k: v[idx] for k, v in self.reward_components.items()},
             loss_mask=None if self.loss_mask is None else self.loss_mask[idx],
+            token_bonus=None
+            if self.token_bonus is None
+            else {
+                (groups.index(b), g, j): v
+                for (b, g, j), v in self.token_bonus.items()
+                if b in groups
+            },
         )
 
     @staticmethod
@@ -96,6 +106,7 @@ class RolloutBatch:
             loss_mask=torch.cat([m for m in masks if m is not None])
             if all(m is not None for m in masks)
             else None,
+            token_bonus=_concat_bonus(batches),
         )
 
     def sample_loss_weights(self) -> torch.Tensor:
@@ -127,12 +138,17 @@ class RolloutBatch:
         self.rollout_logprobs = rlp
 
     def token_advantages(self) -> torch.Tensor:
-        """Advantages broadcast to [N, L-1] target positions."""
+        """Advantages broadcast to [N, L-1] target positions, plus ``token_bonus`` at its
+        tokens (completion token j of row n is the target of position len(prompt) + j - 1)."""
         assert self.advantages is not None and self.completion_mask is not None
         if self.advantages.dim() == 2 and self.advantages.shape == self.rewards.shape:
             per_row = self.advantages.reshape(-1, 1)
-            return per_row.expand(-1, self.completion_mask.shape[1] - 1).clone()
-        return self.advantages
+            out = per_row.expand(-1, self.completion_mask.shape[1] - 1).clone()
+        else:
+            out = self.advantages.clone()
+        for (b, g, j), v in (self.token_bonus or {}).items():
+            out[b * self.group_size + g, len(self.prompt_ids[b]) + j - 1] += v
+        return out
 
     def to_train_batch(self, pad_id: int, correct: torch.Tensor | None = None) -> TrainBatch:
         """The tensor-only batch the learner consumes (advantages zero when not computed)."""
@@ -154,6 +170,18 @@ class RolloutBatch:
             group_size=self.group_size,
             correct=None if correct is None else correct.reshape(-1).to(torch.float32),
         )
+
+
+def _concat_bonus(batches: list[RolloutBatch]) -> dict[tuple[int, int, int], float] | None:
+    if all(b.token_bonus is None for b in batches):
+        return None
+    out: dict[tuple[int, int, int], float] = {}
+    offset = 0
+    for batch in batches:
+        for (b, g, j), v in (batch.token_bonus or {}).items():
+            out[(b + offset, g, j)] = v
+        offset += batch.num_prompts
+    return out
 
 
 @dataclass

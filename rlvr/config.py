@@ -250,6 +250,15 @@ class Recipe(_Section):
             parse_specs([r.model_dump() for r in self.rewards])
         except ValueError as e:
             raise BindError("", str(e)) from None
+        crops = any(f.name == "lc_r1" for f in self.algo.filters)
+        for i, r in enumerate(self.rewards):
+            if crops and r.name == "lc_r1" and r.params.get("cmp_coef", 1.0) != 0:
+                raise BindError(
+                    "",
+                    f"rewards[{i}].params.cmp_coef: the lc_r1 filter adds the compress reward "
+                    "at </think> (LC-R1's placement); set cmp_coef: 0 on the lc_r1 reward so "
+                    "it is not also in the sequence reward",
+                )
         return self
 
     @property

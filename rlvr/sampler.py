@@ -80,6 +80,9 @@ class Sampler:
         self.rewards = build_reward_runner(recipe)
         self.advantage = build_advantage(recipe.algo.advantage, **recipe.algo.advantage_params)
         self.filters = [(f.name, build_filter(f.name, **f.params)) for f in recipe.algo.filters]
+        for _, batch_filter in self.filters:  # filters that work on tokens (lc_r1's crop)
+            if getattr(batch_filter, "needs_tokenizer", False):
+                batch_filter.bind_tokenizer(tokenizer)
         c = recipe.rollout.cure
         self.brancher = (
             CureBrancher(c.branches, c.top_k, c.min_chars, c.seed) if c is not None else None

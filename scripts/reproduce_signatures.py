@@ -49,7 +49,10 @@ METHODS: dict[str, list[str]] = {
     "high_entropy_only": ["algo.token_weights=[{name: high_entropy_only, params: {q: 0.2}}]"],
     "egspo": ["algo.token_weights=[{name: egspo_gate, params: {q: 0.2, low_weight: 0.1}}]"],
     "compression": ["rewards=[{name: math}, {name: compression}]"],
-    "lc_r1": ["rewards=[{name: math}, {name: lc_r1}]"],
+    "lc_r1": [
+        "rewards=[{name: math}, {name: lc_r1, params: {cmp_coef: 0}}]",
+        "algo.filters=[{name: lc_r1}]",  # crop + compress reward at </think> (LC-R1)
+    ],
 }
 
 ENTROPY_HELD = "entropy held vs GRPO's decline, accuracy >= GRPO"
