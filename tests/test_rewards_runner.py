@@ -17,7 +17,7 @@ RECIPE = [
     {"name": "format", "weight": 0.5},
     {"name": "overlong", "params": {"max_len": 100, "cache_len": 20}},
     {"name": "compression", "params": {"delta": 0.1, "lam": 0.5}},
-    {"name": "effort", "weight": 0.5, "key": "aec"},
+    {"name": "effort", "weight": 0.5, "key": "aec", "params": {"measure": "completion"}},
 ]
 COMPLETIONS = [
     ["<think>x</think> \\boxed{4}", "<think>x</think> \\boxed{4}", "<think>x</think> \\boxed{5}"],

@@ -131,7 +131,9 @@ def test_run_specs_trains_and_saves(tiny_model_dir: Path, tmp_path: Path) -> Non
     groups = [g + [corrupt_format(g[0], "drop_open")] for g in groups]
     scores = [[1.0, 0.0, 1.0] for _ in examples]
     formats = [[True, True, False] for _ in examples]
-    pairs = build_preference_pairs(groups, examples, scores, formats, max_pairs_per_prompt=2)
+    pairs = build_preference_pairs(
+        groups, examples, scores, formats, max_pairs_per_prompt=2, pairing="coupled"
+    )
     assert len(pairs) == 16
     out = tmp_path / "specs"
     res = run_specs(
