@@ -46,6 +46,11 @@ LOG_EPS = 1e-6  # l = log(p~ + 1e-6)
 MASK_LOGP = -3.0  # only ids with l > -3 enter the mean
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision inputs, float64 kept (tests), float32 otherwise."""
+    return x.double() if x.dtype == torch.float64 else x.float()
+
+
 def gumbel_log_density(eps: torch.Tensor) -> torch.Tensor:
     """log density of the standard Gumbel distribution: -eps - exp(-eps)."""
     return -eps - torch.exp(-eps)
@@ -55,12 +60,12 @@ def soft_mixture_weights(perturbed: torch.Tensor, tau_g: float) -> torch.Tensor:
     """Mixture weights y = softmax(g' / tau_g) over the last dim ([N, k] -> [N, k])."""
     if tau_g <= 0:
         raise ValueError(f"tau_g must be > 0, got {tau_g}")
-    return torch.softmax(perturbed.float() / tau_g, dim=-1)
+    return torch.softmax(_wide(perturbed) / tau_g, dim=-1)
 
 
 def topk_log_probs(topk_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """l_i = log(p~_i + 1e-6) with p~ = softmax(z[ids] / T) renormalised over the k ids."""
-    return torch.log(torch.softmax(topk_logits.float() / temperature, dim=-1) + LOG_EPS)
+    return torch.log(torch.softmax(_wide(topk_logits) / temperature, dim=-1) + LOG_EPS)
 
 
 def soft_step_logprob_topk(
@@ -68,10 +73,11 @@ def soft_step_logprob_topk(
 ) -> torch.Tensor:
     """Reparameterised log-prob of soft steps from the policy's logits at the k recorded ids.
 
-    ``topk_logits`` [N, k] = z[ids], ``perturbed`` [N, k] = g'; returns [N] float32.
+    ``topk_logits`` [N, k] = z[ids], ``perturbed`` [N, k] = g'; returns [N] float32
+    (float64 for float64 logits).
     """
     ell = topk_log_probs(topk_logits, temperature)
-    eps = (perturbed.float() - ell).clamp(GUMBEL_MIN, GUMBEL_MAX)
+    eps = (perturbed.to(ell.dtype) - ell).clamp(GUMBEL_MIN, GUMBEL_MAX)
     mask = (ell > MASK_LOGP).float()
     # the top id always passes (p~ >= 1/k > e^-3 for k <= 20); clamp guards larger k
     return (gumbel_log_density(eps) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
