@@ -61,7 +61,11 @@ def evaluate(model: Any, tokenizer: Any, recipe: Any, decoding: str, n: int, pro
     t0 = time.perf_counter()
     for i in range(0, len(prompts), chunk):
         sp = SamplingParams(
-            n=n, temperature=1.0, top_p=r.top_p, top_k=r.top_k, max_tokens=r.max_new_tokens,
+            n=n,
+            temperature=1.0,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            max_tokens=r.max_new_tokens,
             seed=10_007 + i,
         )
         groups = engine.generate(prompts[i : i + chunk], sp)
@@ -207,7 +211,9 @@ def markdown(summary: dict, args: argparse.Namespace) -> str:
     lines = [head, "|" + "---|" * (len(ks) + 1)]
     for d in DECODINGS:
         lines.append(
-            f"| start / {d} | " + " | ".join(f"{100 * summary['start'][d][k]:.1f}" for k in ks) + " |"
+            f"| start / {d} | "
+            + " | ".join(f"{100 * summary['start'][d][k]:.1f}" for k in ks)
+            + " |"
         )
     for key, per_k in summary.items():
         if key in ("ks", "start"):
@@ -246,8 +252,14 @@ def plot(summary: dict, results: dict, args: argparse.Namespace) -> None:
         m = [100 * summary[key][k]["mean"] for k in ks]
         s = [100 * summary[key][k]["std"] for k in ks]
         ax.errorbar(ks, m, yerr=s, label=label, color=color, ls=ls, marker="o", capsize=3)
-    ax.plot(ks, [100 * summary["start"]["discrete"][k] for k in ks], color="gray", ls="--",
-            marker=".", label="start, discrete")
+    ax.plot(
+        ks,
+        [100 * summary["start"]["discrete"][k] for k in ks],
+        color="gray",
+        ls="--",
+        marker=".",
+        label="start, discrete",
+    )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")

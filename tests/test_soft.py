@@ -53,7 +53,12 @@ def test_step_logprob_matches_hand_computation() -> None:
     p = [math.exp(v) / s for v in z]
     # dl_0/dz_j = (p0/(p0+1e-6)) (delta_0j - p_j) over the k ids, 0 outside them
     scale = p[0] / (p[0] + 1e-6)
-    expected_grad = [d_ell0 * scale * (1 - p[0]), -d_ell0 * scale * p[1], 0.0, -d_ell0 * scale * p[2]]
+    expected_grad = [
+        d_ell0 * scale * (1 - p[0]),
+        -d_ell0 * scale * p[1],
+        0.0,
+        -d_ell0 * scale * p[2],
+    ]
     assert logits.grad[0].tolist() == pytest.approx(expected_grad, abs=1e-5)
 
 
@@ -212,7 +217,11 @@ def test_soft_logprob_gradient_matches_finite_differences(tiny_model_dir, soft_e
 
     def objective() -> torch.Tensor:
         logp, _ = soft_token_logprobs(
-            model, batch.input_ids, batch.attention_mask, batch.completion_mask, soft,
+            model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.completion_mask,
+            soft,
             impl="naive",
         )
         return (logp.double() * target * weights).sum()
@@ -233,3 +242,36 @@ def test_soft_logprob_gradient_matches_finite_differences(tiny_model_dir, soft_e
     numeric = (up - down) / (2 * h)
     assert analytic == pytest.approx(numeric, rel=2e-3)
     assert abs(analytic) > 1e-6
+
+
+def test_rlvr_eval_soft_thinking_decoding(tiny_model_dir, tmp_path, capsys) -> None:
+    import json
+
+    from eval.cli import main
+
+    out = tmp_path / "ev"
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--suites",
+        "arithmetic",
+        "--limit",
+        "3",
+        "--n",
+        "2",
+        "--max-tokens",
+        "6",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main([*args, "--soft-thinking", "--soft-tau-g", "0.3"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backend"] == "hf"
+    assert summary["settings"]["soft_thinking"] is True
+    assert summary["settings"]["soft_tau_g"] == 0.3
+    assert "soft thinking: k 5" in capsys.readouterr().out
+    # resuming with other soft settings is refused (they change the samples)
+    assert main([*args, "--soft-thinking", "--soft-tau-g", "0.5"]) == 2
+    assert main([*args, "--soft-thinking", "--backend", "vllm", "--overwrite"]) == 2
+    assert "hf backend" in capsys.readouterr().err
