@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rlvr.rollout.base import Completion
+from rlvr.soft_policy import SoftTokens, build_soft_tokens
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RolloutBatch:
     entropies: torch.Tensor | None = None  # [N, L-1]
     token_weights: torch.Tensor | None = None  # [N, L-1] multiplicative, 1 by default
     loss_mask: torch.Tensor | None = None  # [B, G] 0 = sample left out of the loss (truncated)
+    soft_tokens: SoftTokens | None = None  # soft-thinking steps (SofT-GRPO), by build_tokens
 
     @property
     def num_prompts(self) -> int:
@@ -121,6 +123,7 @@ class RolloutBatch:
             attn[i, : lp + lc] = 1
         self.input_ids, self.attention_mask, self.completion_mask = ids, attn, cmask
         self.rollout_logprobs = rlp
+        self.soft_tokens = build_soft_tokens([len(p) for p, _ in rows], [c for _, c in rows], width)
 
     def token_advantages(self) -> torch.Tensor:
         """Advantages broadcast to [N, L-1] target positions."""

@@ -27,7 +27,7 @@ import torch
 
 from rlvr.algos.soft import soft_mixture_weights, soft_step_logprob_topk
 from rlvr.kernels import logprob_entropy, naive_logprob_entropy
-from rlvr.policy import IGNORE, _unwrap
+from rlvr.policy import IGNORE, _unwrap, token_logprobs
 from rlvr.rollout.base import Completion
 
 
@@ -119,3 +119,39 @@ def soft_token_logprobs(
         soft_lp = soft_step_logprob_topk(topk_logits, soft.perturbed[:, 1:][step], soft_temperature)
         logp = logp.masked_scatter(step, soft_lp.to(logp.dtype))
     return logp, ent
+
+
+def policy_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    target_mask: torch.Tensor,
+    soft: SoftTokens | None,
+    *,
+    temperature: float = 1.0,
+    soft_temperature: float = 1.0,
+    impl: str = "fused",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`soft_token_logprobs` for rows with soft steps, :func:`token_logprobs` otherwise."""
+    if soft is None or not bool(soft.mask.any()):
+        return token_logprobs(
+            model, input_ids, attention_mask, target_mask, temperature=temperature, impl=impl
+        )
+    return soft_token_logprobs(
+        model,
+        input_ids,
+        attention_mask,
+        target_mask,
+        soft,
+        temperature=temperature,
+        soft_temperature=soft_temperature,
+        impl=impl,
+    )
+
+
+def soft_step_fraction(soft: SoftTokens | None, completion_mask: torch.Tensor) -> float:
+    """Fraction of completion tokens that were soft steps (0 without soft thinking)."""
+    total = int(completion_mask.sum())
+    if soft is None or total == 0:
+        return 0.0
+    return float((soft.mask & (completion_mask > 0)).sum()) / total

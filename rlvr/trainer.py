@@ -45,7 +45,7 @@ from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpo
 from rlvr.config import Recipe, dump_recipe
 from rlvr.data import PromptFormatter, PromptStream, load_examples
 from rlvr.metrics import MetricsLogger, entropy_metrics, write_plots
-from rlvr.policy import token_logprobs
+from rlvr.soft_policy import policy_logprobs, soft_step_fraction
 from rlvr.rollout import RolloutEngine, SamplingParams, build_engine
 from rlvr.rollout.cure import CureBrancher
 from rlvr.stages.warmup import apply_warmup
@@ -199,6 +199,7 @@ class Trainer:
             kv_cache_gib=r.kv_cache_gib,
             model=self.model if r.engine == "hf" else None,
             tokenizer=self.tokenizer,
+            soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
         )
         self.engine_shares_model = r.engine == "hf"
         self._stop_requested = False
@@ -353,6 +354,26 @@ class Trainer:
         size = self.recipe.train.micro_batch_size
         return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
+    def _logprobs(
+        self, model: Any, batch: RolloutBatch, idx: torch.Tensor, ln: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token (log-prob, entropy) [M, ln-1] of rows ``idx``; soft-thinking steps get
+        the reparameterised log-prob (rlvr/soft_policy.py)."""
+        assert batch.input_ids is not None and batch.attention_mask is not None
+        assert batch.completion_mask is not None
+        soft = batch.soft_tokens.rows(idx, ln) if batch.soft_tokens is not None else None
+        st = self.recipe.rollout.soft_thinking
+        return policy_logprobs(
+            model,
+            batch.input_ids[idx, :ln],
+            batch.attention_mask[idx, :ln],
+            batch.completion_mask[idx, :ln],
+            soft,
+            temperature=self.recipe.rollout.temperature,
+            soft_temperature=st.temperature if st is not None else 1.0,
+            impl=self.recipe.train.logprob_impl,
+        )
+
     def _frozen_logprobs(self, model: Any, batch: RolloutBatch) -> torch.Tensor:
         return self._no_grad_pass(model, batch)[0]
 
@@ -366,14 +387,7 @@ class Trainer:
         ent_out = torch.zeros((n, width - 1), dtype=torch.float32)
         for idx in self._micro_batches(n):
             ln = int(batch.attention_mask[idx].sum(dim=1).max())
-            logp, ent = token_logprobs(
-                model,
-                batch.input_ids[idx, :ln],
-                batch.attention_mask[idx, :ln],
-                batch.completion_mask[idx, :ln],
-                temperature=self.recipe.rollout.temperature,
-                impl=self.recipe.train.logprob_impl,
-            )
+            logp, ent = self._logprobs(model, batch, idx, ln)
             out[idx, : ln - 1] = logp
             ent_out[idx, : ln - 1] = ent
         return out, ent_out
@@ -422,14 +436,7 @@ class Trainer:
             for idx in self._micro_batches(n):
                 ln = int(batch.attention_mask[idx].sum(dim=1).max())
                 mask = target_mask[idx, : ln - 1]
-                logp, ent = token_logprobs(
-                    self.model,
-                    batch.input_ids[idx, :ln],
-                    batch.attention_mask[idx, :ln],
-                    batch.completion_mask[idx, :ln],
-                    temperature=self.recipe.rollout.temperature,
-                    impl=t.logprob_impl,
-                )
+                logp, ent = self._logprobs(self.model, batch, idx, ln)
                 old = (
                     logp.detach()
                     if batch.old_logprobs is None
@@ -542,6 +549,10 @@ class Trainer:
         acc = self._accuracy(batch.reward_components)
         if acc is not None:
             out["accuracy"] = acc
+        if batch.soft_tokens is not None and batch.completion_mask is not None:
+            out["rollout/soft_fraction"] = soft_step_fraction(
+                batch.soft_tokens, batch.completion_mask
+            )
         if batch.entropies is not None and batch.completion_mask is not None:
             key = self.recipe.reward_runner.accuracy_key
             correct = batch.reward_components.get(key) if key else None

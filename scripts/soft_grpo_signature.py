@@ -271,7 +271,7 @@ def plot(summary: dict, results: dict, args: argparse.Namespace) -> None:
         m = [100 * diff[k]["mean"] for k in ks]
         s = [100 * diff[k]["std"] for k in ks]
         ax.errorbar(ks, m, yerr=s, color="C3", marker="o", capsize=3)
-        for i, seed in enumerate(args.seeds):
+        for i in range(len(args.seeds)):
             ax.plot(ks, [100 * diff[k]["seeds"][i] for k in ks], color="C3", alpha=0.3, lw=0.8)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xscale("log", base=2)
