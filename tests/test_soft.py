@@ -275,3 +275,122 @@ def test_rlvr_eval_soft_thinking_decoding(tiny_model_dir, tmp_path, capsys) -> N
     assert main([*args, "--soft-thinking", "--soft-tau-g", "0.5"]) == 2
     assert main([*args, "--soft-thinking", "--backend", "vllm", "--overwrite"]) == 2
     assert "hf backend" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- learner
+
+
+def _soft_recipe(model_dir, out, **extra):
+    from rlvr.config import Recipe
+
+    tree = {
+        "name": "soft",
+        "output_dir": str(out),
+        "seed": 2,
+        "model": {"path": str(model_dir)},
+        "data": {
+            "source": "arithmetic",
+            "arithmetic": {"digits": 1, "num_train": 64, "num_eval": 8},
+            "use_chat_template": False,
+            "prompt_template": "{prompt}<think>",  # thinking from the first generated token
+        },
+        "rollout": {
+            "engine": "hf",
+            "group_size": 4,
+            "max_new_tokens": 8,
+            "soft_thinking": {"tau_g": 0.5},
+        },
+        "rewards": [{"name": "math"}],
+        "reward_runner": {"num_workers": 1},
+        "train": {"steps": 1, "prompts_per_step": 3, "micro_batch_size": 5, "lr": 1e-3},
+        "checkpoint": {"save_final": False},
+        "logging": {"tensorboard": False, "plots": False, "progress": False},
+    }
+    for key, value in extra.items():
+        node = tree
+        *parents, last = key.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return Recipe.model_validate(tree)
+
+
+def test_ratio_is_one_at_theta_old_through_the_learner(tiny_model_dir, tmp_path) -> None:
+    """With the engine's log-probs as behaviour log-probs, the first update sees ratio 1 at
+    every soft and discrete token: the learner rebuilds exactly what the rollout computed."""
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import train_recipe
+
+    recipe = _soft_recipe(
+        tiny_model_dir,
+        tmp_path,
+        algo__old_logprobs="rollout",
+        algo__kl_coef=0.01,  # the reference starts equal to the policy: KL 0 too
+        rollout__top_k=-1,  # answer phase from the full softmax, as the learner scores it
+        rollout__top_p=1.0,
+    )
+    train_recipe(recipe)
+    (row,) = read_metrics(recipe.run_dir / "metrics.jsonl")
+    assert row["rollout/soft_fraction"] > 0.2
+    assert row["logprob_mismatch"] < 1e-4
+    assert row["ratio/mean"] == pytest.approx(1.0, abs=1e-4)
+    assert row["clip_fraction"] == 0.0
+    assert row["kl"] < 1e-6
+
+
+def test_update_moves_soft_step_logprobs_in_the_advantage_direction(
+    tiny_model_dir, tmp_path
+) -> None:
+    """One SofT-GRPO update raises the reparameterised log-likelihood of the soft steps of
+    positive-advantage completions relative to negative ones."""
+    from rlvr.trainer import Trainer
+
+    recipe = _soft_recipe(
+        tiny_model_dir,
+        tmp_path,
+        train__prompts_per_step=4,
+    )
+    trainer = Trainer(recipe)
+    try:
+        batch, _ = trainer.rollout(1)
+        # a random model is never right: a reward by soft-step count gives mixed groups
+        counts = torch.tensor([[float(sum(c.soft.soft)) for c in g] for g in batch.completions])
+        batch.rewards = counts + 0.1 * torch.arange(counts.shape[1]).float()
+        trainer.compute_advantages(batch, 1)
+        batch.build_tokens(trainer.pad_id)
+        soft = batch.soft_tokens.mask[:, 1:].float() * batch.completion_mask[:, 1:]
+        before = (trainer._frozen_logprobs(trainer.model, batch) * soft).sum(dim=1)
+        trainer.update_policy(batch)
+        after = (trainer._frozen_logprobs(trainer.model, batch) * soft).sum(dim=1)
+    finally:
+        trainer.close()
+    adv = batch.advantages.reshape(-1)
+    assert adv.abs().sum() > 0 and soft.sum() > 0
+    assert float((adv * (after - before)).sum()) > 0
+
+
+@pytest.mark.slow
+def test_soft_grpo_run_learns_on_the_quickstart_model(tmp_path) -> None:
+    """A few SofT-GRPO steps from the bundled reasoning model raise held-out accuracy
+    (evaluated with soft-thinking decoding, 200 problems x 4 samples)."""
+    from pathlib import Path
+
+    from rlvr.config import load_recipe
+    from rlvr.trainer import train_recipe
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = load_recipe(
+        repo / "recipes" / "soft_grpo_arithmetic_cpu.yaml",
+        [
+            f"model.path={repo / 'models' / 'quickstart'}",
+            f"output_dir={tmp_path}",
+            "train.steps=20",
+            "train.threads=1",
+            "logging.progress=false",
+            "logging.plots=false",
+            "checkpoint.save_final=false",
+        ],
+    )
+    summary, _ = train_recipe(recipe)
+    before, after = summary["eval_before"]["eval/pass@1"], summary["eval_after"]["eval/pass@1"]
+    assert after > before + 0.05, (before, after)
