@@ -45,9 +45,9 @@ from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpo
 from rlvr.config import Recipe, dump_recipe
 from rlvr.data import PromptFormatter, PromptStream, load_examples
 from rlvr.metrics import MetricsLogger, entropy_metrics, write_plots
-from rlvr.soft_policy import policy_logprobs, soft_step_fraction
 from rlvr.rollout import RolloutEngine, SamplingParams, build_engine
 from rlvr.rollout.cure import CureBrancher
+from rlvr.soft_policy import policy_logprobs, soft_step_fraction
 from rlvr.stages.warmup import apply_warmup
 
 log = logging.getLogger("rlvr")
