@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p.add_argument(
+        "--think",
+        action="store_true",
+        help="end every prompt with <think> so whole completions think (soft all the way for "
+        "a random model that never closes it)",
+    )
     p.add_argument("--out", default="runs/bench_soft")
     args = p.parse_args(argv)
 
@@ -49,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     train, _ = load_examples(data)
     fmt = PromptFormatter(discrete.tokenizer)
     prompts = [fmt.token_ids(ex) for ex in train[: args.prompts]]
+    if args.think:
+        think = discrete.tokenizer.convert_tokens_to_ids("<think>")
+        prompts = [p + [think] for p in prompts]
     sp = SamplingParams(
         n=args.n, temperature=1.0, top_p=0.95, top_k=5, max_tokens=args.max_tokens, seed=0
     )
@@ -67,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "max_tokens": args.max_tokens,
         "threads": args.threads,
+        "think": args.think,
         "load_average": os.getloadavg(),
     }
     for name, rows in runs.items():
