@@ -394,3 +394,21 @@ def test_soft_grpo_run_learns_on_the_quickstart_model(tmp_path) -> None:
     summary, _ = train_recipe(recipe)
     before, after = summary["eval_before"]["eval/pass@1"], summary["eval_after"]["eval/pass@1"]
     assert after > before + 0.05, (before, after)
+
+
+def test_recipe_keys_validate_and_reject_vllm(tmp_path) -> None:
+    from pathlib import Path
+
+    from rlvr.config import RecipeError, load_recipe
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "soft_grpo_arithmetic_cpu.yaml"
+    r = load_recipe(recipe, ["rollout.soft_thinking.tau_g=0.3"])
+    params = r.rollout.soft_thinking.params()
+    assert (params.top_k, params.top_p, params.tau_g, params.noise_scale) == (5, 0.95, 0.3, 1.0)
+    assert load_recipe(recipe, ["rollout.soft_thinking=null"]).rollout.soft_thinking is None
+    with pytest.raises(RecipeError, match="engine: hf"):
+        load_recipe(recipe, ["rollout.engine=vllm"])
+    with pytest.raises(RecipeError, match="tau_g"):
+        load_recipe(recipe, ["rollout.soft_thinking.tau_g=0"])
+    with pytest.raises(RecipeError, match="did you mean"):
+        load_recipe(recipe, ["rollout.soft_thinking.tau=0.2"])
