@@ -76,6 +76,39 @@ def build_soft_tokens(
     return SoftTokens(mask, ids, pert, first.tau_g)
 
 
+SOFT_KEYS = ("soft_mask", "soft_topk_ids", "soft_perturbed", "soft_tau_g")
+
+
+def soft_extras(
+    prompt_lengths: Sequence[int], completions: Sequence[Completion], width: int
+) -> dict[str, torch.Tensor]:
+    """The soft tensors as ``TrainBatch.extras`` (per-row fields; {} without soft steps):
+    soft_mask [N, L] bool, soft_topk_ids [N, L, k], soft_perturbed [N, L, k], soft_tau_g [N]."""
+    soft = build_soft_tokens(prompt_lengths, completions, width)
+    if soft is None:
+        return {}
+    n = soft.mask.shape[0]
+    return {
+        "soft_mask": soft.mask,
+        "soft_topk_ids": soft.topk_ids,
+        "soft_perturbed": soft.perturbed,
+        "soft_tau_g": torch.full((n,), soft.tau_g, dtype=torch.float32),
+    }
+
+
+def soft_from_extras(extras: dict[str, torch.Tensor]) -> SoftTokens | None:
+    """:class:`SoftTokens` back from ``TrainBatch.extras`` (None when it holds none)."""
+    if "soft_mask" not in extras:
+        return None
+    tau = extras["soft_tau_g"]
+    return SoftTokens(
+        extras["soft_mask"],
+        extras["soft_topk_ids"],
+        extras["soft_perturbed"],
+        float(tau[0]) if tau.numel() else 1.0,
+    )
+
+
 def soft_input_embeds(embedding: torch.Tensor, input_ids: torch.Tensor, soft: SoftTokens) -> Any:
     """[M, L, d] input embeddings: E[x] at ordinary positions, the detached mixture at soft ones."""
     embeds = torch.nn.functional.embedding(input_ids, embedding)
@@ -149,9 +182,10 @@ def policy_logprobs(
     )
 
 
-def soft_step_fraction(soft: SoftTokens | None, completion_mask: torch.Tensor) -> float:
-    """Fraction of completion tokens that were soft steps (0 without soft thinking)."""
-    total = int(completion_mask.sum())
-    if soft is None or total == 0:
-        return 0.0
-    return float((soft.mask & (completion_mask > 0)).sum()) / total
+def soft_step_fraction(completions: Sequence[Completion]) -> float | None:
+    """Fraction of completion tokens that were soft steps; None without soft traces."""
+    traces = [c.soft for c in completions if c.soft is not None]
+    if not traces:
+        return None
+    total = sum(len(c.token_ids) for c in completions)
+    return sum(sum(t.soft) for t in traces) / max(total, 1)

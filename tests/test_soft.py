@@ -45,8 +45,8 @@ def test_step_logprob_matches_hand_computation() -> None:
     eps1 = max(-1.5, -3.0 - ell[1])  # -1.686 -> clamped to -1.5
     expected = (_gumbel_density(eps0) + _gumbel_density(eps1)) / 2
     logp = soft_step_logprob(logits, ids, pert)
-    assert float(logp) == pytest.approx(expected, abs=1e-5)
-    assert float(logp) == pytest.approx(-2.1194, abs=1e-3)
+    assert float(logp.detach()) == pytest.approx(expected, abs=1e-5)
+    assert float(logp.detach()) == pytest.approx(-2.1194, abs=1e-3)
     # gradient w.r.t. l_0 is (1 - e^{-eps0}) / 2; the clamped id gives none
     logp.backward()
     d_ell0 = (1 - math.exp(-eps0)) / 2
@@ -150,13 +150,11 @@ def test_engine_records_soft_steps_and_is_seeded_per_sample(soft_engine) -> None
 
 def _batch_tensors(prompts, groups, pad_id):
     from rlvr.batch import RolloutBatch
-    from rlvr.soft_policy import build_soft_tokens
+    from rlvr.soft_policy import soft_from_extras
 
     batch = RolloutBatch([{}] * len(prompts), prompts, groups, torch.zeros(len(prompts), 2))
-    batch.build_tokens(pad_id)
-    lens = [len(p) for p in prompts for _ in groups[0]]
-    soft = build_soft_tokens(lens, batch.flat_completions, batch.input_ids.shape[1])
-    return batch, soft
+    train = batch.to_train_batch(pad_id)  # the soft tensors cross to the learner as extras
+    return batch, soft_from_extras(train.extras)
 
 
 def test_recorded_values_rebuild_the_rollout_inputs(soft_engine) -> None:
@@ -357,11 +355,12 @@ def test_update_moves_soft_step_logprobs_in_the_advantage_direction(
         counts = torch.tensor([[float(sum(c.soft.soft)) for c in g] for g in batch.completions])
         batch.rewards = counts + 0.1 * torch.arange(counts.shape[1]).float()
         trainer.compute_advantages(batch, 1)
-        batch.build_tokens(trainer.pad_id)
-        soft = batch.soft_tokens.mask[:, 1:].float() * batch.completion_mask[:, 1:]
-        before = (trainer._frozen_logprobs(trainer.model, batch) * soft).sum(dim=1)
-        trainer.update_policy(batch)
-        after = (trainer._frozen_logprobs(trainer.model, batch) * soft).sum(dim=1)
+        train = batch.to_train_batch(trainer.pad_id)
+        soft = train.extras["soft_mask"][:, 1:].float() * train.target_mask
+        learner = trainer.learner
+        before = (learner.frozen_logprobs(learner.model, train) * soft).sum(dim=1)
+        learner.update(train)
+        after = (learner.frozen_logprobs(learner.model, train) * soft).sum(dim=1)
     finally:
         trainer.close()
     adv = batch.advantages.reshape(-1)
