@@ -79,6 +79,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=S,
         help="score IF responses including their <think> block",
     )
+    p.add_argument(
+        "--soft-thinking",
+        action="store_true",
+        default=S,
+        help="soft-thinking decoding (SofT-GRPO): while thinking, feed Gumbel-weighted top-k "
+        "embedding mixtures; the answer after </think> is sampled with the flags above "
+        "(implies --backend hf)",
+    )
+    p.add_argument("--soft-top-k", type=int, default=S, help="k of each mixture (default 5)")
+    p.add_argument("--soft-top-p", type=float, default=S, help="soft-phase top-p (default 0.95)")
+    p.add_argument(
+        "--soft-tau-g", type=float, default=S, help="Gumbel-softmax temperature (default 0.1)"
+    )
+    p.add_argument(
+        "--soft-noise-scale", type=float, default=S, help="Gumbel noise scale (default 1; 0 = off)"
+    )
+    p.add_argument(
+        "--soft-temperature", type=float, default=S, help="soft-phase temperature (default 1)"
+    )
     p.add_argument("--dtype", default=S, help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--max-model-len", type=int, default=S, help="engine context length")
     p.add_argument(
@@ -173,6 +192,8 @@ def load_settings(args: argparse.Namespace) -> tuple[EvalSettings, dict[str, Any
         values["suites"] = names
         files.update(more)
     values["data_files"] = files
+    if values.get("soft_thinking") and "backend" not in values:
+        values["backend"] = "hf"  # the soft-thinking sampler exists on the hf path only
     if "model" not in values or not values["model"]:
         raise ValueError("--model is required (or 'model:' in --config)")
     return EvalSettings(**values), {"progress": args.progress}
@@ -231,6 +252,12 @@ def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:
             f"  {name}: temperature {st['temperature']:g}, top_p {st['top_p']:g}, "
             f"top_k {st['top_k']}, max_tokens {st.get('max_tokens_effective', st['max_tokens'])}, "
             f"template {st['prompt_template']}"
+        )
+    soft = settings.soft_params()
+    if soft is not None:
+        console.print(
+            f"  soft thinking: k {soft.top_k}, top_p {soft.top_p:g}, tau_g {soft.tau_g:g}, "
+            f"noise {soft.noise_scale:g}, temperature {soft.temperature:g}"
         )
     tps = summary["timing"]["tokens_per_second"]
     console.print(

@@ -84,6 +84,32 @@ class EvalSettings:
     score_timeout_s: float = 5.0
     overwrite: bool = False
     suite_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # soft-thinking decoding (SofT-GRPO; rlvr/rollout/soft.py, hf backend): the thinking phase
+    # feeds Gumbel-weighted top-k embedding mixtures, the answer is sampled as usual
+    soft_thinking: bool = False
+    soft_top_k: int = 5
+    soft_top_p: float = 0.95
+    soft_tau_g: float = 0.1
+    soft_noise_scale: float = 1.0
+    soft_temperature: float = 1.0
+
+    def soft_params(self) -> Any:
+        """The soft-thinking settings, or None for ordinary decoding."""
+        if not self.soft_thinking:
+            return None
+        from rlvr.rollout.soft import SoftThinkingParams
+
+        return SoftThinkingParams(
+            top_k=self.soft_top_k,
+            top_p=self.soft_top_p,
+            tau_g=self.soft_tau_g,
+            noise_scale=self.soft_noise_scale,
+            temperature=self.soft_temperature,
+        )
+
+    def soft_identity(self) -> dict[str, Any] | None:
+        params = self.soft_params()
+        return None if params is None else dict(vars(params))
 
     def sampling_for(self, suite: Suite) -> dict[str, Any]:
         """The sampling settings that apply to ``suite`` (override > global > suite default)."""
@@ -280,6 +306,7 @@ def _identity(settings: EvalSettings, runs: Sequence[SuiteRun]) -> dict[str, Any
     return {
         "model": settings.model,
         "backend": settings.backend,
+        "soft_thinking": settings.soft_identity(),
         "seed": settings.seed,
         "chat_template": settings.chat_template,
         "system_prompt": settings.system_prompt,
@@ -407,6 +434,12 @@ def run_eval(
     from eval.scoring import Scorer
 
     t_start = time.perf_counter()
+    if settings.soft_thinking and settings.backend != "hf":
+        raise ValueError(
+            f"soft thinking runs on the hf backend (vLLM takes no per-step embedding inputs); "
+            f"got backend {settings.backend!r}: use --backend hf"
+        )
+    settings.soft_params()  # validates the soft settings before anything loads
     out = Path(settings.out)
     runs = prepare_suites(settings)
     if tokenizer is None:
@@ -473,6 +506,7 @@ def run_eval(
                     trust_remote_code=settings.trust_remote_code,
                     gpu_memory_utilization=settings.gpu_memory_utilization,
                     kv_cache_gib=settings.kv_cache_gib,
+                    soft=settings.soft_params(),
                 )
                 own_engine = True
             _generate_all(

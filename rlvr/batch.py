@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from rlvr.rollout.base import Completion
+from rlvr.soft_policy import soft_extras
 
 
 @dataclass
@@ -169,6 +170,11 @@ class RolloutBatch:
             sample_weights=self.sample_loss_weights(),
             group_size=self.group_size,
             correct=None if correct is None else correct.reshape(-1).to(torch.float32),
+            extras=soft_extras(  # soft-thinking steps (SofT-GRPO); {} without them
+                [len(p) for p, g in zip(self.prompt_ids, self.completions, strict=True) for _ in g],
+                self.flat_completions,
+                width,
+            ),
         )
 
 

@@ -25,7 +25,9 @@ main recipe sections (see recipes/*.yaml for complete examples):
   model       path, dtype, trust_remote_code, gradient_checkpointing
   data        source (arithmetic|file|hf), path, prompt_field, answer_field, prompt_template,
               system_prompt, use_chat_template
-  rollout     engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k
+  rollout     engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k;
+              soft_thinking {top_k, top_p, tau_g, noise_scale, temperature} switches on
+              SofT-GRPO soft-thinking rollouts (hf engine; docs/soft_thinking.md)
   rewards     list of {name, weight, params}; name is a built-in, pkg.module:fn or file.py:fn
   algo        advantage (grpo|dr_grpo|rloo|...), eps_low, eps_high, kl_coef, loss_aggregation
   train       steps, prompts_per_step, micro_batch_size, lr, warmup_steps, schedule,

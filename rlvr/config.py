@@ -84,6 +84,26 @@ class CureConfig(_Section):
     seed: int = 0
 
 
+class SoftThinkingConfig(_Section):
+    """SofT-GRPO soft thinking (rlvr/rollout/soft.py, rlvr/algos/soft.py): while thinking, each
+    step feeds sum_i softmax(g'/tau_g)_i E[id_i] over the top-k ids, g' = log p~ + noise_scale *
+    Gumbel; after ``think_end`` the answer is sampled with rollout.temperature/top_k/top_p.
+    Defaults: the authors' training scripts. Runs on the 'hf' engine."""
+
+    top_k: int = Field(5, ge=1, le=64, description="k: tokens in each soft mixture.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Top-p before taking the k ids.")
+    tau_g: float = Field(0.1, gt=0, description="Gumbel-softmax temperature of the weights.")
+    noise_scale: float = Field(1.0, ge=0, description="Gumbel noise scale (0 = no noise).")
+    temperature: float = Field(1.0, gt=0, description="T of softmax(z / T) in soft steps.")
+    think_start: str = Field("<think>", description="Token that opens the thinking phase.")
+    think_end: str = Field("</think>", description="Token that ends it (then discrete).")
+
+    def params(self) -> Any:
+        from rlvr.rollout.soft import SoftThinkingParams
+
+        return SoftThinkingParams(**self.model_dump())
+
+
 class RolloutConfig(_Section):
     engine: Literal["hf", "vllm"] = "hf"
     group_size: int = Field(8, ge=1, description="Completions per prompt (G).")
@@ -95,6 +115,21 @@ class RolloutConfig(_Section):
     max_model_len: int | None = None
     kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size in GiB.")
     cure: CureConfig | None = Field(None, description="CURE critical-token branching.")
+    soft_thinking: SoftThinkingConfig | None = Field(
+        None, description="SofT-GRPO soft-thinking rollouts (hf engine)."
+    )
+
+    @model_validator(mode="after")
+    def _soft_thinking_fits(self) -> RolloutConfig:
+        if self.soft_thinking is not None:
+            if self.engine != "hf":
+                raise ValueError(
+                    "rollout.soft_thinking needs rollout.engine: hf (vLLM takes no per-step "
+                    "embedding inputs)"
+                )
+            if self.cure is not None:
+                raise ValueError("rollout.soft_thinking and rollout.cure cannot be combined")
+        return self
 
 
 class RewardConfig(_Section):

@@ -11,7 +11,9 @@ and entropies come from the fused kernel (rlvr/kernels), and the clipped surroga
 (rlvr/algos/losses.py; ``w_t`` the batch-level aggregation weights, optionally multiplied by
 the token rules' weights, rlvr/algos/token_weighting) is back-propagated; then grad-norm
 clipping, AdamW and the LR schedule. Token rules make their whole-batch choices from one no-grad
-pass first.
+pass first. Rows with soft-thinking steps (SofT-GRPO: ``batch.extras`` soft_*) get inputs
+rebuilt from the recorded (ids, g') and the reparameterised log-prob there
+(rlvr/soft_policy.py); everything after the log-probs is unchanged.
 
 What it measured flows back as the return value of :meth:`Learner.update` (metrics, and the
 completion tokens' entropies for the histogram). :meth:`token_entropies` is the explicit
@@ -33,8 +35,8 @@ from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_
 from rlvr.batch import TrainBatch
 from rlvr.config import Recipe
 from rlvr.metrics import entropy_metrics
-from rlvr.policy import token_logprobs
 from rlvr.rollout.base import Completion
+from rlvr.soft_policy import SoftTokens, policy_logprobs, soft_from_extras
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -134,6 +136,7 @@ class Learner:
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         completion_mask: torch.Tensor,
+        soft: SoftTokens | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token (log-prob, entropy) [N, L-1] of ``model`` over the whole batch."""
         n, width = input_ids.shape
@@ -141,29 +144,53 @@ class Learner:
         ent_out = torch.zeros((n, width - 1), dtype=torch.float32)
         for idx in self.micro_batches(n):
             ln = int(attention_mask[idx].sum(dim=1).max())
-            logp, ent = token_logprobs(
-                model,
-                input_ids[idx, :ln],
-                attention_mask[idx, :ln],
-                completion_mask[idx, :ln],
-                temperature=self.recipe.rollout.temperature,
-                impl=self.recipe.train.logprob_impl,
+            logp, ent = self._logprobs(
+                model, input_ids, attention_mask, completion_mask, soft, idx, ln
             )
             out[idx, : ln - 1] = logp
             ent_out[idx, : ln - 1] = ent
         return out, ent_out
 
+    def _logprobs(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        completion_mask: torch.Tensor,
+        soft: SoftTokens | None,
+        idx: torch.Tensor,
+        ln: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-prob, entropy) [M, ln-1] of rows ``idx``; soft-thinking steps (SofT-GRPO) get
+        the reparameterised log-prob from inputs rebuilt out of (ids, g'), rlvr/soft_policy.py."""
+        st = self.recipe.rollout.soft_thinking
+        return policy_logprobs(
+            model,
+            input_ids[idx, :ln],
+            attention_mask[idx, :ln],
+            completion_mask[idx, :ln],
+            None if soft is None else soft.rows(idx, ln),
+            temperature=self.recipe.rollout.temperature,
+            soft_temperature=1.0 if st is None else st.temperature,
+            impl=self.recipe.train.logprob_impl,
+        )
+
     def frozen_logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         return self.no_grad_pass(
-            model, batch.input_ids, batch.attention_mask, batch.completion_mask
+            model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.completion_mask,
+            soft_from_extras(batch.extras),
         )[0]
 
     # ------------------------------------------------------------------ one update
 
     def update(self, batch: TrainBatch) -> UpdateResult:
         """Forward/backward over micro-batches, then ``algo.updates_per_batch`` optimizer steps."""
-        a, t = self.recipe.algo, self.recipe.train
+        a = self.recipe.algo
         n = batch.num_rows
+        soft = soft_from_extras(batch.extras)
         target_mask = batch.target_mask
         # tokens that enter the loss: all completion tokens unless a sample is masked out
         loss_mask = target_mask * batch.sample_weights.unsqueeze(1)
@@ -180,7 +207,7 @@ class Learner:
         rule_metrics: dict[str, float] = {}
         if self.token_rules:  # algo.token_weights: whole-batch selections before the loop
             logp_all, ent_all = self.no_grad_pass(
-                self.model, batch.input_ids, batch.attention_mask, batch.completion_mask
+                self.model, batch.input_ids, batch.attention_mask, batch.completion_mask, soft
             )
             stats = BatchTokenStats(
                 logp_all,
@@ -201,13 +228,14 @@ class Learner:
             for idx in self.micro_batches(n):
                 ln = int(batch.attention_mask[idx].sum(dim=1).max())
                 mask = target_mask[idx, : ln - 1]
-                logp, ent = token_logprobs(
+                logp, ent = self._logprobs(
                     self.model,
-                    batch.input_ids[idx, :ln],
-                    batch.attention_mask[idx, :ln],
-                    batch.completion_mask[idx, :ln],
-                    temperature=self.recipe.rollout.temperature,
-                    impl=t.logprob_impl,
+                    batch.input_ids,
+                    batch.attention_mask,
+                    batch.completion_mask,
+                    soft,
+                    idx,
+                    ln,
                 )
                 old = logp.detach() if old_lp is None else old_lp[idx, : ln - 1]
                 ref = None if ref_lp is None else ref_lp[idx, : ln - 1]

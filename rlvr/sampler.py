@@ -27,6 +27,7 @@ from rlvr.data import PromptFormatter, PromptStream, load_examples
 from rlvr.rollout import RolloutEngine, SamplingParams
 from rlvr.rollout.base import Completion
 from rlvr.rollout.cure import CureBrancher
+from rlvr.soft_policy import soft_step_fraction
 
 log = logging.getLogger("rlvr")
 
@@ -248,6 +249,9 @@ class Sampler:
         acc = self.accuracy(batch.reward_components)
         if acc is not None:
             out["accuracy"] = acc
+        soft = soft_step_fraction(batch.flat_completions)
+        if soft is not None:
+            out["rollout/soft_fraction"] = soft
         return out
 
     # ------------------------------------------------------------------ evaluation

@@ -170,6 +170,7 @@ class Trainer:
                 kv_cache_gib=r.kv_cache_gib,
                 model=self.model if r.engine == "hf" else None,
                 tokenizer=self.tokenizer,
+                soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
             )
         self.engine = engine
         self.sampler = Sampler(

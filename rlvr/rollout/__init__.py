@@ -1,4 +1,5 @@
-"""Rollout engines behind one interface: transformers.generate and vLLM."""
+"""Rollout engines behind one interface: transformers.generate, vLLM, and the soft-thinking
+sampler on transformers (SofT-GRPO)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
 from rlvr.rollout.hf import HFEngine
+from rlvr.rollout.soft import SoftThinkingEngine, SoftThinkingParams
 
 __all__ = [
     "Completion",
@@ -13,6 +15,8 @@ __all__ = [
     "HFEngine",
     "RolloutEngine",
     "SamplingParams",
+    "SoftThinkingEngine",
+    "SoftThinkingParams",
     "build_engine",
 ]
 
@@ -30,12 +34,31 @@ def build_engine(
     kv_cache_gib: int = 1,
     model: Any = None,
     tokenizer: Any = None,
+    soft: SoftThinkingParams | None = None,
 ) -> RolloutEngine:
     """Build a rollout engine. ``backend`` is "hf" or "vllm".
 
     With ``backend="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
-    that very module (no weight copy needed); otherwise it loads ``model_path``.
+    that very module (no weight copy needed); otherwise it loads ``model_path``. ``soft``
+    selects soft-thinking decoding (rlvr/rollout/soft.py), which runs on the hf backend only.
     """
+    if soft is not None:
+        if backend != "hf":
+            raise ValueError(
+                "soft-thinking rollouts feed embedding mixtures step by step, which vLLM does "
+                f"not accept: use the 'hf' engine (got {backend!r})"
+            )
+        if model is not None:
+            if tokenizer is None:
+                raise ValueError("build_engine('hf', model=...) also needs tokenizer=")
+            return SoftThinkingEngine(model, tokenizer, soft)
+        return SoftThinkingEngine.from_pretrained(
+            model_path,
+            soft=soft,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+        )
     if backend == "hf":
         if model is not None:
             if tokenizer is None:

@@ -27,12 +27,26 @@ class SamplingParams:
 
 
 @dataclass
+class SoftTrace:
+    """What a soft-thinking rollout (rlvr/rollout/soft.py) records per completion token, so
+    that the learner can rebuild its inputs: ``soft[t]`` is True for a soft step, whose input
+    embedding was sum_i softmax(perturbed[t] / tau_g)_i E[topk_ids[t][i]]; discrete steps have
+    ``topk_ids[t] = [token, 0, ...]`` and zero ``perturbed[t]``."""
+
+    soft: list[bool]
+    topk_ids: list[list[int]]  # [T][k]
+    perturbed: list[list[float]]  # [T][k], g'
+    tau_g: float
+
+
+@dataclass
 class Completion:
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: str
     text: str = ""
     context_len: int = 0  # leading tokens that were context for this draw (a CURE branch's prefix)
+    soft: SoftTrace | None = None  # soft-thinking engine only
 
     @property
     def truncated(self) -> bool:
