@@ -226,7 +226,10 @@ class Recipe(_Section):
     name: str = "run"
     output_dir: str = "runs"
     seed: int = 0
-    resume: bool = False
+    resume: bool = Field(False, description="Continue the run in run_dir from its checkpoint.")
+    overwrite: bool = Field(
+        False, description="Delete an earlier run in run_dir and start a new one."
+    )
     model: ModelConfig
     data: DataConfig = DataConfig()
     rollout: RolloutConfig = RolloutConfig()
