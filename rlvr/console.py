@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
