@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings, opts = load_settings(args)
         _check_inputs(settings)
+        from rlvr.console import log_to_file
+
+        log_to_file(settings.out)  # third-party warnings go there, not to the terminal
         summary = run_eval(settings, progress=opts["progress"])
     except (DataError, ResumeError, ValueError, FileNotFoundError, KeyError) as e:
         print(f"rlvr eval: error: {e}", file=sys.stderr)

@@ -155,13 +155,6 @@ def check_recipe(recipe: Any) -> PreflightReport:
                     f"({'rollout.max_model_len' if r.max_model_len else 'config.json'}), which "
                     "leaves no room for a prompt; lower it"
                 )
-        budget = prompt_token_budget(d.max_prompt_tokens, r.max_new_tokens, ctx)
-        if budget < d.max_prompt_tokens:
-            report.warnings.append(
-                f"data.max_prompt_tokens={d.max_prompt_tokens} + rollout.max_new_tokens="
-                f"{r.max_new_tokens} exceed the model's context ({ctx}); prompts longer than "
-                f"{budget} tokens are treated as overlong"
-            )
     if r.group_size == 1 and recipe.algo.advantage in GROUP_RELATIVE:
         report.warnings.append(
             f"rollout.group_size=1 with algo.advantage={recipe.algo.advantage}: a group-relative "
