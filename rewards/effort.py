@@ -15,6 +15,13 @@ first-visit rule, the floor and the template of :func:`add_effort` are toolkit d
 ``freeze=True`` stops updating T(x) (the spec's caution: with T shrinking, r = 1 still pushes
 lengths down). State per prompt key (``example["id"]`` or a hash of the prompt) is
 ``{"mean": float, "n": int}``.
+
+L_i is the length of the chain of thought (the source's l(h)) where the completion has one:
+with ``measure="cot"`` (default) a completion containing ``</think>`` is measured up to that
+tag, in characters or, for ``length_unit="tokens"``, as ``num_tokens * chars(CoT) /
+chars(completion)`` (the engine gives one token count per completion; tokens are mapped in
+proportion, as rewards/length.py does for LC-R1); a completion without ``</think>`` counts
+whole. ``measure="completion"`` measures the whole completion (rlvr's earlier reading).
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ from rewards.base import register_reward
 from rewards.length import group_correctness, group_lengths
 from rewards.math import warmup
 
-__all__ = ["effort_reward", "effort_scores", "add_effort", "DEFAULT_EFFORT_TEMPLATE"]
+__all__ = [
+    "DEFAULT_EFFORT_TEMPLATE",
+    "add_effort",
+    "cot_length",
+    "effort_reward",
+    "effort_scores",
+]
 
 DEFAULT_EFFORT_TEMPLATE = "\n\nReasoning effort: {effort:.2f}"
 
@@ -76,20 +89,36 @@ def effort_reward(
     correct_threshold: float = 0.5,
     answer_field: str = "answer",
     length_unit: str = "tokens",
+    measure: str = "cot",
 ) -> tuple[list[float], dict[str, Any]]:
     """Registry "effort": AEC reward; stateful (per-prompt running mean length)."""
+    if measure not in ("cot", "completion"):
+        raise ValueError(f"measure must be 'cot' or 'completion', got {measure!r}")
     raw = example.get(effort_field, default_effort)
     effort = float(default_effort if raw is None else raw)
     if not math.isfinite(effort) or effort <= 0:
         raise ValueError(f"example[{effort_field!r}] must be a positive fraction, got {raw!r}")
     lengths = group_lengths(completions, num_tokens, length_unit)
+    if measure == "cot":
+        lengths = [cot_length(c, n) for c, n in zip(completions, lengths, strict=True)]
     correct = group_correctness(
         completions, example, components, correct_key, correct_threshold, answer_field
     )
     return effort_scores(lengths, correct, effort, state, rho=rho, min_mean=min_mean, freeze=freeze)
 
 
+def cot_length(completion: str, length: float) -> float:
+    """The chain of thought's share of ``length`` (the text before ``</think>``, mapped in
+    proportion to characters); ``length`` unchanged without a ``</think>``."""
+    close = completion.find("</think>")
+    if close < 0 or not completion:
+        return length
+    return length * close / len(completion)
+
+
 def _validate_effort(**params: Any) -> None:
+    if params.get("measure", "cot") not in ("cot", "completion"):
+        raise ValueError("measure must be 'cot' or 'completion'")
     rho = params.get("rho", 0.5)
     if not isinstance(rho, int | float) or not 0 <= rho < 1:
         raise ValueError(f"rho: expected an EMA factor in [0, 1), got {rho!r}")

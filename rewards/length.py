@@ -293,6 +293,21 @@ compression_reward.__rlvr_warmup__ = warmup  # type: ignore[attr-defined]
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 
 
+_OPERATORS = "+-*/^<>(=\u00d7\u00b7"
+
+
+def _states_result(text: str, start: int, end: int) -> bool:
+    """Whether the mention ``text[start:end]`` states a result rather than being an operand of
+    an expression: it may follow ``=`` (or words) but not another operator, and it may not be
+    followed by an operator or ``=`` (then it is an input of the expression, e.g. the ``1`` of
+    ``x+1=2`` or the ``2`` of ``2+2=4``)."""
+    before = text[:start].rstrip()
+    after = text[end:].lstrip()
+    if before and before[-1] in _OPERATORS and before[-1] != "=":
+        return False
+    return not (after and after[0] in _OPERATORS)
+
+
 def _first_answer_position(think: str, answer: str, max_boxes: int = 20) -> int | None:
     """End index of the first mention of ``answer`` in ``think`` (a verifying box or the text)."""
     best: int | None = None
@@ -302,9 +317,12 @@ def _first_answer_position(think: str, answer: str, max_boxes: int = 20) -> int 
         if not text:
             continue
         pat = r"(?<![\w.\-])" + re.escape(text) + r"(?!\w|\.\d|/\d)"
-        m = re.search(pat, think)
-        if m and (best is None or m.end() < best):
-            best = m.end()
+        for m in re.finditer(pat, think):
+            if not _states_result(think, m.start(), m.end()):
+                continue  # an operand ("x+1=2" for answer 1), not the answer derived
+            if best is None or m.end() < best:
+                best = m.end()
+            break
     for i, m in enumerate(re.finditer(r"\\(?:boxed|fbox)\s*\{", think)):
         if i >= max_boxes or (best is not None and m.start() >= best):
             break
@@ -322,7 +340,10 @@ def valid_thinking_prefix(completion: str, answer: str) -> int | None:
     """Character length of the valid thinking prefix (LC-R1's V), or None if not derived.
 
     The thinking is the text before the first ``</think>`` (after a leading ``<think>``); the
-    prefix runs to the end of the first sentence that states the reference ``answer``.
+    prefix runs to the end of the first sentence that states the reference ``answer`` as a
+    result: a mention that is an operand of an expression (preceded by an operator other than
+    ``=``, or followed by an operator or ``=``) is skipped, so the answer ``1`` is not "found"
+    in ``x+1=2`` before it is derived; a verifying ``\boxed{}`` always counts.
     """
     close = completion.find("</think>")
     if close < 0:

@@ -1,15 +1,20 @@
-"""The rollout batch: one dataclass that every module reads from.
+"""The two batches of one RL step.
+
+``RolloutBatch`` is the sampler's working batch: examples, completions (objects), rewards,
+advantages. Filters, advantage estimators and CURE read and change it (rlvr/sampler.py).
+
+``TrainBatch`` is what crosses the seam to the learner (rlvr/learner.py): tensors only, so that
+it can be sharded over ranks, queued for off-policy training or sent between processes.
 
 Rows are the B*G completions in prompt-major order (row = b * G + g). Token tensors are
 right-padded [N, L] with the prompt first and the completion after it; ``completion_mask``
 marks completion tokens, ``rollout_logprobs`` holds the engine's sampling log-prob at each
-completion token's position. Modules (advantages, token weights, filters, losses) read what
-they need; none reaches into the trainer.
+completion token's position; per-target tensors are [N, L-1] (position t predicts token t+1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -29,10 +34,6 @@ class RolloutBatch:
     attention_mask: torch.Tensor | None = None  # [N, L]
     completion_mask: torch.Tensor | None = None  # [N, L]
     rollout_logprobs: torch.Tensor | None = None  # [N, L]
-    old_logprobs: torch.Tensor | None = None  # [N, L-1]
-    ref_logprobs: torch.Tensor | None = None  # [N, L-1]
-    entropies: torch.Tensor | None = None  # [N, L-1]
-    token_weights: torch.Tensor | None = None  # [N, L-1] multiplicative, 1 by default
     loss_mask: torch.Tensor | None = None  # [B, G] 0 = sample left out of the loss (truncated)
 
     @property
@@ -48,13 +49,16 @@ class RolloutBatch:
         return [c for group in self.completions for c in group]
 
     @property
-    def group_index(self) -> torch.Tensor:
-        return torch.arange(self.num_prompts).repeat_interleave(self.group_size)
-
-    @property
     def lengths(self) -> torch.Tensor:
         return torch.tensor(
             [[len(c.token_ids) for c in group] for group in self.completions], dtype=torch.float32
+        )
+
+    @property
+    def generated_lengths(self) -> torch.Tensor:
+        """[B, G] tokens generated per completion (a CURE branch: its continuation only)."""
+        return torch.tensor(
+            [[c.generated_len for c in group] for group in self.completions], dtype=torch.float32
         )
 
     @property
@@ -129,3 +133,68 @@ class RolloutBatch:
             per_row = self.advantages.reshape(-1, 1)
             return per_row.expand(-1, self.completion_mask.shape[1] - 1).clone()
         return self.advantages
+
+    def to_train_batch(self, pad_id: int, correct: torch.Tensor | None = None) -> TrainBatch:
+        """The tensor-only batch the learner consumes (advantages zero when not computed)."""
+        self.build_tokens(pad_id)
+        assert self.input_ids is not None and self.attention_mask is not None
+        assert self.completion_mask is not None and self.rollout_logprobs is not None
+        n, width = self.input_ids.shape
+        if self.advantages is None:
+            advantages = torch.zeros((n, width - 1), dtype=torch.float32)
+        else:
+            advantages = self.token_advantages().to(torch.float32)
+        return TrainBatch(
+            input_ids=self.input_ids,
+            attention_mask=self.attention_mask,
+            completion_mask=self.completion_mask,
+            rollout_logprobs=self.rollout_logprobs,
+            advantages=advantages,
+            sample_weights=self.sample_loss_weights(),
+            group_size=self.group_size,
+            correct=None if correct is None else correct.reshape(-1).to(torch.float32),
+        )
+
+
+@dataclass
+class TrainBatch:
+    """One step's training data, tensors only (N rows = B prompts x G completions)."""
+
+    input_ids: torch.Tensor  # [N, L] long, right-padded prompt + completion
+    attention_mask: torch.Tensor  # [N, L]
+    completion_mask: torch.Tensor  # [N, L] 1 on completion tokens
+    rollout_logprobs: torch.Tensor  # [N, L] the engine's sampling log-prob at each token
+    advantages: torch.Tensor  # [N, L-1] per target position
+    sample_weights: torch.Tensor  # [N] 0 = row left out of the loss (e.g. truncated)
+    group_size: int = 1  # G: rows b*G .. b*G+G-1 share a prompt
+    correct: torch.Tensor | None = None  # [N] verifier score (> 0.5 correct), for metrics
+    versions: torch.Tensor | None = None  # [N] weight version that sampled each row
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # [N, ...] per-row fields
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def target_mask(self) -> torch.Tensor:
+        """[N, L-1] 1 where the target token is a completion token."""
+        return self.completion_mask[:, 1:]
+
+    @property
+    def num_completion_tokens(self) -> int:
+        return int(self.completion_mask.sum())
+
+    def rows(self, idx: torch.Tensor) -> TrainBatch:
+        """The rows ``idx`` (e.g. whole groups for one rank), same width."""
+        return replace(
+            self,
+            input_ids=self.input_ids[idx],
+            attention_mask=self.attention_mask[idx],
+            completion_mask=self.completion_mask[idx],
+            rollout_logprobs=self.rollout_logprobs[idx],
+            advantages=self.advantages[idx],
+            sample_weights=self.sample_weights[idx],
+            correct=None if self.correct is None else self.correct[idx],
+            versions=None if self.versions is None else self.versions[idx],
+            extras={k: v[idx] for k, v in self.extras.items()},
+        )

@@ -169,6 +169,29 @@ class AlgoConfig(_Section):
         "trainer", description="Behaviour log-probs for the ratio: recomputed or the engine's."
     )
 
+    @model_validator(mode="after")
+    def _bind_methods(self) -> AlgoConfig:
+        """Resolve every estimator / filter / token-rule name and bind its parameters now, so
+        a misspelling fails at load (``'algo.advantage': ... (did you mean 'grpo'?)``)."""
+        from rlvr.algos.registry import ADVANTAGES, FILTERS, BindError
+        from rlvr.algos.token_weighting.base import TOKEN_WEIGHTS
+
+        ADVANTAGES.bind(
+            self.advantage,
+            dict(self.advantage_params),
+            name_field="advantage",
+            params_field="advantage_params",
+        )
+        for section, registry in (("filters", FILTERS), ("token_weights", TOKEN_WEIGHTS)):
+            for i, spec in enumerate(getattr(self, section)):
+                try:
+                    registry.bind(
+                        spec.name, dict(spec.params), name_field="name", params_field="params"
+                    )
+                except BindError as e:
+                    raise BindError(f"{section}.{i}.{e.field}", e.message, e.error) from None
+        return self
+
 
 class TrainConfig(_Section):
     steps: int = Field(100, ge=1)
@@ -242,6 +265,18 @@ class Recipe(_Section):
     logging: LoggingConfig = LoggingConfig()
     eval: EvalConfig = EvalConfig()
 
+    @model_validator(mode="after")
+    def _load_rewards(self) -> Recipe:
+        """Load every reward (registry name or target) and check its parameters now."""
+        from rewards.base import parse_specs
+        from rlvr.algos.registry import BindError
+
+        try:
+            parse_specs([r.model_dump() for r in self.rewards])
+        except ValueError as e:
+            raise BindError("", str(e)) from None
+        return self
+
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
@@ -265,6 +300,13 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _bind_error(e: Any) -> Any:
+    from rlvr.algos.registry import BindError
+
+    err = (e.get("ctx") or {}).get("error")
+    return err if isinstance(err, BindError) else None
+
+
 def _format_errors(err: ValidationError, source: str, schema: type[BaseModel]) -> str:
     valid = _valid_keys(schema)
     lines = [f"{source}: invalid recipe"]
@@ -275,6 +317,10 @@ def _format_errors(err: ValidationError, source: str, schema: type[BaseModel]) -
             close = difflib.get_close_matches(generic, valid, n=1, cutoff=0.5)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             lines.append(f"  unknown key '{path}'{hint}")
+        elif _bind_error(e) is not None:
+            b = _bind_error(e)
+            key = ".".join(p for p in (path, b.field) if p)
+            lines.append(f"  '{key}': {b.message}" if b.field else f"  {b.message}")
         elif e["type"] == "missing":
             lines.append(f"  missing required key '{path}'")
         else:

@@ -27,15 +27,22 @@ def test_length_criterion_by_hand() -> None:
         [
             [True, False, False, True],  # max correct 10 > mean wrong (5+6)/2 = 5.5 -> TAS
             [True, False, False, False],  # max correct 4 < mean wrong 8 -> TDS
-            [False, False, False, False],  # nothing correct -> TAS
-            [True, True, True, True],  # no wrong sample: mean = +inf -> TDS
+            [False, False, False, False],  # nothing correct: llm -> TDS, vl -> TAS
+            [True, True, True, True],  # no wrong sample: llm -> TAS (mean -inf), vl -> TDS (+inf)
+            [False, True, True, True],  # no correct, wrong all truncated: llm TDS, vl TAS
         ]
     )
     lengths = torch.tensor(
-        [[10.0, 5, 6, 3], [4, 8, 10, 6], [3, 4, 5, 6], [3, 4, 5, 6]], dtype=torch.float32
+        [[10.0, 5, 6, 3], [4, 8, 10, 6], [3, 4, 5, 6], [3, 4, 5, 6], [9, 9, 9, 9]],
+        dtype=torch.float32,
     )
     truncated = torch.zeros_like(correct)
-    assert length_advantage(lengths, correct, truncated).tolist() == [True, False, True, False]
+    truncated[4] = True
+    correct[4] = False
+    llm = length_advantage(lengths, correct, truncated)
+    assert llm.tolist() == [True, False, False, True, False]
+    vl = length_advantage(lengths, correct, truncated, "vl")
+    assert vl.tolist() == [True, False, True, False, True]
 
 
 def test_truncated_wrong_samples_are_left_out_of_the_mean() -> None:

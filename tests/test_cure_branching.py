@@ -84,6 +84,16 @@ def test_brancher_builds_prefix_prompts_and_rejoins_completions() -> None:
         assert branch.token_ids == [10, 11, 20, 21]
         assert branch.logprobs == [-0.1, -0.2, -1.0, -2.0]
         assert branch.text == "xxaccdd" and branch.finish_reason == "stop"
+        # the prefix [10, 11] was context: lengths count the 2 continuation tokens (CURE)
+        assert branch.context_len == 2 and branch.generated_len == 2
+    assert ORIGINAL.generated_len == len(ORIGINAL.token_ids)
+    from rlvr.batch import RolloutBatch
+
+    batch = RolloutBatch(
+        examples=[{"prompt": "q"}], prompt_ids=[[1]], completions=groups, rewards=torch.zeros(1, 3)
+    )
+    assert batch.generated_lengths.tolist() == [[len(ORIGINAL.token_ids), 2.0, 2.0]]
+    assert batch.lengths.tolist() == [[len(ORIGINAL.token_ids), 4.0, 4.0]]
     assert metrics["branched"] == 2.0
     assert metrics["fallback_fraction"] == 0.0
     assert metrics["relative_position"] == 2 / 5

@@ -112,7 +112,7 @@ def test_bad_filter_parameters() -> None:
         build_filter("dynamic_sampler")
     with pytest.raises(ValueError, match="max_rounds"):
         build_filter("dynamic_sampling", max_rounds=0)
-    with pytest.raises(TypeError, match="algo.filters params"):
+    with pytest.raises(TypeError, match="algo.filters.params"):
         build_filter("dynamic_sampling", rounds=2)
 
 
@@ -153,3 +153,22 @@ def test_truncated_samples_masking() -> None:
     batch = make_batch([[1.0, 0.0]], truncated=True)
     assert batch.truncated.tolist() == [[True, True]]
     assert truncation_mask([["stop", "length"]]) == [[1.0, 0.0]]
+
+
+def test_dynamic_sampling_keys_on_accuracy_not_on_length_shaping() -> None:
+    """DAPO Eq. 11: an all-correct group whose totals differ only by an overlong penalty is
+    dropped under metric=acc (default) and kept under metric=reward."""
+    # group 0: all correct, totals 1, 0.75, 1, 0.5 (length penalties); group 1: mixed.
+    batch = make_batch([[1.0, 0.75, 1.0, 0.5], [1.0, 0.0, 0.0, 0.0]])
+    batch.reward_components = {
+        "math": torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]]),
+        "overlong": torch.tensor([[0.0, -0.25, 0.0, -0.5], [0.0, 0.0, 0.0, 0.0]]),
+    }
+    gen = StubGenerator()
+    out, m = build_filter("dynamic_sampling", max_rounds=1)(batch, gen)
+    assert out.num_prompts == 1 and m["dropped_groups"] == 1.0
+    assert torch.equal(out.rewards, torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+    out, m = build_filter("dynamic_sampling", max_rounds=1, metric="reward")(batch, gen)
+    assert out.num_prompts == 2 and m["dropped_groups"] == 0.0
+    with pytest.raises(KeyError, match="correct_key"):
+        build_filter("dynamic_sampling", correct_key="acc")(batch, gen)

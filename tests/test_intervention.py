@@ -27,8 +27,9 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "quickstart"
 def test_split_and_prompt_numbering() -> None:
     steps = split_substeps(TRACE)
     assert steps == ["Let x = 3.", "Then 2x = 5.", "So the answer is \\boxed{5}."]
-    prompt = self_correct_prompt("p", "ref", steps)
+    prompt = self_correct_prompt("6", steps)
     assert "**Substep 2:** Then 2x = 5." in prompt and "<intervention>" in prompt
+    assert 'does it contain "6"?' in prompt  # the self-check names the gold answer
 
 
 def test_parse_takes_the_last_block_and_repairs() -> None:
@@ -38,6 +39,8 @@ def test_parse_takes_the_last_block_and_repairs() -> None:
     )
     assert parse_intervention(text, 3) == Intervention("Then 2x = 6, since\n2*3 = 6.", 2)
     assert parse_intervention("no block", 3) is None
+    substep = '<intervention>{"content": "c", "location": "Substep 3"}</intervention>'
+    assert parse_intervention(substep, 3) == Intervention("c", 3)
     assert (
         parse_intervention('<intervention>{"content": "x", "location": 9}</intervention>', 3)
         is None
@@ -73,7 +76,10 @@ class StubEngine(RolloutEngine):
 
 class CharTokenizer:
     def apply_chat_template(self, messages, tokenize, add_generation_prompt):
-        return "U:" + messages[-1]["content"] + "\nA:"
+        return (
+            "".join(("U:" if m["role"] == "user" else "A:") + m["content"] + "\n" for m in messages)
+            + "A:"
+        )
 
     def __call__(self, text, add_special_tokens=False):
         return {"input_ids": [ord(c) for c in text]}
@@ -170,6 +176,8 @@ def test_model_proposer_prompt_and_sampling() -> None:
     shown = "".join(map(chr, engine.prompts[0]))
     assert "Solve 2x for x = 3." in shown and "Double 3." in shown
     assert "**Substep 2:** Then 2x = 5." in shown and shown.endswith("\nA:")
+    # turn 1 (solve with the reference), the attempt as the answer, turn 2 with the gold answer
+    assert shown.index("Double 3.") < shown.index("A:Let x = 3.") < shown.index("answer is 6")
     sp = engine.params[0]
     assert (sp.n, sp.temperature, sp.top_p, sp.top_k, sp.max_tokens, sp.seed) == (
         3,
@@ -179,3 +187,20 @@ def test_model_proposer_prompt_and_sampling() -> None:
         99,
         5,
     )
+
+
+def test_counterfactual_grades_the_continuation_alone() -> None:
+    """A gold answer already in the prefix must not keep an intervention whose continuations
+    never reach it (the source grades the generated text only)."""
+    from rlvr.stages.intervention import counterfactual_passes
+
+    class Fixed:
+        def generate(self, prompt_token_ids, sampling: SamplingParams):
+            texts = ["and so on.", "so \\boxed{6}", "\\boxed{7}"]
+            return [[Completion([1], [0.0], "stop", t) for t in texts]]
+
+    guided = "We get \\boxed{6} early.\n\nThen"
+    args = (Fixed(), CharTokenizer(), "2*3?", guided, "6")
+    assert counterfactual_passes(*args, k=3) == 1  # only "so \boxed{6}"
+    # graded with the prefix, "and so on." inherits the prefix's \boxed{6}: 2 passes
+    assert counterfactual_passes(*args, k=3, grade_prefix=True) == 2

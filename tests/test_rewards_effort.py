@@ -51,3 +51,22 @@ def test_add_effort() -> None:
     assert chat["prompt"][0]["content"] == "Q [e=0.5]"
     with pytest.raises(ValueError):
         add_effort({"prompt": "x"}, 1.5)
+
+
+def test_effort_measures_the_chain_of_thought() -> None:
+    """l(h) is the CoT: "<think>" + 12 chars + "</think>" + a 20-char answer = 47 chars, CoT =
+    19 chars (before "</think>"); with 47 tokens that is 19 tokens. Completion B has no
+    </think>: it counts whole (20 tokens). Group mean T = (19 + 20) / 2 = 19.5; at r = 1,
+    19/19.5 <= 1 (reward 1) and 20/19.5 > 1 (reward 0). Measured whole, A (47 tokens) fails."""
+    a = "<think>" + "x" * 12 + "</think>" + "y" * 20
+    assert len(a) == 47 and a.find("</think>") == 19
+    b = "z" * 20
+    comp = {"math": [1.0, 1.0]}
+    scores, state = effort_reward([a, b], {"prompt": "p"}, num_tokens=[47, 20], components=comp)
+    assert scores == [1.0, 0.0] and state == {"mean": 19.5, "n": 1}
+    whole, st = effort_reward(
+        [a, b], {"prompt": "p"}, num_tokens=[47, 20], components=comp, measure="completion"
+    )
+    assert whole == [0.0, 1.0] and st["mean"] == 33.5
+    with pytest.raises(ValueError, match="measure"):
+        effort_reward([a], {"prompt": "p"}, num_tokens=[1], components=comp, measure="x")

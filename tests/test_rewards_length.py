@@ -101,3 +101,13 @@ def test_lc_r1_box_in_thinking_and_coefs() -> None:
     think_len = len("so \\boxed{\\frac{1}{2}} done. more words")
     assert out[0]["compress"] == pytest.approx(0.5 * (1 - 28 / think_len))
     assert out[0]["length"] == pytest.approx(0.0)  # the only correct rollout is the longest
+
+
+def test_lc_r1_valid_prefix_skips_operands_before_the_answer_is_derived() -> None:
+    """Answer 1: "x+1=2" holds the digit as an operand (skipped); "so x = 1." derives it."""
+    c = _lc("We have x+1=2 here. Then 1 + x = 2 again. So x = 1. Check it.", "1")
+    think = "We have x+1=2 here. Then 1 + x = 2 again. So x = 1."
+    assert valid_thinking_prefix(c, "1") == len(think)
+    # answer 4 in "2+2=4": the 2s are operands, the 4 after "=" is the result
+    assert valid_thinking_prefix(_lc("2+2=4. more", "4"), "4") == len("2+2=4.")
+    assert valid_thinking_prefix(_lc("4*3 = 12 no", "4"), "4") is None

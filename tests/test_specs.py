@@ -39,7 +39,7 @@ def test_pairs_rule_and_counts() -> None:
     scores = [[1.0, 0.0, 0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]]
     formats = [[True, True, True, True], [True, True], [True, False], [False, True]]
     stats: dict = {}
-    rows = build_preference_pairs(groups, examples, scores, formats, stats=stats)
+    rows = build_preference_pairs(groups, examples, scores, formats, pairing="coupled", stats=stats)
     assert stats == {
         "prompts": 4,
         "pairs": 3,
@@ -59,6 +59,7 @@ def test_pairs_rule_and_counts() -> None:
         [[1, 0, 0, 0]],
         [[True] * 4],
         max_pairs_per_prompt=2,
+        pairing="coupled",
     )
     assert _texts(capped, "chosen") == [GOOD, GOOD]
     assert _texts(capped, "rejected") == [WRONG, "w2"]
@@ -76,10 +77,40 @@ def test_corruptions_break_format_and_synthesized_pairs() -> None:
         corrupt_format(GOOD, "nope")
     stats: dict = {}
     rows = build_preference_pairs(
-        [[GOOD, GOOD]], [ex], [[1.0, 1.0]], [[True, True]], synthesize_rejected=True, stats=stats
+        [[GOOD, GOOD]],
+        [ex],
+        [[1.0, 1.0]],
+        [[True, True]],
+        synthesize_rejected=True,
+        pairing="coupled",
+        stats=stats,
     )
     assert stats["synthesized"] == 2 and stats["skipped_no_rejected"] == 0
     assert _texts(rows, "rejected") == [corrupt_format(GOOD, c) for c in CORRUPTIONS[:2]]
+
+
+def test_decoupled_pairs_are_the_default() -> None:
+    """The paper's pairs: rejected = the chosen response itself with its format corrupted, even
+    when natural wrong samples exist; prompts without a chosen sample are skipped."""
+    ex = [{"prompt": "5+7=", "answer": "12", "id": "a"}, {"prompt": "9+3=", "answer": "12"}]
+    other = GOOD.replace("<think>", "<think> ")
+    stats: dict = {}
+    rows = build_preference_pairs(
+        [[GOOD, WRONG, other], [WRONG, ILL]],
+        ex,
+        [[1.0, 0.0, 1.0], [0.0, 1.0]],
+        [[True, True, True], [True, False]],
+        stats=stats,
+    )
+    assert _texts(rows, "chosen") == [GOOD, other]
+    assert _texts(rows, "rejected") == [
+        corrupt_format(GOOD, CORRUPTIONS[0]),
+        corrupt_format(other, CORRUPTIONS[1]),
+    ]
+    assert WRONG not in _texts(rows, "rejected")
+    assert stats["synthesized"] == 2 and stats["skipped_no_chosen"] == 1
+    with pytest.raises(ValueError, match="pairing"):
+        build_preference_pairs([[GOOD]], ex[:1], [[1.0]], [[True]], pairing="both")
 
 
 def test_self_generate_shapes(tiny_model_dir: Path) -> None:

@@ -70,7 +70,7 @@ def test_registry_names_and_unknown_rule() -> None:
     }
     with pytest.raises(ValueError, match="did you mean 'steer'"):
         build_token_weights([{"name": "stear"}])
-    with pytest.raises(ValueError, match="bad params"):
+    with pytest.raises(ValueError, match="has no parameter .nope."):
         build_token_weights([{"name": "steer", "params": {"nope": 1}}])
 
 
@@ -156,7 +156,7 @@ def test_clip_cov_skips_tokens_already_clipped_by_ppo() -> None:
 
 
 def test_kl_cov_penalises_top_covariance_token_with_gradient() -> None:
-    rule = TOKEN_WEIGHTS.get("kl_cov")(ratio=1 / 6, coef=2.0)  # k = 1: row 1, token 2 (3.267)
+    rule = TOKEN_WEIGHTS.get("kl_cov")(ratio=1 / 6, coef=2.0, clip=True)  # k = 1: row 1, tok 2
     m = rule.prepare(cov_stats())
     assert m["penalized_fraction"] == pytest.approx(1 / 6)
     logp = COV_LOGP.clone()
@@ -248,7 +248,7 @@ def test_pipeline_composes_in_order_and_sums_penalties() -> None:
         [
             {"name": "high_entropy_only", "params": {"q": 0.6}},  # top 5 of 7
             {"name": "egspo_gate", "params": {"threshold": 0.4, "low_weight": 0.5}},
-            {"name": "kl_cov", "params": {"ratio": 0.15, "coef": 1.0}},  # k = 1
+            {"name": "kl_cov", "params": {"ratio": 0.15, "coef": 1.0, "clip": True}},  # k = 1
         ]
     )
     adv = torch.tensor([[1.0, 1.0, 1.0, 0.0], [-1.0, -1.0, -1.0, -1.0]])
@@ -294,3 +294,36 @@ def test_policy_loss_multipliers_scale_surrogate_only() -> None:
     close(logp.grad, [[0.5 * kl_grad, 0.5 * (kl_grad - 1.0)]], 1e-6)
     k3 = math.exp(-0.5) + 0.5 - 1
     assert float(terms.loss.detach()) == pytest.approx(0.5 * (k3 + 0.3) + 0.5 * (k3 - 1.0))
+
+
+def test_kl_cov_default_is_verls_unclipped_loss() -> None:
+    """verl compute_policy_loss_kl_cov: every token -A r (no clip), top-Cov tokens + coef|dlogp|.
+    Token 0: A = 1, old -1, logp -0.5: r = e^0.5 = 1.6487 > 1.2 (clip would bind); token 1:
+    A = -1, logp = old -1 (r = 1). Cov picks token 0 (k = max(1, int(0.5 * 2)) = 1)."""
+    from rlvr.algos.losses import policy_loss
+
+    old = torch.tensor([[-1.0, -1.0]])
+    adv = torch.tensor([[1.0, -1.0]])
+    mask = torch.ones(1, 2)
+    s = BatchTokenStats(torch.tensor([[-0.5, -1.0]]), old, torch.ones(1, 2), adv, mask)
+    rule = TOKEN_WEIGHTS.get("kl_cov")(ratio=0.5, coef=1.0)
+    assert rule.prepare(s)["penalized_fraction"] == pytest.approx(0.5)
+    logp = torch.tensor([[-0.5, -1.0]], requires_grad=True)
+    out = rule.apply(MicroBatchTokens(torch.tensor([0]), logp, old, torch.ones(1, 2), adv, mask))
+    terms = policy_loss(
+        logp,
+        old,
+        adv,
+        mask,
+        eps_low=0.2,
+        eps_high=0.2,
+        multipliers=out.weights,
+        penalty=out.penalty,
+    )
+    r = math.exp(0.5)
+    assert float(terms.loss.detach()) == pytest.approx(
+        -r * 1.0 + 0.5 + 1.0, abs=1e-5
+    )  # -rA + |dlogp|, +1
+    terms.loss.backward()
+    assert logp.grad is not None
+    close(logp.grad, [[-r + 1.0, 1.0]], 1e-5)  # clipped form would give 0 + 1 on token 0

@@ -1,11 +1,11 @@
 """Pluggable RL algorithm parts: advantage estimators, batch filters, policy losses, registries.
 
-Importing this package registers every built-in module: ``grpo``, ``dr_grpo``, ``rloo``
-(advantages.py), ``qae`` (qae.py), ``adora`` (adora.py) and the ``dynamic_sampling`` batch
-filter (filters.py).
+Built-in modules register themselves when a registry lookup first misses (the registry imports
+every module of this package): ``grpo``, ``dr_grpo``, ``rloo`` (advantages.py), ``qae``
+(qae.py), ``adora`` (adora.py) and the ``dynamic_sampling`` batch filter (filters.py). A new
+estimator or filter is one new file here; no import list to edit.
 """
 
-from rlvr.algos import adora, qae  # noqa: F401  (registration)
 from rlvr.algos.advantages import (
     AdvantageContext,
     AdvantageEstimator,

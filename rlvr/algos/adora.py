@@ -1,8 +1,8 @@
 """``adora``: Advantage Dynamics via Online Rollout Adaptation (Gui, Ren et al. 2025, blog
 "Training Reasoning Model with Dynamic Advantage Estimation on Reinforcement Learning";
-paper arXiv 2602.10019; public code ShadeCloak/ADORA: ``compute_grpo_outcome_advantage_
-length_weight`` in ADORA/verl/trainer/ppo/core_algos.py and ``weight_func`` in ADORA_VL's
-experience maker).
+paper arXiv 2602.10019; public code ShadeCloak/ADORA: ``compute_grpo_outcome_advantage_ADORA``
+in ADORA/verl/trainer/ppo/core_algos.py (the LLM code) and ``weight_func`` in ADORA_VL's
+experience maker (the VL code)).
 
 ADORA leaves the base estimator alone and reweights its advantages per prompt group. From each
 group's rollouts it classifies the prompt, at this step, as a temporarily advantageous sample
@@ -21,9 +21,15 @@ Classification criteria (``criterion``):
   when ``correct_key`` is None) and W the incorrect ones that were not truncated. The group is
   TAS when max_{i in C} L_i > mean_{j in W} L_j, i.e. the longest correct reasoning is longer
   than a typical failure (long correct chains are being found: learn from them at full
-  weight), and also when C is empty (nothing to compare; as in ``weight_func`` and
-  ``length_weight``). It is TDS otherwise, including when W is empty (mean over an empty set
-  = +inf, as in ``weight_func``). The public code treats "truncated" as L >= 4094 of 4096
+  weight), TDS otherwise. The two codes disagree on the empty sets, chosen by ``empty_sets``:
+
+  - ``"llm"`` (default; the LLM verl code ``compute_grpo_outcome_advantage_ADORA``): max over
+    an empty C = -inf and mean over an empty W = -inf, so **no correct response -> TDS**
+    (x lam) and **no non-truncated wrong response -> TAS** (x tas_weight); both empty -> TDS.
+  - ``"vl"`` (``weight_func`` of the VL code and the blog): mean over an empty W = +inf and
+    TAS whenever C is empty, so no correct -> TAS and no wrong -> TDS.
+
+  The public code treats "truncated" as L >= 4094 of 4096
   tokens; here it is the engine's finish reason "length" (``context.truncated``), or
   L >= ``max_length`` when the context has no truncation flags and ``max_length`` is set.
 - ``"difficulty"`` [gap: the paper names a difficulty criterion, but its text and code were
@@ -54,21 +60,32 @@ from rlvr.algos.advantages import AdvantageContext, AdvantageEstimator, _check, 
 from rlvr.algos.registry import register_advantage
 
 CRITERIA = ("length", "difficulty")
+EMPTY_SETS = ("llm", "vl")
 
 
 def length_advantage(
-    lengths: torch.Tensor, correct: torch.Tensor, truncated: torch.Tensor
+    lengths: torch.Tensor,
+    correct: torch.Tensor,
+    truncated: torch.Tensor,
+    empty_sets: str = "llm",
 ) -> torch.Tensor:
     """[B] bool: TAS by the length criterion (see module docstring) for [B, G] inputs."""
+    if empty_sets not in EMPTY_SETS:
+        raise ValueError(f"adora: empty_sets must be one of {EMPTY_SETS}, got {empty_sets!r}")
     out = torch.zeros(lengths.shape[0], dtype=torch.bool)
     for b in range(lengths.shape[0]):
         pos = lengths[b][correct[b]]
         neg = lengths[b][~correct[b] & ~truncated[b]]
-        if pos.numel() == 0:
-            out[b] = True
-            continue
-        mean_neg = float(neg.mean()) if neg.numel() else math.inf
-        out[b] = float(pos.max()) > mean_neg
+        if empty_sets == "vl":
+            if pos.numel() == 0:
+                out[b] = True
+                continue
+            mean_neg = float(neg.mean()) if neg.numel() else math.inf
+            out[b] = float(pos.max()) > mean_neg
+        else:
+            max_pos = float(pos.max()) if pos.numel() else -math.inf
+            mean_neg = float(neg.mean()) if neg.numel() else -math.inf
+            out[b] = max_pos > mean_neg
     return out
 
 
@@ -87,7 +104,11 @@ class ADORA(AdvantageEstimator):
         difficulty_threshold: float = 0.5,
         ema: float = 0.5,
         max_tracked: int = 100_000,
+        empty_sets: str = "llm",
     ) -> None:
+        if empty_sets not in EMPTY_SETS:
+            raise ValueError(f"adora: empty_sets must be one of {EMPTY_SETS}, got {empty_sets!r}")
+        self.empty_sets = empty_sets
         if base == "adora":
             raise ValueError("adora: base must be another estimator")
         if criterion not in CRITERIA:
@@ -162,7 +183,9 @@ class ADORA(AdvantageEstimator):
             if context.lengths is None:
                 raise ValueError("adora: the length criterion needs context.lengths")
             lengths = context.lengths.to(torch.float32)
-            tas = length_advantage(lengths, correct, self._truncated(lengths, context))
+            tas = length_advantage(
+                lengths, correct, self._truncated(lengths, context), self.empty_sets
+            )
             self._update_state(ids, pass_rate, tas, context.step)
             return tas
         estimates = self._update_state(ids, pass_rate, None, context.step)

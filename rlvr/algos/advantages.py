@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algos.registry import ADVANTAGES, register_advantage
+from rlvr.algos.registry import ADVANTAGES, BindError, register_advantage
 
 
 @dataclass
@@ -121,11 +121,13 @@ class RLOO(AdvantageEstimator):
 
 
 def build_advantage(name: str, **params: Any) -> AdvantageEstimator:
-    cls = ADVANTAGES.get(name)
     try:
-        return cls(**params)
-    except TypeError as e:
-        raise TypeError(f"algo.advantage_params for {name!r}: {e}") from e
+        return ADVANTAGES.bind(
+            name, params, name_field="advantage", params_field="advantage_params"
+        )
+    except BindError as e:
+        e.reraise("algo")
+        raise
 
 
 def compute_advantages(

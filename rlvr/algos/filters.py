@@ -19,7 +19,15 @@ Algorithm 1; verl ``recipe/dapo`` ``filter_groups``): a group whose G rewards ar
 and generation continues until the batch holds ``target`` informative groups (default: the
 batch's own prompt count, i.e. ``train.prompts_per_step``)::
 
-    keep group b  iff  max_i r_{b,i} - min_i r_{b,i} > min_spread    (std > 0 when spread = 0)
+    keep group b  iff  max_i m_{b,i} - min_i m_{b,i} > min_spread    (std > 0 when spread = 0)
+
+``m`` is what the group is judged on (``metric``). Default ``metric="acc"``, as in DAPO
+(Eq. 11: ``0 < |{o_i : is_equivalent(a, o_i)}| < G``; verl ``filter_groups.metric=acc``):
+m = 1[component ``correct_key`` > 0.5], the verifier's correctness, so an all-correct group
+whose members differ only by a length penalty (``overlong``) is dropped, as DAPO drops it.
+``metric="reward"`` keys on the total reward (rlvr's earlier reading: shaping terms make such a
+group "informative" and its length penalty becomes a full-scale advantage after std scaling);
+any other value names a reward component whose raw values are compared.
 
 Retries are bounded: at most ``max_rounds`` generation rounds in all (the first included),
 each drawing ``ceil(oversample * missing groups)`` prompts (``refill="missing"``) or a full
@@ -39,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rlvr.algos.registry import FILTERS, register_filter
+from rlvr.algos.registry import FILTERS, BindError, register_filter
 
 if TYPE_CHECKING:  # keeps ``import rlvr.algos`` free of the rollout engines' imports
     from rlvr.batch import RolloutBatch
@@ -71,7 +79,11 @@ class DynamicSampling(BatchFilter):
         refill: str = "missing",
         oversample: float = 1.0,
         min_spread: float = 0.0,
+        metric: str = "acc",
+        correct_key: str = "math",
     ) -> None:
+        if not metric:
+            raise ValueError("dynamic_sampling: metric must be 'acc', 'reward' or a component")
         if max_rounds < 1:
             raise ValueError(f"dynamic_sampling: max_rounds must be >= 1, got {max_rounds}")
         if refill not in ("missing", "full"):
@@ -87,6 +99,21 @@ class DynamicSampling(BatchFilter):
         self.refill = refill
         self.oversample = oversample
         self.min_spread = min_spread
+        self.metric = metric
+        self.correct_key = correct_key
+
+    def judged(self, batch: RolloutBatch) -> torch.Tensor:
+        """[B, G] values the keep rule compares (see ``metric`` in the module docstring)."""
+        if self.metric == "reward":
+            return batch.rewards
+        key = self.correct_key if self.metric == "acc" else self.metric
+        if key not in batch.reward_components:
+            raise KeyError(
+                f"dynamic_sampling: metric {self.metric!r} needs reward component {key!r}; "
+                f"components: {sorted(batch.reward_components)} (set params.correct_key)"
+            )
+        values = batch.reward_components[key]
+        return (values > 0.5).to(torch.float32) if self.metric == "acc" else values
 
     def __call__(
         self, batch: RolloutBatch, generate: Generate
@@ -98,7 +125,7 @@ class DynamicSampling(BatchFilter):
         rounds = 1
         current = batch
         while True:
-            keep = informative_groups(current.rewards, self.min_spread)
+            keep = informative_groups(self.judged(current), self.min_spread)
             generated += current.num_prompts
             dropped += current.num_prompts - len(keep)
             if keep:
@@ -127,8 +154,8 @@ class DynamicSampling(BatchFilter):
 
 
 def build_filter(name: str, **params: Any) -> BatchFilter:
-    cls = FILTERS.get(name)
     try:
-        return cls(**params)
-    except TypeError as e:
-        raise TypeError(f"algo.filters params for {name!r}: {e}") from e
+        return FILTERS.bind(name, params, name_field="name", params_field="params")
+    except BindError as e:
+        e.reraise("algo.filters")
+        raise

@@ -32,10 +32,16 @@ class Completion:
     logprobs: list[float]
     finish_reason: str
     text: str = ""
+    context_len: int = 0  # leading tokens that were context for this draw (a CURE branch's prefix)
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    @property
+    def generated_len(self) -> int:
+        """Tokens generated in this draw: a CURE branch counts its continuation only."""
+        return len(self.token_ids) - self.context_len
 
 
 @dataclass

@@ -20,7 +20,9 @@ all are scored and optimised jointly (one group: the advantage baseline spans bo
 Choices: a branched completion is stored as prefix + continuation of the original prompt, so
 one prompt per group stays true and the reward sees the whole solution; the shared prefix
 therefore enters the loss again (CURE's code keeps the prefix in the prompt and trains only
-on the continuation). The continuation gets the full ``max_tokens`` budget, as in CURE, and a
+on the continuation). Lengths follow CURE: the prefix is context (``Completion.context_len``),
+so length rewards (``num_tokens``, e.g. ``overlong``) and ADORA's lengths count the
+continuation only (``Completion.generated_len``); a branch is never penalised for its prefix. The continuation gets the full ``max_tokens`` budget, as in CURE, and a
 sampling seed offset from the first draw's. Entropies come from the caller (the trainer's
 no-grad pass of the current policy, ``Trainer._branch``); the critical-token draw uses a
 private RNG seeded with (seed, step). Stage 2 of CURE is plain DAPO sampling: the recipe key
@@ -67,6 +69,7 @@ def rejoin(original: Completion, position: int, continuation: Completion, text: 
         logprobs=list(original.logprobs[:position]) + list(continuation.logprobs),
         finish_reason=continuation.finish_reason,
         text=text,
+        context_len=position,
     )
 
 

@@ -5,14 +5,18 @@ Setlur, Kumar, arXiv 2601.14209; public code intervention-training/int; notes in
 ../shared/specs/rewards_and_stages.md §7). Pipeline, per incorrect attempt of a problem:
 
 1. split the attempt into substeps on blank lines (``"\\n\\n"``), numbered from 1;
-2. the *same* model, shown the problem, the reference solution and the numbered substeps,
-   names the first critical error and writes a one-step intervention, answering
-   ``<intervention>{"content": ..., "location": k}</intervention>``; the **last** block is
-   parsed (location strings become integers);
+2. the *same* model, in the source's two turns (``propose_interventions.py``:
+   ``apply_self_correct_template``): (i) asked to solve the problem with a high-level reference,
+   answered by its own attempt; (ii) told the gold answer and shown the numbered substeps, it
+   logs a verification, names the first critical error, drafts a one-step intervention and
+   self-checks the draft (no gold answer in it, no missed insight, placed before the error),
+   answering ``<intervention>{"content": ..., "location": k}</intervention>``; the **last**
+   block is parsed (the first integer of the location: ``"Substep 3"`` -> 3);
 3. ``guided = "\\n\\n".join(substeps[:k-1]) + "\\n\\n" + content`` (content alone for k = 1);
    interventions that contain the gold answer are dropped (oracle leakage), one per attempt;
 4. counterfactual check: continue ``guided`` as the assistant's own partial answer K times and
-   keep the row iff at least one continuation verifies (rlvr's math verifier);
+   keep the row iff at least one continuation verifies (rlvr's math verifier on the
+   continuation alone, as the source grades it);
 5. SFT on the kept rows: input = problem, target = the guided prefix + intervention only (the
    continuation is not trained on, and no EOS follows the target), then hand the model to RL.
 
@@ -22,8 +26,8 @@ solution is a full worked solution in the attempt's format (the arithmetic task,
 up to the first character the attempt got wrong.
 
 Defaults follow the public code where the spec gives them (K_interv = 4, K_check = 32,
-T = 0.7, top-p = 0.8, top-k = 20); the prompt below is our own condensed wording of the
-paper's self-correct prompt.
+T = 0.7, top-p = 0.8, top-k = 20); the prompts below are our own wording of the source's
+two turns. Empty interventions are dropped here (the source keeps them).
 """
 
 from __future__ import annotations
@@ -39,23 +43,32 @@ from typing import Any
 from rewards.math import math_reward
 from rlvr.rollout import RolloutEngine, SamplingParams
 
-SELF_CORRECT_PROMPT = """\
-You are an expert mathematician grading a student's attempt against a reference solution.
+SOLVE_PROMPT = """\
+Solve the problem below. A high-level reference solution is given as a guide.
 
 Problem:
 {problem}
 
 Reference solution (high level):
-{reference}
+{reference}"""
 
-Student attempt, in numbered substeps:
+SELF_CORRECT_PROMPT = """\
+Your answer above is incorrect: the correct final answer is {answer}. Here is your attempt
+again, split into numbered substeps:
+
 {substeps}
 
-Check every substep against the reference. Find the first critical error: a factual error or
-logical fallacy that invalidates the reasoning and is not recovered from later. Then write one
-intervention step in the student's voice, to be inserted before that error, that sketches the
-right next step without stating the final answer. End with
-<intervention>{{"content": "<the step>", "location": <substep number>}}</intervention>"""
+1. Verify each substep against the reference solution and write a short verification log.
+2. Name the first critical error: a factual error or logical fallacy that invalidates the line
+   of reasoning and is not recovered from later.
+3. Draft one intervention step, in your own voice as the solver, to be inserted before that
+   error, that sets the reasoning on the right track without stating the final answer.
+4. Self-check the draft: does it contain "{answer}"? Does it miss a key insight? Is it placed
+   after the critical error? If any answer is yes, redo the draft until all are no.
+
+End with the final draft only, as
+<intervention>{{"content": "<the step>", "location": <substep number>}}</intervention>
+(content may be empty if no intervention helps)."""
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +85,25 @@ def split_substeps(attempt: str) -> list[str]:
     return [s for s in attempt.split("\n\n") if s.strip()]
 
 
-def self_correct_prompt(problem: str, reference: str, substeps: Sequence[str]) -> str:
+def self_correct_prompt(answer: str, substeps: Sequence[str]) -> str:
+    """The second user turn: numbered substeps, the gold answer, the self-check."""
     numbered = "\n\n".join(f"**Substep {i}:** {s}" for i, s in enumerate(substeps, start=1))
-    return SELF_CORRECT_PROMPT.format(problem=problem, reference=reference, substeps=numbered)
+    return SELF_CORRECT_PROMPT.format(answer=answer, substeps=numbered)
+
+
+def proposal_messages(row: dict, substeps: Sequence[str]) -> list[dict]:
+    """The source's two turns: (1) solve with the reference, answered by the attempt itself;
+    (2) the self-correct request with the gold answer and the draft self-check."""
+    return [
+        {
+            "role": "user",
+            "content": SOLVE_PROMPT.format(
+                problem=row["prompt"], reference=row.get("reference_solution", "")
+            ),
+        },
+        {"role": "assistant", "content": "\n\n".join(substeps)},
+        {"role": "user", "content": self_correct_prompt(str(row["answer"]), substeps)},
+    ]
 
 
 def parse_intervention(text: str, num_substeps: int) -> Intervention | None:
@@ -93,10 +122,10 @@ def parse_intervention(text: str, num_substeps: int) -> Intervention | None:
     if not isinstance(data, dict):
         return None
     content = data.get("content")
-    try:
-        location = int(str(data.get("location", "")).strip())
-    except ValueError:
+    digits = re.search(r"\d+", str(data.get("location", "")))  # "Substep 3" -> 3, as the source
+    if digits is None:
         return None
+    location = int(digits.group())
     if not isinstance(content, str) or not content.strip():
         return None
     if not 1 <= location <= max(num_substeps, 1):
@@ -159,11 +188,11 @@ def model_proposer(
     top-k 20, as in the public code)."""
 
     def propose(row: dict, substeps: list[str]) -> list[str]:
-        prompt = self_correct_prompt(row["prompt"], row.get("reference_solution", ""), substeps)
+        messages = proposal_messages(row, substeps)
         sp = SamplingParams(
             n=k, temperature=0.7, top_p=0.8, top_k=20, max_tokens=max_tokens, seed=seed
         )
-        return [c.text for c in engine.generate([_chat_ids(tokenizer, prompt)], sp)[0]]
+        return [c.text for c in engine.generate([_chat_ids(tokenizer, messages)], sp)[0]]
 
     return propose
 
@@ -178,13 +207,18 @@ def counterfactual_passes(
     k: int = 32,
     max_tokens: int = 1024,
     seed: int = 0,
+    grade_prefix: bool = False,
 ) -> int:
     """How many of K continuations of ``guided`` (as the assistant's partial answer) verify.
 
-    ``problem`` is the user message, or the whole chat prompt as a list of messages."""
+    The continuation alone is graded, as in the source (``filter_guided_rollouts`` scores the
+    generated text's last ``boxed{}``), so a gold answer already in the prefix cannot keep a
+    useless intervention; ``grade_prefix=True`` grades ``guided + continuation`` (rlvr's earlier
+    reading). ``problem`` is the user message, or the whole chat prompt as messages."""
     sp = SamplingParams(n=k, temperature=0.7, top_p=0.8, top_k=20, max_tokens=max_tokens, seed=seed)
     group = engine.generate([_chat_ids(tokenizer, problem, guided)], sp)[0]
-    return sum(int(math_reward(guided + c.text, answer) == 1.0) for c in group)
+    graded = [(guided + c.text) if grade_prefix else c.text for c in group]
+    return sum(int(math_reward(text, answer) == 1.0) for text in graded)
 
 
 def _intervene(

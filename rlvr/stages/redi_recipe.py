@@ -74,6 +74,7 @@ class REDISFT(_Section):
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     warmup_steps: int = Field(0, ge=0)
     schedule: str = "linear"
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (TRL's default 0).")
     max_length: int = Field(1024, ge=8)
 
 
@@ -244,6 +245,7 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
                 max_steps=s.steps,
                 warmup_steps=s.warmup_steps,
                 schedule=s.schedule,
+                weight_decay=s.weight_decay,
                 max_length=s.max_length,
                 seed=recipe.seed,
                 trust_remote_code=recipe.model.trust_remote_code,

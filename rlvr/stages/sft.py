@@ -67,6 +67,7 @@ def run_sft(
     trust_remote_code: bool = False,
     logging_dir: str | Path | None = None,
     gradient_checkpointing: bool = False,
+    weight_decay: float = 0.0,
 ) -> dict[str, Any]:
     """Fine-tune ``model_path`` on conversational rows and save to ``out_dir`` (safetensors).
 
@@ -104,6 +105,7 @@ def run_sft(
         max_steps=max_steps,
         warmup_steps=warmup_steps,
         lr_scheduler_type=schedule,
+        weight_decay=weight_decay,
         packing=packing,
         logging_steps=25,
         max_length=max_length,

@@ -25,9 +25,15 @@ What this module does (text-only adaptation; "format" = ``<think>...</think>`` t
 - :func:`self_generate` samples ``n`` completions per prompt from the model itself (the model
   passed in plays pi_GRPO-zero: run a short GRPO first to follow the paper). It scores
   correctness with ``rewards.math.math_reward`` and format with ``format_reward``.
-- :func:`build_preference_pairs` makes the pairs. Chosen = correct AND well-formed;
+- :func:`build_preference_pairs` makes the pairs. Chosen = correct AND well-formed.
+  ``pairing="decoupled"`` (default; the paper's pairs, project page "Decoupled Data" row and
+  data-example caption "chosen (correct format) and rejected (corrupted format)"; its ablation
+  favours them after RL, 50.02 vs 48.68): each chosen C_k (k < N) is paired with a copy of
+  itself whose format is corrupted by :func:`corrupt_format` (the corruption cycles with k;
+  the first one that changes the text), so the pair differs in form only, not in content.
+  ``pairing="coupled"`` (rlvr's earlier default) pairs chosen with natural rejected samples,
   rejected = wrong OR ill-formed (so an ill-formed correct answer is a rejected sample).
-  Pairing rule: with chosen C_1..C_c and rejected R_1..R_r in sampling order, the k-th pair is
+  Coupled pairing rule: with chosen C_1..C_c and rejected R_1..R_r in sampling order, the k-th pair is
   (C_{k mod c}, R_{k mod r}) for k = 0..min(N, max(c, r)) - 1. Every sample then appears in
   some pair when N allows, and a prompt gives at most N = ``max_pairs_per_prompt`` pairs.
   Prompts with no chosen or no rejected sample are skipped and counted. With
@@ -52,8 +58,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+PAIRINGS = ("decoupled", "coupled")
+
 __all__ = [
     "CORRUPTIONS",
+    "PAIRINGS",
     "build_preference_pairs",
     "corrupt_format",
     "run_specs",
@@ -98,6 +107,7 @@ def build_preference_pairs(
     *,
     max_pairs_per_prompt: int = 4,
     synthesize_rejected: bool = False,
+    pairing: str = "decoupled",
     stats: dict | None = None,
 ) -> list[dict]:
     """Conversational DPO rows ``{prompt, chosen, rejected, id}`` from each prompt's own samples.
@@ -112,6 +122,8 @@ def build_preference_pairs(
         raise ValueError("groups, examples, scores and formats_ok must have the same length")
     if max_pairs_per_prompt < 1:
         raise ValueError("max_pairs_per_prompt must be >= 1")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     counts = {
         "prompts": len(groups),
         "pairs": 0,
@@ -129,8 +141,8 @@ def build_preference_pairs(
         if not chosen:
             counts["skipped_no_chosen"] += 1
             continue
-        if not rejected:
-            if not synthesize_rejected:
+        if pairing == "decoupled" or not rejected:
+            if pairing == "coupled" and not synthesize_rejected:
                 counts["skipped_no_rejected"] += 1
                 continue
             rejected = []
@@ -232,6 +244,7 @@ def run_specs(
     temperature: float = 1.0,
     max_pairs_per_prompt: int = 4,
     synthesize_rejected: bool = False,
+    pairing: str = "decoupled",
     sft_weight: float = 1.0,
     max_length: int = 512,
     pairs: list[dict] | None = None,
@@ -269,6 +282,7 @@ def run_specs(
             gen["formats_ok"],
             max_pairs_per_prompt=max_pairs_per_prompt,
             synthesize_rejected=synthesize_rejected,
+            pairing=pairing,
             stats=pair_stats,
         )
         log.info("specs pairs: %s", pair_stats)

@@ -17,7 +17,7 @@ model, data and sampling settings reuses ``samples.jsonl`` instead of sampling a
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,10 +45,15 @@ log = logging.getLogger("rlvr")
 class SPECSConfig(_Section):
     sampling: Sampling = Sampling(n=8)
     max_pairs_per_prompt: int = Field(4, ge=1)
+    pairing: Literal["decoupled", "coupled"] = Field(
+        "decoupled",
+        description="decoupled (the paper): rejected = the chosen response with its format "
+        "corrupted; coupled: rejected = a natural wrong or ill-formed sample.",
+    )
     synthesize_rejected: bool = Field(
         False,
-        description="Prompts with no rejected sample get a format-corrupted copy of a chosen "
-        "one (the paper's decoupled pairs).",
+        description="coupled pairing only: prompts with no rejected sample get a "
+        "format-corrupted copy of a chosen one.",
     )
     judge: JudgeConfig = Field(
         JudgeConfig(),
@@ -147,6 +152,7 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
         [[r["well_formed"] for r in g] for g in groups],
         max_pairs_per_prompt=cfg.max_pairs_per_prompt,
         synthesize_rejected=cfg.synthesize_rejected,
+        pairing=cfg.pairing,
         stats=stats,
     )
     write_metrics(run_dir / "pairs.jsonl", pairs)

@@ -2,10 +2,10 @@
 
 Registered names: ``high_entropy_only`` (high_entropy.py), ``clip_cov`` (clip_cov.py),
 ``kl_cov`` (kl_cov.py), ``egspo_gate`` (egspo.py), ``steer`` (steer.py). base.py states the
-combined loss and why selections are made over the whole rollout batch.
+combined loss and why selections are made over the whole rollout batch. A new rule is one new
+file in this package: the registry imports the package's modules when a lookup first misses.
 """
 
-from rlvr.algos.token_weighting import clip_cov, egspo, high_entropy, kl_cov, steer  # noqa: F401
 from rlvr.algos.token_weighting.base import (
     TOKEN_WEIGHTS,
     BatchTokenStats,

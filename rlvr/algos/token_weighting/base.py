@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from rlvr.algos.registry import Registry
+from rlvr.algos.registry import BindError, Registry
 
-TOKEN_WEIGHTS = Registry("token-weight rule")
+TOKEN_WEIGHTS = Registry("token-weight rule", "rlvr.algos.token_weighting")
 register_token_weight = TOKEN_WEIGHTS.register
 
 
@@ -167,11 +167,8 @@ def build_token_weights(specs: list[Any]) -> TokenWeightPipeline:
         name = spec["name"] if isinstance(spec, dict) else spec.name
         params = (spec.get("params") if isinstance(spec, dict) else spec.params) or {}
         try:
-            cls = TOKEN_WEIGHTS.get(name)
-        except KeyError as e:  # ValueError: the CLI reports it as a recipe error
-            raise ValueError(f"algo.token_weights: {e.args[0]}") from None
-        try:
-            rules.append((name, cls(**params)))
-        except TypeError as e:
-            raise ValueError(f"algo.token_weights {name!r}: bad params {params}: {e}") from e
+            rule = TOKEN_WEIGHTS.bind(name, dict(params), name_field="name", params_field="params")
+        except BindError as e:  # ValueError: the CLI reports it as a recipe error
+            raise ValueError(f"algo.token_weights {e.field}: {e.message}") from None
+        rules.append((name, rule))
     return TokenWeightPipeline(rules)

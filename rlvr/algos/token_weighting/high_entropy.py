@@ -11,8 +11,12 @@ public descriptions of its verl patch (ms-swift's ``top_entropy_quantile`` docs)
 Choices: the ranking is over the whole rollout batch (all loss tokens of all completions),
 as in the paper (not per micro-batch, not per sequence); an exact count ceil(q * n) rather
 than a quantile threshold, so ties cannot inflate the kept fraction. The aggregation
-denominator is unchanged (the low-entropy tokens count in it with zero gradient), which is
-what masking the per-token loss does in the paper's code. q = 0.2 is the paper's default.
+denominator is unchanged (the low-entropy tokens count in it with zero gradient): this is the
+paper's objective J_HighEnt (1/sum_i |o_i| outside the indicator). The public reproduction
+(zhouxiangxin1998/Beyond-the-80-20-Rule-RLVR, ``dp_actor.py``) instead multiplies the response
+mask by the top-entropy mask, so its token-mean divides by the *selected* count (~1/q larger
+gradient, per micro-batch); Adam absorbs most of the scale, grad clipping and KL/entropy
+weights do not. q = 0.2 is the paper's default.
 """
 
 from __future__ import annotations

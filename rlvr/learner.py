@@ -1,0 +1,287 @@
+"""The learner: policy (+ frozen reference), optimizer and LR schedule, token rules, policy loss.
+
+It consumes one tensor-only :class:`~rlvr.batch.TrainBatch` per step and knows no estimator,
+reward or engine (advantages arrive computed). Per micro-batch the policy's per-token log-probs
+and entropies come from the fused kernel (rlvr/kernels), and the clipped surrogate
+
+    L = sum_t w_t * [-min(r_t A_t, clip(r_t, 1 - eps_low, 1 + eps_high) A_t)
+                     + kl_coef * k3(pi_ref || pi)_t - entropy_coef * H_t]
+    r_t = exp(logp_t - logp_old_t)
+
+(rlvr/algos/losses.py; ``w_t`` the batch-level aggregation weights, optionally multiplied by
+the token rules' weights, rlvr/algos/token_weighting) is back-propagated; then grad-norm
+clipping, AdamW and the LR schedule. Token rules make their whole-batch choices from one no-grad
+pass first.
+
+What it measured flows back as the return value of :meth:`Learner.update` (metrics, and the
+completion tokens' entropies for the histogram). :meth:`token_entropies` is the explicit
+function CURE's branching (on the sampler side) is handed; :meth:`weights` is the full state
+dict (tied weights included) for syncing rollout engines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rlvr.algos import policy_loss, token_weights
+from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_token_weights
+from rlvr.batch import TrainBatch
+from rlvr.config import Recipe
+from rlvr.metrics import entropy_metrics
+from rlvr.policy import token_logprobs
+from rlvr.rollout.base import Completion
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant or cosine decay to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def load_policy(recipe: Recipe, weights_path: str, *, revision: str | None) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    m = recipe.model
+    return AutoModelForCausalLM.from_pretrained(
+        weights_path,
+        dtype=DTYPES[m.dtype],
+        trust_remote_code=m.trust_remote_code,
+        revision=revision,
+        use_safetensors=True,
+    )
+
+
+@dataclass
+class UpdateResult:
+    metrics: dict[str, float]
+    token_entropies: torch.Tensor  # [completion tokens] entropies of the update's first pass
+
+
+class Learner:
+    def __init__(self, recipe: Recipe, *, pad_id: int, weights_path: str, resumed: bool) -> None:
+        """``weights_path``: the model directory, or the checkpoint being resumed from."""
+        m, t = recipe.model, recipe.train
+        self.recipe = recipe
+        self.pad_id = pad_id
+        self.model = load_policy(recipe, weights_path, revision=None if resumed else m.revision)
+        if m.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.train()
+        self.ref_model = None
+        if recipe.algo.kl_coef > 0:
+            self.ref_model = load_policy(recipe, m.path, revision=m.revision).eval()
+            self.ref_model.requires_grad_(False)
+        self.token_rules = build_token_weights(recipe.algo.token_weights)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=t.lr,
+            betas=t.betas,
+            weight_decay=t.weight_decay,
+        )
+        schedule: Callable[[int], float] = lambda s: lr_lambda(  # noqa: E731
+            s, warmup=t.warmup_steps, total=t.steps, schedule=t.schedule, min_ratio=t.min_lr_ratio
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.updates_done = 0  # RL steps trained (seeds token rules' random choices)
+
+    # ------------------------------------------------------------------ what others call
+
+    def weights(self) -> Iterable[tuple[str, torch.Tensor]]:
+        """Every tensor of the policy's state dict (tied ``lm_head`` included)."""
+        return self.model.state_dict().items()
+
+    def token_entropies(
+        self, prompt_ids: list[list[int]], groups: list[list[Completion]]
+    ) -> list[list[list[float]]]:
+        """Per completion token, the current policy's predictive entropy: [B][G][tokens]."""
+        rows = [(p, c) for p, g in zip(prompt_ids, groups, strict=True) for c in g]
+        width = max(len(p) + len(c.token_ids) for p, c in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        cmask = torch.zeros_like(ids)
+        for i, (p, c) in enumerate(rows):
+            lp, lc = len(p), len(c.token_ids)
+            ids[i, : lp + lc] = torch.tensor(p + list(c.token_ids), dtype=torch.long)
+            attn[i, : lp + lc] = 1
+            cmask[i, lp : lp + lc] = 1
+        _, ent = self.no_grad_pass(self.model, ids, attn, cmask)
+        flat = [
+            ent[i, len(p) - 1 : len(p) - 1 + len(c.token_ids)].tolist()
+            for i, (p, c) in enumerate(rows)
+        ]
+        size = len(groups[0])
+        return [flat[b * size : (b + 1) * size] for b in range(len(groups))]
+
+    def micro_batches(self, n: int) -> list[torch.Tensor]:
+        size = self.recipe.train.micro_batch_size
+        return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
+
+    @torch.no_grad()
+    def no_grad_pass(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        completion_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token (log-prob, entropy) [N, L-1] of ``model`` over the whole batch."""
+        n, width = input_ids.shape
+        out = torch.zeros((n, width - 1), dtype=torch.float32)
+        ent_out = torch.zeros((n, width - 1), dtype=torch.float32)
+        for idx in self.micro_batches(n):
+            ln = int(attention_mask[idx].sum(dim=1).max())
+            logp, ent = token_logprobs(
+                model,
+                input_ids[idx, :ln],
+                attention_mask[idx, :ln],
+                completion_mask[idx, :ln],
+                temperature=self.recipe.rollout.temperature,
+                impl=self.recipe.train.logprob_impl,
+            )
+            out[idx, : ln - 1] = logp
+            ent_out[idx, : ln - 1] = ent
+        return out, ent_out
+
+    def frozen_logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
+        return self.no_grad_pass(
+            model, batch.input_ids, batch.attention_mask, batch.completion_mask
+        )[0]
+
+    # ------------------------------------------------------------------ one update
+
+    def update(self, batch: TrainBatch) -> UpdateResult:
+        """Forward/backward over micro-batches, then ``algo.updates_per_batch`` optimizer steps."""
+        a, t = self.recipe.algo, self.recipe.train
+        n = batch.num_rows
+        target_mask = batch.target_mask
+        # tokens that enter the loss: all completion tokens unless a sample is masked out
+        loss_mask = target_mask * batch.sample_weights.unsqueeze(1)
+        num_tokens = int((loss_mask > 0).sum())
+        num_target = int(target_mask.sum())
+        token_adv = batch.advantages
+        rollout_lp = batch.rollout_logprobs[:, 1:]
+        ref_lp = None if self.ref_model is None else self.frozen_logprobs(self.ref_model, batch)
+        old_lp: torch.Tensor | None = None
+        if a.old_logprobs == "rollout":
+            old_lp = rollout_lp
+        elif a.updates_per_batch > 1:
+            old_lp = self.frozen_logprobs(self.model, batch)
+        rule_metrics: dict[str, float] = {}
+        if self.token_rules:  # algo.token_weights: whole-batch selections before the loop
+            logp_all, ent_all = self.no_grad_pass(
+                self.model, batch.input_ids, batch.attention_mask, batch.completion_mask
+            )
+            stats = BatchTokenStats(
+                logp_all,
+                logp_all if old_lp is None else old_lp,
+                ent_all,
+                token_adv,
+                loss_mask.float(),
+                self.updates_done,
+                a.eps_low,
+                a.eps_high,
+            )
+            rule_metrics = self.token_rules.prepare(stats)
+        entropies = torch.zeros_like(rollout_lp)
+        sums = {"clip": 0.0, "kl": 0.0, "ratio": 0.0, "loss": 0.0, "mismatch": 0.0, "ent": 0.0}
+        grad_norms = []
+        for update in range(a.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            for idx in self.micro_batches(n):
+                ln = int(batch.attention_mask[idx].sum(dim=1).max())
+                mask = target_mask[idx, : ln - 1]
+                logp, ent = token_logprobs(
+                    self.model,
+                    batch.input_ids[idx, :ln],
+                    batch.attention_mask[idx, :ln],
+                    batch.completion_mask[idx, :ln],
+                    temperature=self.recipe.rollout.temperature,
+                    impl=t.logprob_impl,
+                )
+                old = logp.detach() if old_lp is None else old_lp[idx, : ln - 1]
+                ref = None if ref_lp is None else ref_lp[idx, : ln - 1]
+                weights = token_weights(
+                    loss_mask[idx, : ln - 1],
+                    a.loss_aggregation,
+                    n,
+                    num_tokens,
+                    self.recipe.rollout.max_new_tokens,
+                )
+                rules = self.token_rules.apply(
+                    MicroBatchTokens(
+                        idx, logp, old, ent.detach(), token_adv[idx, : ln - 1], mask.float()
+                    )
+                )
+                terms = policy_loss(
+                    logp,
+                    old,
+                    token_adv[idx, : ln - 1],
+                    weights,
+                    eps_low=a.eps_low,
+                    eps_high=a.eps_high,
+                    ref_logp=ref,
+                    kl_coef=a.kl_coef,
+                    entropy=ent,
+                    entropy_coef=a.entropy_coef,
+                    multipliers=rules.weights if self.token_rules else None,
+                    penalty=rules.penalty,
+                )
+                terms.loss.backward()
+                if update == 0:
+                    fmask = mask.float()
+                    entropies[idx, : ln - 1] = ent.detach() * fmask
+                    sums["mismatch"] += float(
+                        ((logp.detach() - rollout_lp[idx, : ln - 1]).abs() * fmask).sum()
+                    )
+                    sums["ent"] += float((ent.detach() * fmask).sum())
+                sums["clip"] += float(terms.clip_fraction_sum)
+                sums["kl"] += float(terms.kl_sum)
+                sums["ratio"] += float(terms.ratio_sum)
+                sums["loss"] += float(terms.loss.detach())
+            grad_norms.append(self._clip_grad_norm())
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)  # free gradients before the next rollout
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.updates_done += 1
+        denom = max(num_tokens, 1)
+        updates = a.updates_per_batch
+        metrics = {
+            "loss": sums["loss"] / updates,
+            "clip_fraction": sums["clip"] / (denom * updates),
+            "kl": sums["kl"] / (denom * updates),
+            "ratio/mean": sums["ratio"] / (denom * updates),
+            "entropy": sums["ent"] / max(num_target, 1),
+            "logprob_mismatch": sums["mismatch"] / max(num_target, 1),
+            "grad_norm": sum(grad_norms) / len(grad_norms),
+            "lr": lr,
+            **rule_metrics,
+        }
+        target = target_mask > 0
+        metrics.update(entropy_metrics(entropies, target, batch.correct))
+        return UpdateResult(metrics, entropies[target])
+
+    def _clip_grad_norm(self) -> float:
+        max_norm = self.recipe.train.max_grad_norm
+        if max_norm is not None:
+            return float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        return float(
+            torch.sqrt(
+                sum(
+                    (p.grad.float() ** 2).sum()
+                    for p in self.model.parameters()
+                    if p.grad is not None
+                )
+            )
+        )
