@@ -59,3 +59,18 @@ def test_prune_keeps_the_checkpoint_just_written(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["step_000040", "step_000060"]
     _prune(root, 1, new)
     assert [p.name for p in root.iterdir()] == ["step_000060"]
+
+
+def test_overview_is_a_readable_grid(tmp_path: Path) -> None:
+    import json
+
+    from PIL import Image
+
+    from rlvr.metrics import PLOTTED, write_plots
+
+    rows = [{"step": s, **{k: 0.1 * s for k, _ in PLOTTED}} for s in range(1, 6)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_plots(tmp_path)
+    w, h = Image.open(tmp_path / "plots" / "overview.png").size
+    assert len(PLOTTED) == 8 and w / h < 2.0  # 3 x 3 grid, not one 10:1 strip
+    assert w <= 1500
