@@ -213,14 +213,44 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "out", None):
             oracle_args += ["--out", args.out]
         return oracle_main(oracle_args)
+    settings = None
     try:
         settings, opts = load_settings(args)
+        _check_inputs(settings)
+        from rlvr.console import log_to_file
+
+        log_to_file(settings.out)  # third-party warnings go there, not to the terminal
         summary = run_eval(settings, progress=opts["progress"])
     except (DataError, ResumeError, ValueError, FileNotFoundError, KeyError) as e:
         print(f"rlvr eval: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = f" in {settings.out}" if settings is not None else ""
+        print(
+            f"rlvr eval: interrupted; finished samples are kept{where}: run the same command "
+            "to resume",
+            file=sys.stderr,
+        )
+        return 130
     _print_summary(summary, settings)
     return 0
+
+
+def _check_inputs(settings: EvalSettings) -> None:
+    """Fail in a second, naming the flag, on a model directory or data directory that cannot
+    work (before any suite, tokenizer or engine loads)."""
+    from rlvr.preflight import check_model_path
+
+    check_model_path(settings.model, "--model")
+    if settings.data_dir is not None:
+        d = Path(settings.data_dir).expanduser()
+        if not d.is_dir():
+            raise FileNotFoundError(f"--data-dir {settings.data_dir!r}: no such directory")
+        if not any(d.iterdir()):
+            raise FileNotFoundError(
+                f"--data-dir {settings.data_dir!r} is empty; put the benchmark files there "
+                "or leave --data-dir out to download them from the Hugging Face hub"
+            )
 
 
 def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:

@@ -4,8 +4,12 @@ For reward specs k with weights w_k (see :mod:`rewards.base`):
 
     total[b][g] = sum_k w_k * r_k(completion[b][g], example[b])
 
-where r_k is ``failure_score`` when the call raised, returned a non-finite / non-numeric value,
-crashed its worker, or ran past its time limit.
+where r_k is ``failure_score`` when the call raised, returned a non-finite / non-numeric value
+or one outside ``[-max_abs_score, max_abs_score]`` (default 1e6: a reward of 1e100 would
+overflow float32 downstream), crashed its worker, or ran past its time limit.
+:meth:`RewardRunner.failure_summary` keeps the counts over the runner's life (for the run's
+final table); each batch's metrics hold ``reward/<key>/failure_rate`` (failed + timed-out
+share of that reward's scored entries).
 
 Design (read for background: verl's reward-manager process pools, the AReaL / TRL notes on
 math-verify timeouts in ../shared/specs/rewards_and_stages.md §1.1; the code is our own):
@@ -322,6 +326,7 @@ class RewardRunner:
             at most 64 calls each).
         memory_limit_mb: optional address-space limit (RLIMIT_AS) of each worker; a reward
             that exceeds it fails with MemoryError or kills its worker (counted as failed).
+        max_abs_score: a value (or a dict entry) with a larger magnitude counts as failed.
     """
 
     def __init__(
@@ -334,8 +339,12 @@ class RewardRunner:
         group_timeout_s: float | None = None,
         chunk_size: int | None = None,
         memory_limit_mb: int | None = None,
+        max_abs_score: float = 1e6,
     ) -> None:
         self.specs = parse_specs(specs)
+        if not isinstance(max_abs_score, int | float) or not 0 < max_abs_score < math.inf:
+            raise ValueError(f"max_abs_score: expected a positive number, got {max_abs_score!r}")
+        self.max_abs_score = float(max_abs_score)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers: expected an int >= 0, got {num_workers!r}")
         for name, v in (("timeout_s", timeout_s), ("group_timeout_s", group_timeout_s)):
@@ -358,6 +367,7 @@ class RewardRunner:
         self.keys = [s.key for s in self.specs]
         self.weights = {s.key: s.weight for s in self.specs}
         self._state: dict[str, dict[str, Any]] = {s.key: {} for s in self.specs if s.info.stateful}
+        self._totals = {s.key: {"entries": 0, "failed": 0, "timeout": 0} for s in self.specs}
         self._closed = False
         self._chunk_seq = 0
         self._ids = itertools.count()
@@ -410,9 +420,19 @@ class RewardRunner:
         status_count = {s.key: {"failed": 0, "timeout": 0} for s in self.specs}
         errors: list[str] = []
 
+        limit = self.max_abs_score
+
         def record(spec: RewardSpec, b: int, g: int, status: str, value: Any, msg: str) -> None:
             if status == "ok":
                 v, sub = value
+                bad = [x for x in (v, *(sub or {}).values()) if not abs(x) <= limit]
+                if bad:
+                    status = "error"
+                    msg = (
+                        f"{spec.key}: value {bad[0]:.3g} outside [-{limit:g}, {limit:g}] "
+                        "(reward_runner.max_abs_score)"
+                    )
+            if status == "ok":
                 comp[spec.key][b][g] = v
                 if sub:
                     for name, sv in sub.items():
@@ -532,7 +552,13 @@ class RewardRunner:
         total = weighted_total(comp, self.weights)
         n_failed = sum(c["failed"] for c in status_count.values())
         n_timeout = sum(c["timeout"] for c in status_count.values())
-        metrics = _metrics(components, total, status_count)
+        entries = sum(shape)
+        for key, c in status_count.items():
+            t = self._totals[key]
+            t["entries"] += entries
+            t["failed"] += c["failed"]
+            t["timeout"] += c["timeout"]
+        metrics = _metrics(components, total, status_count, entries)
         metrics["reward/n_failed"] = float(n_failed)
         metrics["reward/n_timeout"] = float(n_timeout)
         metrics["reward/time_s"] = time.monotonic() - t0
@@ -541,6 +567,14 @@ class RewardRunner:
                 "%d reward call(s) failed, %d timed out; first: %s", n_failed, n_timeout, errors[0]
             )
         return RewardBatch(total, components, n_failed, n_timeout, metrics, errors)
+
+    def failure_summary(self) -> dict[str, dict[str, float]]:
+        """Per reward key over every :meth:`score` call so far: scored entries, failed,
+        timed out, and their share (``rate``)."""
+        return {
+            key: {**t, "rate": (t["failed"] + t["timeout"]) / t["entries"] if t["entries"] else 0.0}
+            for key, t in self._totals.items()
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state of stateful rewards (per reward key, per prompt key)."""
@@ -726,17 +760,24 @@ def _metrics(
     components: Mapping[str, list[list[float]]],
     total: list[list[float]],
     status: Mapping[str, Mapping[str, int]],
+    entries: int,
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, arr in {**components, "total": total}.items():
         flat = [v for row in arr for v in row]
         if not flat:
             continue
-        mean = sum(flat) / len(flat)
-        var = sum((v - mean) ** 2 for v in flat) / len(flat)
+        mean = math.fsum(flat) / len(flat)
+        try:
+            var = math.fsum((v - mean) ** 2 for v in flat) / len(flat)
+        except OverflowError:  # only reachable with a huge max_abs_score
+            var = math.inf
         out[f"reward/{key}/mean"] = mean
         out[f"reward/{key}/std"] = math.sqrt(var)
     for key, c in status.items():
         out[f"reward/{key}/failed"] = float(c["failed"])
         out[f"reward/{key}/timeout"] = float(c["timeout"])
+        out[f"reward/{key}/failure_rate"] = (
+            (c["failed"] + c["timeout"]) / entries if entries else 0.0
+        )
     return out

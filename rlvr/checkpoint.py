@@ -6,7 +6,8 @@ back with ``torch.load(weights_only=True)``: nothing is unpickled), ``rng.pt`` (
 numpy generator states) and ``trainer_state.json`` (step, data position, reward and advantage
 module state). A checkpoint is written into ``step_000010.tmp`` and renamed when complete;
 ``latest`` is replaced atomically last, so a run killed at any moment resumes from the last
-complete checkpoint. Only the last ``keep_last`` are kept.
+complete checkpoint. Only the last ``keep_last`` are kept: the one just written and the newest
+before it (never a stale later step sorted past it).
 """
 
 from __future__ import annotations
@@ -90,13 +91,30 @@ def save_checkpoint(
     latest_tmp.write_text(final.name)
     os.replace(latest_tmp, root / "latest")
     _fsync_dir(root)
-    _prune(root, keep_last)
+    _prune(root, keep_last, final)
     return final
 
 
-def _prune(root: Path, keep_last: int) -> None:
-    done = sorted(p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
-    for old in done[:-keep_last]:
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.name.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _prune(root: Path, keep_last: int, current: Path) -> None:
+    """Keep ``current`` (just written, what ``latest`` names) and the ``keep_last - 1``
+    newest checkpoints before it; a checkpoint of a later step belongs to an abandoned
+    timeline (a resumed run that went back) and goes, never the one just written."""
+    done = [
+        p
+        for p in root.glob("step_*")
+        if p.is_dir() and not p.name.endswith(".tmp") and p != current
+    ]
+    step = _step_of(current)
+    earlier = sorted((p for p in done if _step_of(p) < step), key=_step_of)
+    later = [p for p in done if _step_of(p) >= step]
+    for old in later + earlier[: max(0, len(earlier) - (keep_last - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob("step_*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)

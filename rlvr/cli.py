@@ -45,11 +45,9 @@ outputs (runs/<name>/):
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("rlvr").setLevel(logging.INFO)
+    from rlvr.console import setup_logging
+
+    setup_logging(verbose)
 
 
 def _print_recipe(recipe: Any) -> int:
@@ -70,6 +68,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     if args.print_recipe:
         return _print_recipe(recipe)
+    from rlvr.preflight import PreflightError, check_recipe
+
+    try:  # everything the recipe alone can tell, before any model loads
+        report = check_recipe(recipe)
+    except PreflightError as e:
+        print(f"error: {args.recipe}: {e}", file=sys.stderr)
+        return 2
+    for warning in report.warnings:
+        logging.getLogger("rlvr").warning(warning)
     from rlvr.trainer import Trainer
 
     try:
@@ -86,29 +93,57 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table
 
+    from rlvr.console import fmt
+
     console = Console()
-    table = Table(title=f"run: {summary['run_dir']}")
+    table = Table(title="run summary")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("eval_before", "eval_after"):
         for k, v in (summary.get(key) or {}).items():
-            table.add_row(f"{key.split('_')[1]}: {k}", f"{v:.3f}")
+            table.add_row(f"{key.split('_')[1]}: {k}", fmt(k, v))
     final = summary.get("final_metrics") or {}
     for k in ("reward/mean", "accuracy", "entropy", "length/mean", "time/step"):
         if k in final:
-            table.add_row(f"last step: {k}", f"{final[k]:.3f}")
+            table.add_row(f"last step: {k}", fmt(k, final[k]))
+    for key, t in (summary.get("reward_failures") or {}).items():
+        if t.get("failed") or t.get("timeout"):
+            table.add_row(
+                f"reward {key}: failed / timed out",
+                f"{t['failed']} / {t['timeout']} of {t['entries']} ({fmt('rate', t['rate'])})",
+            )
+    data = summary.get("data") or {}
+    if data.get("skipped") or data.get("overlong_prompts") or data.get("numeric_answers"):
+        skipped = sum((data.get("skipped") or {}).values())
+        table.add_row("data: rows used / read", f"{data.get('used')} / {data.get('rows')}")
+        if skipped:
+            table.add_row("data: malformed rows skipped", str(skipped))
+        if data.get("overlong_prompts"):
+            table.add_row(
+                f"data: overlong prompts ({data.get('overlong_policy')})",
+                str(data["overlong_prompts"]),
+            )
+        if data.get("numeric_answers"):
+            table.add_row("data: numeric answers used as text", str(data["numeric_answers"]))
+    if summary.get("nonfinite_steps"):
+        table.add_row("non-finite steps skipped", str(summary["nonfinite_steps"]))
     console.print(table)
-    if summary.get("interrupted"):
+    if summary.get("stopped_reason"):
+        console.print(f"[red]stopped:[/] {summary['stopped_reason']}", soft_wrap=True)
+    elif summary.get("interrupted"):
         console.print("[yellow]stopped early; run again with resume=true to continue[/]")
+    # paths printed whole (soft_wrap): a terminal may wrap them, rich never breaks them
+    console.print(f"run: {summary['run_dir']}", soft_wrap=True, highlight=False)
     if summary.get("checkpoint"):
-        console.print(f"final checkpoint: {summary['checkpoint']}")
-    (summary_path := __import__("pathlib").Path(summary["run_dir"]) / "summary.json").write_text(
-        json.dumps(summary, indent=1, default=str)
-    )
-    console.print(f"summary: {summary_path}")
+        console.print(f"final checkpoint: {summary['checkpoint']}", soft_wrap=True, highlight=False)
+    summary_path = Path(summary["run_dir"]) / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=1, default=str))
+    console.print(f"summary: {summary_path}", soft_wrap=True, highlight=False)
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
@@ -218,7 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlvr",
         description="Reinforcement learning with verifiable rewards for reasoning LLMs.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every log line on the terminal, third-party ones included (by default "
+        "they go to <run dir>/log.txt)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
@@ -232,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     train.add_argument(
         "--print-recipe", action="store_true", help="print the resolved recipe and exit"
+    )
+    train.add_argument(
+        "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
     )
     train.set_defaults(func=cmd_train)
 
@@ -254,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument(
         "--print-recipe", action="store_true", help="print the resolved recipe and exit"
     )
+    sft.add_argument(
+        "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
+    )
     sft.set_defaults(func=cmd_sft)
 
     for kind, (short, long) in STAGE_HELP.items():
@@ -263,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument(
             "--print-recipe", action="store_true", help="print the resolved recipe and exit"
         )
-        stage.set_defaults(func=cmd_stage)
+        stage.add_argument(
+            "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
+        )
+    stage.set_defaults(func=cmd_stage)
 
     pipe = sub.add_parser(
         "pipeline",
@@ -276,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipe.add_argument("recipe", help="path to a YAML pipeline recipe")
     pipe.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+    pipe.add_argument(
+        "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
+    )
     pipe.set_defaults(func=cmd_pipeline)
 
     tiny = sub.add_parser("tiny-model", help="build a random tiny Qwen2 model + offline tokenizer")
@@ -288,14 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = False
+    while argv and argv[0] in ("-v", "--verbose"):
+        verbose = True
+        argv.pop(0)
     if argv and argv[0] == "eval":
         from eval.cli import main as eval_main
 
-        return eval_main(argv[1:])
+        rest = [a for a in argv[1:] if a not in ("-v", "--verbose")]
+        _setup_logging(verbose or len(rest) < len(argv) - 1)
+        return eval_main(rest)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    args = parser.parse_args((["-v"] if verbose else []) + argv)
+    _setup_logging(args.verbose or getattr(args, "sub_verbose", False))
     return int(args.func(args))
 
 

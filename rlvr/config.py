@@ -54,6 +54,12 @@ class DataConfig(_Section):
     system_prompt: str | None = None
     use_chat_template: bool = True
     max_prompt_tokens: int = Field(512, ge=1)
+    overlong_prompts: Literal["skip", "truncate", "error"] = Field(
+        "skip",
+        description="Prompts longer than max_prompt_tokens (or than the context leaves after "
+        "rollout.max_new_tokens), found at load: skip them, keep their last tokens, or stop. "
+        "Each is reported with its row either way.",
+    )
     shuffle: bool = True
     effort_levels: list[float] | None = Field(
         None,
@@ -143,6 +149,22 @@ class RewardRunnerConfig(_Section):
     num_workers: int = Field(2, ge=1)
     timeout_s: float = Field(5.0, gt=0)
     failure_score: float = 0.0
+    memory_limit_mb: int | None = Field(
+        None, ge=64, description="Address-space limit of each reward worker (RLIMIT_AS)."
+    )
+    max_abs_score: float = Field(
+        1e6,
+        gt=0,
+        description="A reward value outside [-max_abs_score, max_abs_score] (or not finite) "
+        "counts as a failed call and scores failure_score.",
+    )
+    stop_failure_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Stop the run (checkpoint kept) when a reward's failed + timed-out share "
+        "of a step's calls exceeds this; unset: warn only.",
+    )
     accuracy_key: str | None = Field(
         "math", description="Reward component reported as step accuracy (score > 0.5)."
     )
@@ -262,7 +284,10 @@ class Recipe(_Section):
     name: str = "run"
     output_dir: str = "runs"
     seed: int = 0
-    resume: bool = False
+    resume: bool = Field(False, description="Continue the run in run_dir from its checkpoint.")
+    overwrite: bool = Field(
+        False, description="Delete an earlier run in run_dir and start a new one."
+    )
     model: ModelConfig
     data: DataConfig = DataConfig()
     rollout: RolloutConfig = RolloutConfig()

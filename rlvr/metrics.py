@@ -153,8 +153,13 @@ def write_plots(run_dir: Path) -> list[Path]:
     out_dir = run_dir / "plots"
     out_dir.mkdir(exist_ok=True)
     written = []
-    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
-    for ax, (key, title) in zip(axes[0], present, strict=True):
+    # a grid of at most 3 columns (8 panels: 3 x 3), each panel about 4 x 3 inches
+    cols = min(3, len(present))
+    nrows = math.ceil(len(present) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(present) :]:
+        ax.set_visible(False)
+    for ax, (key, title) in zip(axes.flat, present, strict=False):
         xs = [r["step"] for r in rows if r.get(key) is not None]
         ys = [r[key] for r in rows if r.get(key) is not None]
         ax.plot(xs, ys, lw=1.2)

@@ -48,6 +48,8 @@ def build_reward_runner(recipe: Recipe) -> Any:
         num_workers=rr.num_workers,
         timeout_s=rr.timeout_s,
         failure_score=rr.failure_score,
+        memory_limit_mb=rr.memory_limit_mb,
+        max_abs_score=rr.max_abs_score,
     )
 
 
@@ -74,7 +76,23 @@ class Sampler:
             use_chat_template=d.use_chat_template,
             max_prompt_tokens=d.max_prompt_tokens,
         )
-        train_examples, self.eval_examples = load_examples(d)
+        from rlvr.data.datasets import DataReport, check_prompt_lengths
+        from rlvr.preflight import model_context, prompt_token_budget
+
+        self.data_report = DataReport()
+        train_examples, self.eval_examples = load_examples(d, self.data_report)
+        # every prompt tokenized once at load: overlong ones reported per row, never cut silently
+        context = model_context(recipe.model.path, recipe.rollout.max_model_len)
+        budget = prompt_token_budget(d.max_prompt_tokens, recipe.rollout.max_new_tokens, context)
+        self.formatter.max_prompt_tokens = budget
+        train_examples = check_prompt_lengths(
+            train_examples,
+            self.formatter.token_ids_untruncated,
+            budget,
+            policy=d.overlong_prompts,
+            report=self.data_report,
+            where=d.path or d.hf_name or d.source,
+        )
         self.data = PromptStream(
             train_examples, seed=recipe.seed, shuffle=d.shuffle, effort_levels=d.effort_levels
         )

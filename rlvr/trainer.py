@@ -46,6 +46,9 @@ class Trainer:
         """Run until ``train.steps``; returns a summary (final metrics, eval, interrupted)."""
         r = self.recipe
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "interrupted": False}
+        summary["data"] = self.sampler.data_report.as_dict()
+        if self.resume_changes:
+            summary["resume_changes"] = {k: list(v) for k, v in self.resume_changes.items()}
         logger = MetricsLogger(
             self.run_dir,
             tensorboard=r.logging.tensorboard,
@@ -78,7 +81,11 @@ class Trainer:
                     advance(metrics)
                     if self.step % r.checkpoint.every == 0 and self.step < r.train.steps:
                         self._checkpoint()
-                    if self._stop_requested:
+                    reason = self._reward_failure_stop(metrics)
+                    if reason:
+                        summary["stopped_reason"] = reason
+                        log.error(reason)
+                    if self._stop_requested or reason:
                         self._checkpoint()
                         summary["interrupted"] = True
                         break
@@ -90,12 +97,37 @@ class Trainer:
                     summary["eval_after"] = self.evaluate("after")
                     log.info("eval after training: %s", summary["eval_after"])
         finally:
+            summary["reward_failures"] = self.sampler.rewards.failure_summary()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             logger.close()
             if r.logging.plots:
                 summary["plots"] = [str(p) for p in write_plots(self.run_dir)]
         return summary
+
+    def _reward_failure_stop(self, metrics: dict[str, float]) -> str | None:
+        """The reason to stop when a reward failed or timed out on more than
+        ``reward_runner.stop_failure_rate`` of this step's calls (None: go on)."""
+        threshold = self.recipe.reward_runner.stop_failure_rate
+        rates = {
+            k.split("/")[1]: v
+            for k, v in metrics.items()
+            if k.startswith("reward/") and k.endswith("/failure_rate")
+        }
+        worst = max(rates.items(), key=lambda kv: kv[1], default=None)
+        if worst is None or worst[1] <= 0.5 and threshold is None:
+            return None
+        if threshold is None or worst[1] <= threshold:
+            log.warning(
+                "reward %s failed or timed out on %.0f %% of this step's calls",
+                *worst[:1],
+                100 * worst[1],
+            )
+            return None
+        return (
+            f"reward {worst[0]!r} failed or timed out on {100 * worst[1]:.0f} % of step "
+            f"{self.step}'s calls (reward_runner.stop_failure_rate={threshold}); checkpoint kept"
+        )
 
     def train_step(self, step: int) -> dict[str, float]:
         """One RL step: the sampler's batch, the learner's update, the weight sync."""
@@ -135,9 +167,16 @@ class Trainer:
         """Build everything a run needs. ``engine`` injects an already running rollout
         engine on the same model (tests share one vLLM engine); it receives this run's
         weights before the first step."""
+        from rlvr.console import log_to_file
+        from rlvr.run_dir import claim_run_dir, recipe_changes
+
         self.recipe = recipe
         self.run_dir: Path = recipe.run_dir
+        # never replace an earlier run silently (rlvr/run_dir.py)
+        claim = claim_run_dir(self.run_dir, resume=recipe.resume, overwrite=recipe.overwrite)
+        self.resume_changes = recipe_changes(claim.previous_recipe, recipe.model_dump(mode="json"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_to_file(self.run_dir)
         dump_recipe(recipe, self.run_dir / "recipe.yaml")
         self.show_progress = recipe.logging.progress if progress is None else progress
         if recipe.train.threads:
@@ -190,9 +229,34 @@ class Trainer:
             self.step = self.learner.updates_done = int(state["step"])
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
+            self._apply_resume_changes()
         if injected:  # an engine built elsewhere starts from this run's weights
             self.sync_weights()
         self._stop_requested = False
+
+    def _apply_resume_changes(self) -> None:
+        """Every setting that differs from the run's recipe.yaml is listed; ``train.lr`` is
+        applied to the restored optimizer and schedule (which would otherwise keep the old
+        one); the rest take effect from the new recipe as it is read."""
+        if not self.resume_changes:
+            return
+        lines = []
+        for key, (before, now) in self.resume_changes.items():
+            if key == "train.lr" and now is not None:
+                for group in self.optimizer.param_groups:
+                    group["initial_lr"] = now
+                sched = self.learner.scheduler
+                sched.base_lrs = [now for _ in sched.base_lrs]
+                for group, factor in zip(
+                    self.optimizer.param_groups, sched.lr_lambdas, strict=False
+                ):
+                    group["lr"] = now * factor(sched.last_epoch)
+            lines.append(f"  {key}: {before!r} -> {now!r} (applied)")
+        log.warning(
+            "resume: %d setting(s) differ from the run's recipe.yaml:\n%s",
+            len(lines),
+            "\n".join(lines),
+        )
 
     # ------------------------------------------------------------------ names tests and tools use
 

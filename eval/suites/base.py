@@ -202,7 +202,9 @@ def load_examples(
 
     Lookup order: an explicit ``path``; then the suite's file names in ``data_dir``; then the
     suite's built-in generator (synthetic suites); then the Hugging Face hub when allowed
-    (default: unless ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` is set).
+    (default: only when no ``data_dir`` is given and neither ``HF_HUB_OFFLINE`` nor
+    ``HF_DATASETS_OFFLINE`` is set: a data directory that lacks the file is an error, not a
+    silent download).
     """
     rows: list[tuple[str, dict[str, Any]]]
     if path is not None:
@@ -219,15 +221,20 @@ def load_examples(
             rows = [(f"<{suite.name} generator> item {i}", r) for i, r in enumerate(generated, 1)]
             source_path, digest = f"<generated:{suite.name}>", None
         else:
-            if allow_hub is None:
-                allow_hub = not (
+            if allow_hub is None:  # a data directory given means: these files, no download
+                allow_hub = data_dir is None and not (
                     os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
                 )
             tried = ", ".join(str(Path(data_dir or ".") / n) for n in suite.files)
             if suite.hub is None or not allow_hub:
+                why = (
+                    "leave --data-dir out to download it"
+                    if data_dir is not None
+                    else "the hub is off (HF_HUB_OFFLINE)"
+                )
                 raise DataError(
                     f"suite {suite.name!r}: no data file found (tried {tried})"
-                    + ("" if suite.hub is None else f"; hub download of {suite.hub[0]} disabled")
+                    + ("" if suite.hub is None else f"; not downloading {suite.hub[0]}: {why}")
                 )
             try:
                 source_path, rows = _hub_rows(suite)

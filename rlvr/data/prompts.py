@@ -42,6 +42,9 @@ class PromptFormatter:
             messages, tokenize=False, add_generation_prompt=True
         )
 
+    def token_ids_untruncated(self, example: dict) -> list[int]:
+        return list(self.tokenizer(self.text(example), add_special_tokens=False)["input_ids"])
+
     def token_ids(self, example: dict) -> list[int]:
         ids = self.tokenizer(self.text(example), add_special_tokens=False)["input_ids"]
         if len(ids) > self.max_prompt_tokens:

@@ -73,6 +73,7 @@ class VLLMEngine(RolloutEngine):
             logprobs_mode="processed_logprobs",
             trust_remote_code=trust_remote_code,
             revision=revision,
+            use_tqdm_on_load=False,  # the trainer shows its own progress (rlvr/console.py)
         )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
