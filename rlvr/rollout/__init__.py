@@ -30,11 +30,14 @@ def build_engine(
     kv_cache_gib: int = 1,
     model: Any = None,
     tokenizer: Any = None,
+    enforce_eager: bool | None = None,
+    sleep: bool = False,
 ) -> RolloutEngine:
     """Build a rollout engine. ``backend`` is "hf" or "vllm".
 
     With ``backend="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
-    that very module (no weight copy needed); otherwise it loads ``model_path``.
+    that very module (no weight copy needed); otherwise it loads ``model_path`` in ``dtype``.
+    ``enforce_eager`` (None: eager on CPU only) and ``sleep`` are vLLM's (rlvr/rollout/vllm_engine.py).
     """
     if backend == "hf":
         if model is not None:
@@ -56,5 +59,7 @@ def build_engine(
             kv_cache_gib=kv_cache_gib,
             trust_remote_code=trust_remote_code,
             revision=revision,
+            enforce_eager=enforce_eager,
+            sleep=sleep,
         )
     raise ValueError(f"unknown rollout engine {backend!r}: use 'hf' or 'vllm'")
