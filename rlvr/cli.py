@@ -25,13 +25,19 @@ main recipe sections (see recipes/*.yaml for complete examples):
   model       path, dtype, trust_remote_code, gradient_checkpointing
   data        source (arithmetic|file|hf), path, prompt_field, answer_field, prompt_template,
               system_prompt, use_chat_template
-  rollout     engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k;
-              soft_thinking {top_k, top_p, tau_g, noise_scale, temperature} switches on
-              SofT-GRPO soft-thinking rollouts (hf engine; docs/soft_thinking.md)
+  rollout     engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k,
+              dtype (rollout precision, e.g. bfloat16 with float32 training; the gap is
+              logprob_mismatch), enforce_eager / sleep (vLLM on GPU: CUDA graphs, KV cache
+              freed between rollouts); soft_thinking {top_k, top_p, tau_g, noise_scale,
+              temperature} switches on SofT-GRPO soft-thinking rollouts (hf engine;
+              docs/soft_thinking.md)
   rewards     list of {name, weight, params}; name is a built-in, pkg.module:fn or file.py:fn
   algo        advantage (grpo|dr_grpo|rloo|...), eps_low, eps_high, kl_coef, loss_aggregation
   train       steps, prompts_per_step, micro_batch_size, lr, warmup_steps, schedule,
-              max_grad_norm, logprob_impl (fused|naive)
+              max_grad_norm, logprob_impl (fused|naive),
+              skip_zero_rows (true: rows with no gradient skip forward/backward; the
+              gradient is unchanged, train/skipped_rows counts them),
+              micro_batch_order (length|index: length-sorted micro-batches, less padding)
   checkpoint  every, keep_last          logging  tensorboard, wandb, plots, progress
   eval        before, after, num_problems, samples (held-out accuracy around training)
 

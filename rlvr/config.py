@@ -120,6 +120,21 @@ class RolloutConfig(_Section):
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     max_model_len: int | None = None
     kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size in GiB.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None,
+        description="Rollout engine dtype (default: model.dtype). bfloat16 rollouts with "
+        "float32 training: the engine holds its own copy, synced each step; the gap shows in "
+        "logprob_mismatch, and algo.old_logprobs=rollout uses the engine's log-probs as the "
+        "ratio's denominator (the IS correction).",
+    )
+    enforce_eager: bool | None = Field(
+        None, description="vLLM eager mode (default: eager on CPU, CUDA graphs on GPU)."
+    )
+    sleep: bool = Field(
+        False,
+        description="vLLM sleep mode on GPU: free the KV cache between rollouts (colocated "
+        "training); ignored on CPU.",
+    )
     cure: CureConfig | None = Field(None, description="CURE critical-token branching.")
     soft_thinking: SoftThinkingConfig | None = Field(
         None, description="SofT-GRPO soft-thinking rollouts (hf engine)."
@@ -240,6 +255,20 @@ class TrainConfig(_Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     max_grad_norm: float | None = 1.0
     logprob_impl: Literal["fused", "naive"] = "fused"
+    skip_zero_rows: bool = Field(
+        True,
+        description="Leave out of forward/backward the rows that cannot contribute gradient: "
+        "zero loss weight, or zero advantage on every token when kl_coef = 0, entropy_coef = 0 "
+        "and no token rule is set. The gradient is unchanged (normalisers are whole-batch); "
+        "entropy / ratio / mismatch metrics cover the trained rows, train/skipped_rows counts "
+        "the rest.",
+    )
+    micro_batch_order: Literal["index", "length"] = Field(
+        "length",
+        description="Rows per micro-batch: 'length' groups rows of similar length (longest "
+        "first) so that little padding is computed; 'index' keeps batch order. Same gradient "
+        "up to floating-point summation order.",
+    )
     time_limit_s: float | None = Field(
         None, gt=0, description="Stop after this much training time (the run ends normally)."
     )

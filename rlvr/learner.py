@@ -129,6 +129,35 @@ class Learner:
         size = self.recipe.train.micro_batch_size
         return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
+    def plan_micro_batches(
+        self, rows: torch.Tensor, attention_mask: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """``rows`` split into micro-batches of ``train.micro_batch_size``; with
+        ``train.micro_batch_order=length`` rows of similar real length share one (longest
+        first, ties in batch order), so each is trimmed to little padding."""
+        t = self.recipe.train
+        if t.micro_batch_order == "length" and len(rows) > t.micro_batch_size:
+            lengths = attention_mask[rows].sum(dim=1)
+            rows = rows[torch.sort(-lengths, stable=True).indices]
+        size = t.micro_batch_size
+        return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+    def trained_rows(self, batch: TrainBatch) -> torch.Tensor:
+        """Rows that can contribute gradient (all of them unless ``train.skip_zero_rows``).
+
+        A row with zero loss weight has zero weight on every token of every term. A row whose
+        advantage is zero on every target token has a zero surrogate gradient; it still has a
+        gradient through the KL and entropy terms and may carry a token rule's penalty, so
+        it is kept when ``kl_coef > 0``, ``entropy_coef != 0`` or a token rule is set."""
+        n = batch.num_rows
+        if not self.recipe.train.skip_zero_rows or self.token_rules:
+            return torch.arange(n)
+        a = self.recipe.algo
+        live = batch.sample_weights != 0
+        if a.kl_coef == 0 and a.entropy_coef == 0:
+            live &= ((batch.advantages != 0) & (batch.target_mask > 0)).any(dim=1)
+        return live.nonzero().flatten()
+
     @torch.no_grad()
     def no_grad_pass(
         self,
@@ -137,12 +166,15 @@ class Learner:
         attention_mask: torch.Tensor,
         completion_mask: torch.Tensor,
         soft: SoftTokens | None = None,
+        rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token (log-prob, entropy) [N, L-1] of ``model`` over the whole batch."""
+        """Per-token (log-prob, entropy) [N, L-1] of ``model`` over the whole batch (only
+        ``rows`` computed when given; the others stay zero)."""
         n, width = input_ids.shape
         out = torch.zeros((n, width - 1), dtype=torch.float32)
         ent_out = torch.zeros((n, width - 1), dtype=torch.float32)
-        for idx in self.micro_batches(n):
+        rows = torch.arange(n) if rows is None else rows
+        for idx in self.plan_micro_batches(rows, attention_mask):
             ln = int(attention_mask[idx].sum(dim=1).max())
             logp, ent = self._logprobs(
                 model, input_ids, attention_mask, completion_mask, soft, idx, ln
@@ -195,15 +227,20 @@ class Learner:
         # tokens that enter the loss: all completion tokens unless a sample is masked out
         loss_mask = target_mask * batch.sample_weights.unsqueeze(1)
         num_tokens = int((loss_mask > 0).sum())
-        num_target = int(target_mask.sum())
         token_adv = batch.advantages
         rollout_lp = batch.rollout_logprobs[:, 1:]
-        ref_lp = None if self.ref_model is None else self.frozen_logprobs(self.ref_model, batch)
+        # rows that can contribute gradient; the normalisers above stay whole-batch
+        rows = self.trained_rows(batch)
+        plan = self.plan_micro_batches(rows, batch.attention_mask)
+        ids, attn, cmask = batch.input_ids, batch.attention_mask, batch.completion_mask
+        ref_lp = None
+        if self.ref_model is not None:
+            ref_lp = self.no_grad_pass(self.ref_model, ids, attn, cmask, soft, rows)[0]
         old_lp: torch.Tensor | None = None
         if a.old_logprobs == "rollout":
             old_lp = rollout_lp
         elif a.updates_per_batch > 1:
-            old_lp = self.frozen_logprobs(self.model, batch)
+            old_lp = self.no_grad_pass(self.model, ids, attn, cmask, soft, rows)[0]
         rule_metrics: dict[str, float] = {}
         if self.token_rules:  # algo.token_weights: whole-batch selections before the loop
             logp_all, ent_all = self.no_grad_pass(
@@ -225,7 +262,7 @@ class Learner:
         grad_norms = []
         for update in range(a.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
-            for idx in self.micro_batches(n):
+            for idx in plan:
                 ln = int(batch.attention_mask[idx].sum(dim=1).max())
                 mask = target_mask[idx, : ln - 1]
                 logp, ent = self._logprobs(
@@ -277,13 +314,19 @@ class Learner:
                 sums["kl"] += float(terms.kl_sum)
                 sums["ratio"] += float(terms.ratio_sum)
                 sums["loss"] += float(terms.loss.detach())
+            if not plan:  # every row skipped: the exact gradient is zero
+                self._zero_grads()
             grad_norms.append(self._clip_grad_norm())
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)  # free gradients before the next rollout
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self.updates_done += 1
-        denom = max(num_tokens, 1)
+        trained = torch.zeros(n, dtype=torch.bool)
+        trained[rows] = True
+        target = (target_mask > 0) & trained.unsqueeze(1)  # metrics cover the trained rows
+        num_target = int(target.sum())
+        denom = max(int(((loss_mask > 0) & trained.unsqueeze(1)).sum()), 1)
         updates = a.updates_per_batch
         metrics = {
             "loss": sums["loss"] / updates,
@@ -294,11 +337,18 @@ class Learner:
             "logprob_mismatch": sums["mismatch"] / max(num_target, 1),
             "grad_norm": sum(grad_norms) / len(grad_norms),
             "lr": lr,
+            "train/skipped_rows": float(n - len(rows)),
             **rule_metrics,
         }
-        target = target_mask > 0
         metrics.update(entropy_metrics(entropies, target, batch.correct))
         return UpdateResult(metrics, entropies[target])
+
+    def _zero_grads(self) -> None:
+        """Zero-filled gradients, so that AdamW's moments and weight decay step exactly as
+        they would with the (zero) gradient of the skipped rows."""
+        for p in self.model.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
 
     def _clip_grad_norm(self) -> float:
         max_norm = self.recipe.train.max_grad_norm

@@ -196,20 +196,24 @@ class Trainer:
             recipe, pad_id=self.pad_id, weights_path=weights_path, resumed=bool(self.resume_from)
         )
         injected = engine is not None
-        self.engine_shares_model = not injected and r.engine == "hf"
+        # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
+        rollout_dtype = r.dtype or m.dtype
+        self.engine_shares_model = not injected and r.engine == "hf" and rollout_dtype == m.dtype
         if engine is None:
             engine = build_engine(
                 r.engine,
                 weights_path,
-                dtype=m.dtype,
+                dtype=rollout_dtype,
                 seed=recipe.seed,
                 max_model_len=r.max_model_len,
                 trust_remote_code=m.trust_remote_code,
                 gpu_memory_utilization=r.gpu_memory_utilization,
                 kv_cache_gib=r.kv_cache_gib,
-                model=self.model if r.engine == "hf" else None,
+                model=self.model if self.engine_shares_model else None,
                 tokenizer=self.tokenizer,
                 soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
+                enforce_eager=r.enforce_eager,
+                sleep=r.sleep,
             )
         self.engine = engine
         self.sampler = Sampler(

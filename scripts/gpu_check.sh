@@ -25,7 +25,7 @@ mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_check.log"
 : > "$LOG"
 
-if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}

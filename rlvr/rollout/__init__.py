@@ -35,12 +35,16 @@ def build_engine(
     model: Any = None,
     tokenizer: Any = None,
     soft: SoftThinkingParams | None = None,
+    enforce_eager: bool | None = None,
+    sleep: bool = False,
 ) -> RolloutEngine:
     """Build a rollout engine. ``backend`` is "hf" or "vllm".
 
     With ``backend="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
-    that very module (no weight copy needed); otherwise it loads ``model_path``. ``soft``
-    selects soft-thinking decoding (rlvr/rollout/soft.py), which runs on the hf backend only.
+    that very module (no weight copy needed); otherwise it loads ``model_path`` in ``dtype``.
+    ``soft`` selects soft-thinking decoding (rlvr/rollout/soft.py), which runs on the hf
+    backend only. ``enforce_eager`` (None: eager on CPU only) and ``sleep`` are vLLM's
+    (rlvr/rollout/vllm_engine.py).
     """
     if soft is not None:
         if backend != "hf":
@@ -79,5 +83,7 @@ def build_engine(
             kv_cache_gib=kv_cache_gib,
             trust_remote_code=trust_remote_code,
             revision=revision,
+            enforce_eager=enforce_eager,
+            sleep=sleep,
         )
     raise ValueError(f"unknown rollout engine {backend!r}: use 'hf' or 'vllm'")

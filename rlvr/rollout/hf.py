@@ -133,9 +133,11 @@ class HFEngine(RolloutEngine):
 
     @torch.no_grad()
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Copy weights in place; a no-op when the engine shares the trainer's module."""
+        """Copy weights in place (cast to the engine's dtype); a no-op when the engine shares
+        the trainer's module."""
         start = time.perf_counter()
-        params = dict(self.model.named_parameters())
+        # the state dict names tied weights under every name (lm_head.weight too)
+        params = dict(self.model.state_dict(keep_vars=True))
         params.update(dict(self.model.named_buffers()))
         for name, tensor in named_tensors:
             target = params.get(name)

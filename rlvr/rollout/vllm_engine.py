@@ -8,6 +8,12 @@ returned log-probs those of the distribution tokens were sampled from (after tem
 top-k / top-p), matching the trainer's recomputation of log softmax(logits / T). Prompt ``i``
 gets seed ``seed + i * n`` (vLLM gives its ``n`` children ``seed + j``), so every sample has
 its own reproducible stream.
+
+On a GPU the engine captures CUDA graphs (``enforce_eager=False``, the default there; eager on
+CPU), and with ``sleep=True`` (vLLM sleep mode, level 1) it frees its KV cache and offloads its
+weights after each rollout, so that the colocated trainer has that memory during the update:
+:meth:`update_weights` wakes the weights only, :meth:`generate` wakes the KV cache. Sleep mode
+needs CUDA; on CPU ``sleep`` is ignored.
 """
 
 from __future__ import annotations
@@ -56,8 +62,11 @@ class VLLMEngine(RolloutEngine):
         kv_cache_gib: int = 1,
         trust_remote_code: bool = False,
         revision: str | None = None,
+        enforce_eager: bool | None = None,
+        sleep: bool = False,
     ) -> None:
         _configure_env(kv_cache_gib)
+        cuda = torch.cuda.is_available()
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -69,7 +78,7 @@ class VLLMEngine(RolloutEngine):
             model=model_path,
             dtype=dtype,
             seed=seed,
-            enforce_eager=True,
+            enforce_eager=not cuda if enforce_eager is None else enforce_eager,
             logprobs_mode="processed_logprobs",
             trust_remote_code=trust_remote_code,
             revision=revision,
@@ -77,8 +86,11 @@ class VLLMEngine(RolloutEngine):
         )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
-        if torch.cuda.is_available():
+        self.sleep_mode = sleep and cuda
+        self._asleep: set[str] = set()  # memory tags currently released
+        if cuda:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+            kwargs["enable_sleep_mode"] = self.sleep_mode
         else:
             # A prompt prefilled in chunks has its sampled token discarded, and vLLM then
             # rewinds the request's seeded generator, which CPU generators cannot do
@@ -95,6 +107,7 @@ class VLLMEngine(RolloutEngine):
         from vllm import SamplingParams as VSamplingParams
 
         start = time.perf_counter()
+        self._wake(["weights", "kv_cache"])
         params = []
         for i in range(len(prompt_token_ids)):
             seed = None if sampling.seed is None else sampling.seed + i * sampling.n
@@ -111,6 +124,9 @@ class VLLMEngine(RolloutEngine):
             )
         prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_token_ids]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        if self.sleep_mode:  # release the KV cache and weights until the next call
+            self.llm.sleep(level=1)
+            self._asleep = {"weights", "kv_cache"}
         results: list[list[Completion]] = []
         for out in outputs:
             group = []
@@ -127,9 +143,16 @@ class VLLMEngine(RolloutEngine):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         start = time.perf_counter()
         weights = [(name, t.detach()) for name, t in named_tensors]
+        self._wake(["weights"])  # the KV cache stays released until generate
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         self.llm.reset_prefix_cache()
         self.stats.sync_seconds += time.perf_counter() - start
+
+    def _wake(self, tags: list[str]) -> None:
+        wanted = [t for t in tags if t in self._asleep]
+        if wanted:
+            self.llm.wake_up(tags=wanted)
+            self._asleep -= set(wanted)
 
     def close(self) -> None:
         """Release the engine. vLLM's shutdown tears down process-wide state (the model-parallel
