@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument(
             "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
         )
-    stage.set_defaults(func=cmd_stage)
+        stage.set_defaults(func=cmd_stage)
 
     pipe = sub.add_parser(
         "pipeline",
