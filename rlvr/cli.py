@@ -83,17 +83,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     for warning in report.warnings:
         logging.getLogger("rlvr").warning(warning)
+    from rlvr.distributed import DistEnv, WorldSizeError, follow
+
+    try:  # torchrun / accelerate launch: the world size asked for is the one launched
+        dist = DistEnv.setup(recipe)
+    except WorldSizeError as e:
+        print(f"error: {args.recipe}: {e}", file=sys.stderr)
+        return 2
+    if not dist.is_driver:  # ranks > 0 learn on their shard of rank 0's batches
+        return follow(recipe, dist)
     from rlvr.trainer import Trainer
 
     try:
-        trainer = Trainer(recipe)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        summary = trainer.train()
+        try:
+            trainer = Trainer(recipe)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            summary = trainer.train()
+        finally:
+            trainer.close()
     finally:
-        trainer.close()
+        dist.finish()  # the other ranks stop
     _print_summary(summary)
     return 130 if summary.get("interrupted") else 0
 

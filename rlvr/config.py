@@ -273,6 +273,12 @@ class TrainConfig(_Section):
         None, gt=0, description="Stop after this much training time (the run ends normally)."
     )
     threads: int | None = Field(None, description="torch CPU threads (default: torch's).")
+    world_size: int | None = Field(
+        None,
+        ge=1,
+        description="Trainer ranks this run must be launched with (torchrun / accelerate); "
+        "a different launched world size stops with WorldSizeError (None: any).",
+    )
 
 
 class WarmupConfig(_Section):

@@ -34,6 +34,7 @@ from rlvr.algos import policy_loss, token_weights
 from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_token_weights
 from rlvr.batch import TrainBatch
 from rlvr.config import Recipe
+from rlvr.distributed import current as current_dist
 from rlvr.metrics import entropy_metrics
 from rlvr.rollout.base import Completion
 from rlvr.soft_policy import SoftTokens, policy_logprobs, soft_from_extras
@@ -96,6 +97,7 @@ class Learner:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.updates_done = 0  # RL steps trained (seeds token rules' random choices)
+        self.dist = current_dist()  # several ranks: rlvr/distributed.py (one rank: no-ops)
 
     # ------------------------------------------------------------------ what others call
 
@@ -221,6 +223,8 @@ class Learner:
     def update(self, batch: TrainBatch) -> UpdateResult:
         """Forward/backward over micro-batches, then ``algo.updates_per_batch`` optimizer steps."""
         a = self.recipe.algo
+        dist = self.dist
+        dist.before_update(self, batch)  # rank 0 of several: the global batch to every rank
         n = batch.num_rows
         soft = soft_from_extras(batch.extras)
         target_mask = batch.target_mask
@@ -230,7 +234,8 @@ class Learner:
         token_adv = batch.advantages
         rollout_lp = batch.rollout_logprobs[:, 1:]
         # rows that can contribute gradient; the normalisers above stay whole-batch
-        rows = self.trained_rows(batch)
+        trained_all = self.trained_rows(batch)
+        rows = dist.shard_rows(batch, trained_all)  # this rank's whole groups (all: one rank)
         plan = self.plan_micro_batches(rows, batch.attention_mask)
         ids, attn, cmask = batch.input_ids, batch.attention_mask, batch.completion_mask
         ref_lp = None
@@ -241,11 +246,21 @@ class Learner:
             old_lp = rollout_lp
         elif a.updates_per_batch > 1:
             old_lp = self.no_grad_pass(self.model, ids, attn, cmask, soft, rows)[0]
+            if self.token_rules:  # the whole-batch statistics need every rank's rows
+                dist.all_reduce_sum(old_lp)
         rule_metrics: dict[str, float] = {}
         if self.token_rules:  # algo.token_weights: whole-batch selections before the loop
             logp_all, ent_all = self.no_grad_pass(
-                self.model, batch.input_ids, batch.attention_mask, batch.completion_mask, soft
+                self.model,
+                batch.input_ids,
+                batch.attention_mask,
+                batch.completion_mask,
+                soft,
+                dist.shard_rows(batch, torch.arange(n)),
             )
+            # each rank filled its rows, zeros elsewhere: the SUM is the global pass exactly
+            dist.all_reduce_sum(logp_all)
+            dist.all_reduce_sum(ent_all)
             stats = BatchTokenStats(
                 logp_all,
                 logp_all if old_lp is None else old_lp,
@@ -316,14 +331,17 @@ class Learner:
                 sums["loss"] += float(terms.loss.detach())
             if not plan:  # every row skipped: the exact gradient is zero
                 self._zero_grads()
+            dist.all_reduce_grads(self.model.parameters())  # SUM of the ranks' partial losses
             grad_norms.append(self._clip_grad_norm())
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)  # free gradients before the next rollout
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
         self.updates_done += 1
+        sums = dist.all_reduce_sums(sums)
+        dist.all_reduce_sum(entropies)
         trained = torch.zeros(n, dtype=torch.bool)
-        trained[rows] = True
+        trained[trained_all] = True
         target = (target_mask > 0) & trained.unsqueeze(1)  # metrics cover the trained rows
         num_target = int(target.sum())
         denom = max(int(((loss_mask > 0) & trained.unsqueeze(1)).sum()), 1)
@@ -337,7 +355,8 @@ class Learner:
             "logprob_mismatch": sums["mismatch"] / max(num_target, 1),
             "grad_norm": sum(grad_norms) / len(grad_norms),
             "lr": lr,
-            "train/skipped_rows": float(n - len(rows)),
+            "train/skipped_rows": float(n - len(trained_all)),
+            "world_size": float(dist.world_size),
             **rule_metrics,
         }
         metrics.update(entropy_metrics(entropies, target, batch.correct))

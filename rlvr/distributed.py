@@ -1,0 +1,423 @@
+"""Multi-rank training over torch.distributed: rank 0 drives, every rank learns on whole groups.
+
+Launch: ``torchrun --nproc_per_node N -m rlvr train recipe.yaml`` (or ``accelerate launch
+--multi_gpu --num_processes N -m rlvr train ...``, which runs torchrun). Layout
+(../shared/specs/scale_out.md §6.2 (C)):
+
+    rank 0   the whole single-process run, unchanged: sampler (rollout, rewards, filters,
+             advantages on the global batch), metrics, checkpoints, eval, engine sync. Before
+             each update it broadcasts the global TrainBatch to the other ranks.
+    rank r>0 a follower (:func:`follow`): receives each global batch and runs the same
+             :meth:`Learner.update` on its shard.
+
+Every rank holds the global batch; rank r trains on the rows of the whole groups
+:func:`balance_groups` gives it (greedy by tokens, verl's ``_balance_batch``). The aggregation
+weights w come from the global counts (``token_weights(..., num_sequences=N, num_tokens=T)``
+with the global N and T, unchanged code), so each rank's loss is a partial sum of the
+one-process loss and the gradient is their all-reduced SUM:
+
+    L = sum_r L_r,   L_r = sum_{(i,t) in shard_r} w_{i,t} loss_{i,t},   g = sum_r grad L_r.
+
+Gradients are summed, not averaged, so no factor W has to be undone (DDP's average would need
+loss x W: OpenRLHF's ``* dp_size``). One SUM per step after the whole accumulation loop (rather
+than DDP's per-backward hooks) also lets ranks run different numbers of micro-batches (uneven
+shards, skipped rows) without a hang. Whole-batch statistics (token-weight rules: top-q over
+the batch, covariance ranks) are assembled exactly: each rank fills its rows of the no-grad
+[N, T] pass and leaves zeros elsewhere, and an all-reduce SUM gives every rank the global
+tensor (x + 0 = x, no rounding). Metric sums are all-reduced the same way, so every rank ends
+the step with the same metrics, gradient norm and weights.
+
+Rank 0's learner state (weights, the reference model, optimizer, LR schedule, update count)
+is broadcast to the followers before the first update, so resume, warm-up and resume-time LR
+changes, done on rank 0 only, reach every rank; a run therefore resumes at any world size.
+Messages are JSON headers plus tensors broadcast on the process group (nothing is pickled).
+
+World-size guard (:meth:`DistEnv.setup`): ``train.world_size`` or ``$RLVR_WORLD_SIZE``, when
+set, must equal the launched world size (``accelerate launch --cpu --num_processes 2``
+silently runs one process, huggingface/accelerate#2741): a mismatch raises
+:class:`WorldSizeError` before any model loads. A colocated vLLM engine under W > 1 is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Any
+
+import torch
+
+log = logging.getLogger("rlvr")
+
+__all__ = [
+    "DistEnv",
+    "WorldSizeError",
+    "balance_groups",
+    "current",
+    "follow",
+    "serve",
+]
+
+
+class WorldSizeError(RuntimeError):
+    """The launched world size (or strategy) is not the one the recipe or environment asked."""
+
+
+@dataclass
+class DistEnv:
+    """This process's place in the run. ``world_size == 1``: single process, no collectives."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str = "none"
+    strategy: str = "single"
+    serving: bool = True  # rank 0: the followers wait for messages (a "stop" is owed)
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_driver(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ start and finish
+
+    @classmethod
+    def setup(cls, recipe: Any, env: dict[str, str] | None = None) -> DistEnv:
+        """Read the launcher's environment, check the world size the run asked for, start the
+        process group (gloo on CPU; ``cpu:gloo,cuda:nccl`` when CUDA is present, so each
+        collective takes the backend of its tensors' device) and make it :func:`current`."""
+        env = dict(os.environ if env is None else env)
+        world = int(env.get("WORLD_SIZE", "1"))
+        rank = int(env.get("RANK", "0"))
+        local_rank = int(env.get("LOCAL_RANK", "0"))
+        check_world_size(recipe, world, env)
+        if world == 1:
+            dist = cls()
+        else:
+            refuse_unsupported(recipe, world)
+            import torch.distributed as td
+
+            backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+            if not td.is_initialized():
+                td.init_process_group(backend=backend, timeout=timedelta(minutes=60))
+            if td.get_world_size() != world or td.get_rank() != rank:
+                raise WorldSizeError(
+                    f"process group has world size {td.get_world_size()} / rank "
+                    f"{td.get_rank()}, the launcher's environment WORLD_SIZE={world} RANK={rank}"
+                )
+            dist = cls(rank, world, local_rank, backend, "replicated, gradient all-reduce (SUM)")
+        set_current(dist)
+        if dist.is_driver:
+            log.info(
+                "world size %d, strategy: %s, backend: %s%s",
+                dist.world_size,
+                dist.strategy,
+                dist.backend,
+                "; rank 0 drives rollout, rewards and advantages" if dist.active else "",
+            )
+        return dist
+
+    def finish(self) -> None:
+        """Rank 0: tell the followers to stop (idempotent); every rank: leave the group."""
+        if not self.active:
+            return
+        import torch.distributed as td
+
+        if not td.is_initialized():
+            return
+        if self.is_driver and self.serving:
+            self.send({"cmd": "stop"})
+        td.destroy_process_group()
+        set_current(DistEnv())
+
+    # ------------------------------------------------------------------ messages
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Rank 0: broadcast ``message`` (JSON-able values and tensors, any nesting)."""
+        import torch.distributed as td
+
+        self.serving = message.get("cmd") != "stop"
+        tensors: list[torch.Tensor] = []
+        encoded = _encode(message, tensors)
+        specs = [[list(t.shape), str(t.dtype).removeprefix("torch.")] for t in tensors]
+        header = json.dumps({"message": encoded, "__tensors__": specs}).encode()
+        size = torch.tensor([len(header)], dtype=torch.int64)
+        td.broadcast(size, src=0)
+        td.broadcast(torch.frombuffer(bytearray(header), dtype=torch.uint8), src=0)
+        for t in tensors:
+            wire = t.detach().contiguous()
+            if wire.dtype == torch.bool:
+                wire = wire.to(torch.uint8)
+            td.broadcast(wire, src=0)
+
+    def receive(self) -> dict[str, Any]:
+        """A follower: the next message rank 0 sent."""
+        import torch.distributed as td
+
+        size = torch.zeros(1, dtype=torch.int64)
+        td.broadcast(size, src=0)
+        raw = torch.empty(int(size[0]), dtype=torch.uint8)
+        td.broadcast(raw, src=0)
+        header = json.loads(bytes(raw.numpy()).decode())
+        specs = header.pop("__tensors__")
+        tensors = []
+        for shape, dtype in specs:
+            want = getattr(torch, dtype)
+            t = torch.empty(shape, dtype=torch.uint8 if want == torch.bool else want)
+            td.broadcast(t, src=0)
+            tensors.append(t.to(torch.bool) if want == torch.bool else t)
+        return _decode(header["message"], tensors)
+
+    # ------------------------------------------------------------------ reductions
+
+    def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over ranks, in place (returned for chaining)."""
+        if self.active:
+            import torch.distributed as td
+
+            td.all_reduce(t, op=td.ReduceOp.SUM)
+        return t
+
+    def all_reduce_sums(self, sums: dict[str, float]) -> dict[str, float]:
+        """Each value summed over ranks (float64 on the wire)."""
+        if not self.active:
+            return sums
+        keys = sorted(sums)
+        t = self.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
+        return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
+
+    def all_reduce_grads(self, params: Iterable[torch.nn.Parameter], bucket: int = 2**24) -> None:
+        """Sum the gradients of ``params`` over ranks (a missing gradient counts as zero and is
+        filled in), in flat buckets of at most ``bucket`` elements per dtype."""
+        if not self.active:
+            return
+        todo = [p for p in params if p.requires_grad]
+        for p in todo:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        by_dtype: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+        for p in todo:
+            by_dtype.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
+        for grads in by_dtype.values():
+            start = 0
+            while start < len(grads):
+                chunk, n = [], 0
+                while start < len(grads) and (not chunk or n + grads[start].numel() <= bucket):
+                    chunk.append(grads[start])
+                    n += grads[start].numel()
+                    start += 1
+                flat = self.all_reduce_sum(torch.cat([g.reshape(-1) for g in chunk]))
+                offset = 0
+                for g in chunk:
+                    g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                    offset += g.numel()
+
+    # ------------------------------------------------------------------ the learner's hooks
+
+    def shard_rows(self, batch: Any, rows: torch.Tensor) -> torch.Tensor:
+        """The subset of ``rows`` (global row ids, ascending) this rank trains on."""
+        if not self.active:
+            return rows
+        mine = balance_groups(batch.attention_mask.sum(dim=1), batch.group_size, self.world_size)
+        keep = torch.zeros(batch.num_rows, dtype=torch.bool)
+        keep[mine[self.rank]] = True
+        return rows[keep[rows]]
+
+    def before_update(self, learner: Any, batch: Any) -> None:
+        """Rank 0, before each update: the learner state on the first call, then the batch."""
+        if not (self.active and self.is_driver):
+            return
+        if not getattr(learner, "_state_shared", False):
+            self.send({"cmd": "state", **learner_state(learner)})
+            learner._state_shared = True
+        self.send({"cmd": "update", "batch": batch_fields(batch)})
+
+
+# ---------------------------------------------------------------------- the current env
+
+_CURRENT = DistEnv()
+
+
+def current() -> DistEnv:
+    """The process's :class:`DistEnv` (single process until :meth:`DistEnv.setup` ran)."""
+    return _CURRENT
+
+
+def set_current(dist: DistEnv) -> None:
+    global _CURRENT
+    _CURRENT = dist
+
+
+# ---------------------------------------------------------------------- guard
+
+
+def expected_world_size(recipe: Any, env: dict[str, str]) -> tuple[int | None, str]:
+    """The world size the run asked for and where it was asked (None: not asked)."""
+    asked = getattr(recipe.train, "world_size", None)
+    if asked is not None:
+        return int(asked), "train.world_size"
+    if env.get("RLVR_WORLD_SIZE"):
+        return int(env["RLVR_WORLD_SIZE"]), "$RLVR_WORLD_SIZE"
+    return None, ""
+
+
+def check_world_size(recipe: Any, world: int, env: dict[str, str]) -> None:
+    asked, where = expected_world_size(recipe, env)
+    if asked is not None and asked != world:
+        hint = ""
+        if world == 1:
+            hint = (
+                " (launch with `torchrun --nproc_per_node N -m rlvr train ...` or `accelerate "
+                "launch --multi_gpu --num_processes N -m rlvr train ...`; `accelerate launch "
+                "--cpu --num_processes N` runs a single process)"
+            )
+        raise WorldSizeError(
+            f"{where}={asked} but this run was launched with world size {world} "
+            f"(WORLD_SIZE={env.get('WORLD_SIZE', 'unset')}){hint}"
+        )
+
+
+def refuse_unsupported(recipe: Any, world: int) -> None:
+    """Layouts that do not exist yet under several ranks stop with a named error."""
+    r = recipe.rollout
+    mode = getattr(r, "mode", "colocate")
+    if mode == "colocate" and r.engine == "vllm":
+        raise WorldSizeError(
+            f"rollout.engine=vllm colocated with {world} trainer ranks is not supported (one "
+            "vLLM engine per rank does not exist yet): use rollout.engine=hf (rank 0 generates) "
+            "or rollout.mode=server with `rlvr serve`"
+        )
+
+
+# ---------------------------------------------------------------------- sharding
+
+
+def balance_groups(row_tokens: torch.Tensor, group_size: int, world_size: int) -> list[list[int]]:
+    """Rows per rank: whole groups (rows b*G .. b*G+G-1) placed greedily, largest group first
+    (ties in batch order), each on the rank with the fewest tokens so far (ties: lowest rank);
+    each rank's rows ascending. A batch whose rows are not whole groups of ``group_size`` is
+    balanced row by row."""
+    n = int(row_tokens.shape[0])
+    g = group_size if group_size > 0 and n % group_size == 0 else 1
+    tokens = row_tokens.reshape(-1, g).sum(dim=1).tolist()
+    order = sorted(range(len(tokens)), key=lambda b: (-tokens[b], b))
+    load = [0.0] * world_size
+    groups: list[list[int]] = [[] for _ in range(world_size)]
+    for b in order:
+        r = min(range(world_size), key=lambda k: (load[k], k))
+        load[r] += tokens[b]
+        groups[r].append(b)
+    return [[b * g + j for b in sorted(gs) for j in range(g)] for gs in groups]
+
+
+# ---------------------------------------------------------------------- learner state
+
+
+def batch_fields(batch: Any) -> dict[str, Any]:
+    return {f.name: getattr(batch, f.name) for f in fields(batch)}
+
+
+def learner_state(learner: Any) -> dict[str, Any]:
+    """Everything a follower's learner needs to equal rank 0's."""
+    ref = learner.ref_model
+    return {
+        "model": dict(learner.model.state_dict()),
+        "ref": None if ref is None else dict(ref.state_dict()),
+        "optimizer": learner.optimizer.state_dict(),
+        "scheduler": learner.scheduler.state_dict(),
+        "updates_done": learner.updates_done,
+    }
+
+
+def load_learner_state(learner: Any, state: dict[str, Any]) -> None:
+    learner.model.load_state_dict(state["model"])
+    if state["ref"] is not None and learner.ref_model is not None:
+        learner.ref_model.load_state_dict(state["ref"])
+    learner.optimizer.load_state_dict(state["optimizer"])
+    learner.scheduler.load_state_dict(state["scheduler"])
+    learner.updates_done = int(state["updates_done"])
+
+
+# ---------------------------------------------------------------------- the follower
+
+
+def follow(recipe: Any, dist: DistEnv) -> int:
+    """A rank > 0: build the learner, then serve rank 0's messages until it says stop."""
+    from rlvr.learner import Learner
+    from rlvr.trainer import load_tokenizer, seed_everything
+
+    def ignore(signum: int, frame: Any) -> None:  # rank 0 finishes the step and says stop
+        log.debug("rank %d: signal %d left to rank 0", dist.rank, signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, ignore)
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    seed_everything(recipe.seed)
+    tokenizer = load_tokenizer(recipe)
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    learner = Learner(recipe, pad_id=pad_id, weights_path=recipe.model.path, resumed=False)
+    serve(learner, dist)
+    import torch.distributed as td
+
+    td.destroy_process_group()
+    return 0
+
+
+def serve(learner: Any, dist: DistEnv) -> int:
+    """A follower's loop: apply rank 0's state and updates until it says stop; returns the
+    number of updates done."""
+    from rlvr.batch import TrainBatch
+
+    updates = 0
+    while True:
+        message = dist.receive()
+        cmd = message["cmd"]
+        if cmd == "stop":
+            return updates
+        if cmd == "state":
+            load_learner_state(learner, message)
+        elif cmd == "update":
+            learner.update(TrainBatch(**message["batch"]))
+            updates += 1
+        else:
+            raise RuntimeError(f"rank {dist.rank}: unknown message {cmd!r} from rank 0")
+
+
+# ---------------------------------------------------------------------- wire format
+
+
+def _encode(obj: Any, tensors: list[torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors.append(obj)
+        return {"__t": len(tensors) - 1}
+    if isinstance(obj, dict):
+        return {"__d": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tu": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot send {type(obj).__name__} between ranks")
+
+
+def _decode(obj: Any, tensors: list[torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__t" in obj:
+            return tensors[obj["__t"]]
+        if "__tu" in obj:
+            return tuple(_decode(v, tensors) for v in obj["__tu"])
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__d"]}
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    return obj
