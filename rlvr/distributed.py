@@ -269,6 +269,15 @@ def expected_world_size(recipe: Any, env: dict[str, str]) -> tuple[int | None, s
 
 
 def check_world_size(recipe: Any, world: int, env: dict[str, str]) -> None:
+    if "WORLD_SIZE" not in env and "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env:
+        # accelerate's simple launcher (--cpu) sets a rendezvous address when more than one
+        # process was asked for, then starts one process without WORLD_SIZE (accelerate#2741)
+        raise WorldSizeError(
+            "accelerate launch asked for several processes but started one (its --cpu "
+            "launcher runs a single process): use `accelerate launch --multi_gpu "
+            "--num_processes N -m rlvr train ...` or `torchrun --nproc_per_node N -m rlvr "
+            "train ...` (on CPU the ranks use gloo)"
+        )
     asked, where = expected_world_size(recipe, env)
     if asked is not None and asked != world:
         hint = ""
