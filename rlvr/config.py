@@ -292,6 +292,22 @@ class WarmupConfig(_Section):
     max_examples: int | None = Field(None, ge=1)
 
 
+class LoraConfig(_Section):
+    """LoRA adapters on the policy (peft; rlvr/lora.py). Only the adapters train."""
+
+    rank: int = Field(16, ge=1, description="r: rank of the update B A.")
+    alpha: float = Field(32.0, gt=0, description="Scale alpha / r of the update.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="peft target_modules: 'all-linear' or module names."
+    )
+    sync: Literal["merged", "adapter"] = Field(
+        "merged",
+        description="How a separate rollout engine gets the policy: merged weights "
+        "W + (alpha/r) B A (out of place), or the adapter as a LoRA request (not yet).",
+    )
+
+
 class CheckpointConfig(_Section):
     every: int = Field(50, ge=1)
     keep_last: int = Field(2, ge=1)
@@ -331,6 +347,7 @@ class Recipe(_Section):
     warmup: WarmupConfig | None = None
     algo: AlgoConfig = AlgoConfig()
     train: TrainConfig = TrainConfig()
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of all weights.")
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()
     eval: EvalConfig = EvalConfig()

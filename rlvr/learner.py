@@ -77,12 +77,27 @@ class Learner:
         m, t = recipe.model, recipe.train
         self.recipe = recipe
         self.pad_id = pad_id
-        self.model = load_policy(recipe, weights_path, revision=None if resumed else m.revision)
+        self.lora = recipe.lora
+        if self.lora is None:
+            self.model = load_policy(recipe, weights_path, revision=None if resumed else m.revision)
+        else:  # the base from model.path; the adapter new, or from the checkpoint resumed
+            self.model = load_policy(recipe, m.path, revision=m.revision)
         if m.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        if self.lora is not None:
+            from rlvr.lora import is_adapter_dir, wrap_policy
+
+            if resumed and not is_adapter_dir(weights_path):
+                raise ValueError(
+                    f"lora is set but the checkpoint {weights_path} holds no LoRA adapter "
+                    "(adapter_config.json): it was written by a run without lora"
+                )
+            self.model = wrap_policy(self.model, self.lora, weights_path if resumed else None)
         self.model.train()
         self.ref_model = None
-        if recipe.algo.kl_coef > 0:
+        # with LoRA the reference is the base itself: the policy with its adapters disabled
+        self.ref_is_base = self.lora is not None and recipe.algo.kl_coef > 0
+        if recipe.algo.kl_coef > 0 and self.lora is None:
             self.ref_model = load_policy(recipe, m.path, revision=m.revision).eval()
             self.ref_model.requires_grad_(False)
         self.token_rules = build_token_weights(recipe.algo.token_weights)
@@ -102,7 +117,12 @@ class Learner:
     # ------------------------------------------------------------------ what others call
 
     def weights(self) -> Iterable[tuple[str, torch.Tensor]]:
-        """Every tensor of the policy's state dict (tied ``lm_head`` included)."""
+        """Every tensor of the policy's state dict (tied ``lm_head`` included); with LoRA the
+        base model's names with the merged weights W + (alpha/r) B A (rlvr/lora.py)."""
+        if self.lora is not None:
+            from rlvr.lora import merged_state_dict
+
+            return merged_state_dict(self.model).items()
         return self.model.state_dict().items()
 
     def token_entropies(
@@ -241,6 +261,9 @@ class Learner:
         ref_lp = None
         if self.ref_model is not None:
             ref_lp = self.no_grad_pass(self.ref_model, ids, attn, cmask, soft, rows)[0]
+        elif self.ref_is_base:
+            with self.model.disable_adapter():
+                ref_lp = self.no_grad_pass(self.model, ids, attn, cmask, soft, rows)[0]
         old_lp: torch.Tensor | None = None
         if a.old_logprobs == "rollout":
             old_lp = rollout_lp

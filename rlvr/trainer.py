@@ -199,10 +199,20 @@ class Trainer:
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
         self.engine_shares_model = not injected and r.engine == "hf" and rollout_dtype == m.dtype
+        if (
+            recipe.lora is not None
+            and recipe.lora.sync == "adapter"
+            and not self.engine_shares_model
+        ):
+            raise ValueError(
+                "lora.sync=adapter (the adapter as a vLLM LoRA request) is not implemented "
+                "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
+            )
         if engine is None:
             engine = build_engine(
                 r.engine,
-                weights_path,
+                # a LoRA checkpoint holds the adapter only: the engine loads the base, then syncs
+                m.path if recipe.lora is not None else weights_path,
                 dtype=rollout_dtype,
                 seed=recipe.seed,
                 max_model_len=r.max_model_len,
@@ -234,7 +244,8 @@ class Trainer:
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
             self._apply_resume_changes()
-        if injected:  # an engine built elsewhere starts from this run's weights
+        if injected or (recipe.lora is not None and self.resume_from is not None):
+            # an engine built elsewhere, or a LoRA run's base, starts from this run's weights
             self.sync_weights()
         self._stop_requested = False
 

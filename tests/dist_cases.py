@@ -53,6 +53,7 @@ def case_recipe(model_dir: str, case: dict[str, Any]) -> Recipe:
     return Recipe.model_validate(
         {
             "model": {"path": model_dir},
+            "lora": case.get("lora"),
             "rollout": {"max_new_tokens": 16},
             "algo": algo,
             "train": {
@@ -82,4 +83,9 @@ CASES["high_entropy_only_mb4"] = {"token_rule": "high_entropy_only", "micro_batc
 CASES["kl_two_updates_mb4"] = {
     "micro_batch_size": 4,
     "algo": {"kl_coef": 0.05, "updates_per_batch": 2},
+}
+CASES["lora_kl_mb4"] = {
+    "micro_batch_size": 4,
+    "algo": {"kl_coef": 0.05},
+    "lora": {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj", "up_proj"]},
 }

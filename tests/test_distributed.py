@@ -136,11 +136,15 @@ def test_cli_stops_on_a_world_size_mismatch(tiny_model_dir: Path, tmp_path: Path
 def test_two_ranks_equal_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Every loss aggregation at micro-batch 1 and 4, a whole-batch token rule, and KL with
     two optimizer steps per batch: loss, metrics and gradient norm to float round-off,
-    pre-step gradients to rtol 1e-5, weights after AdamW (lr 1e-3) to 2e-5, and both ranks
+    pre-step gradients to rtol 1e-5, weights after AdamW (lr 1e-3) to 1e-4 (mean 1e-7), and both ranks
     hold identical weights."""
     torchrun(
         2, "tests/dist_learner_worker.py", str(tiny_model_dir), str(tmp_path), json.dumps(CASES)
     )
+    compare_with_one_process(tiny_model_dir, tmp_path)
+
+
+def compare_with_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
     for name, case in CASES.items():
         learner = case_learner(str(tiny_model_dir), case)
         seen: list[torch.Tensor] = []
@@ -166,7 +170,10 @@ def test_two_ranks_equal_one_process(tiny_model_dir: Path, tmp_path: Path) -> No
         scale = float(seen[0].abs().max())
         torch.testing.assert_close(rank0["grad"], seen[0], rtol=1e-5, atol=1e-6 * scale)
         assert torch.equal(rank0["grad"], rank1["grad"]), name
-        assert float((rank0["weights"] - weights).abs().max()) <= 2e-5, name
+        # AdamW's first step is g / |g| per weight: fp32 summation-order noise in a near-zero
+        # gradient moves a few weights by a fraction of lr (1e-3); the bulk agrees to round-off
+        diff = (rank0["weights"] - weights).abs()
+        assert float(diff.max()) <= 1e-4 and float(diff.mean()) <= 1e-7, name
         assert torch.equal(rank0["weights"], rank1["weights"]), name
 
 

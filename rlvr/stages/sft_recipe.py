@@ -145,15 +145,9 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
     t, lora = recipe.train, recipe.lora
     peft_config = None
     if lora.enabled:
-        from peft import LoraConfig as PeftLoraConfig
+        from rlvr.lora import peft_lora_config
 
-        peft_config = PeftLoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            task_type="CAUSAL_LM",
-        )
+        peft_config = peft_lora_config(lora.r, lora.alpha, lora.dropout, lora.target_modules)
     heldout: list[dict] = []
     eval_data = DataConfig(system_prompt=recipe.data.system_prompt)
     if recipe.data.arithmetic is not None:

@@ -1,0 +1,169 @@
+"""LoRA in RL (rlvr/lora.py): the merged weights W + (alpha/r) B A give peft's log-probs and
+leave the learner's frozen base untouched; only the adapter trains; the reference is the base;
+checkpoints hold the adapter and a resumed run continues the same run; a LoRA GRPO run on the
+quickstart task learns."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from rlvr.config import Recipe
+from rlvr.lora import merged_state_dict, trainable_parameters
+from rlvr.metrics import read_metrics
+from rlvr.policy import token_logprobs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dist_cases import PAD, case_batch, case_recipe  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LORA = {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj", "up_proj"]}
+
+
+def lora_learner(model_dir: Path, **algo):
+    from rlvr.learner import Learner
+
+    recipe = case_recipe(str(model_dir), {"algo": algo})
+    recipe = Recipe.model_validate({**recipe.model_dump(), "lora": LORA})
+    torch.manual_seed(0)
+    return Learner(recipe, pad_id=PAD, weights_path=str(model_dir), resumed=False)
+
+
+def test_merged_weight_is_w_plus_scaled_ba(tiny_model_dir: Path) -> None:
+    learner = lora_learner(tiny_model_dir)
+    learner.update(case_batch({}))  # B leaves zero
+    layer = learner.model.get_base_model().model.layers[0].self_attn.q_proj
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    assert float(b.abs().max()) > 0
+    want = layer.base_layer.weight + (8.0 / 4) * b @ a  # alpha / r = 2
+    got = dict(learner.weights())["model.layers.0.self_attn.q_proj.weight"]
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
+
+
+def test_merged_path_gives_peft_logprobs_and_base_stays_exact(tiny_model_dir: Path) -> None:
+    learner = lora_learner(tiny_model_dir, kl_coef=0.05)
+    trainable, total = trainable_parameters(learner.model)
+    assert 0 < trainable < 0.1 * total
+    batch = case_batch({})
+    for _ in range(2):
+        metrics = learner.update(batch).metrics
+    assert metrics["kl"] > 0  # the reference (adapters disabled) differs from the policy now
+    merged = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    missing, unexpected = merged.load_state_dict(merged_state_dict(learner.model), strict=True)
+    assert not missing and not unexpected
+    args = (batch.input_ids, batch.attention_mask, batch.completion_mask)
+    learner.model.eval()
+    with torch.no_grad():
+        peft_lp, _ = token_logprobs(learner.model, *args)
+        merged_lp, _ = token_logprobs(merged, *args)
+        base_lp, _ = token_logprobs(AutoModelForCausalLM.from_pretrained(tiny_model_dir), *args)
+    assert float((peft_lp - merged_lp).abs().max()) <= 1e-5
+    assert float((peft_lp - base_lp).abs().max()) > 1e-3  # the adapter changed the policy
+    # the frozen base was never merged/unmerged: bit-exact with the file after the syncs
+    on_disk = load_file(tiny_model_dir / "model.safetensors")
+    base = {
+        k.replace(".base_layer.", "."): v
+        for k, v in learner.model.get_base_model().state_dict().items()
+        if "lora_" not in k
+    }
+    assert all(torch.equal(base[k], on_disk[k]) for k in on_disk)
+    # peft's own merge agrees
+    reference = learner.model.merge_and_unload()
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[name], tensor, rtol=0, atol=1e-6)
+
+
+def _run(tiny_model_dir: Path, out: Path, fixtures: Path, steps: int, **extra) -> Recipe:
+    return Recipe.model_validate(
+        {
+            "name": "lora",
+            "output_dir": str(out),
+            "seed": 3,
+            "model": {"path": str(tiny_model_dir)},
+            "data": {"source": "arithmetic", "arithmetic": {"digits": 1, "num_eval": 8}},
+            "rollout": {"engine": "hf", "group_size": 4, "max_new_tokens": 8},
+            "rewards": [
+                {"name": "math"},
+                {"name": f"{fixtures / 'rewards_fixture.py'}:digit_fraction", "key": "digits"},
+            ],
+            "reward_runner": {"num_workers": 1},
+            "algo": {"kl_coef": 0.05},
+            "lora": LORA,
+            "train": {"steps": steps, "prompts_per_step": 3, "micro_batch_size": 6, "lr": 1e-2},
+            "checkpoint": {"every": 100},
+            "logging": {"plots": False, "tensorboard": False, "progress": False},
+            **extra,
+        }
+    )
+
+
+def test_lora_checkpoint_holds_the_adapter_and_resume_continues(
+    tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    from rlvr.trainer import train_recipe
+
+    full = _run(tiny_model_dir, tmp_path / "a", fixtures_dir, 3)
+    train_recipe(full)
+    expected = read_metrics(full.run_dir / "metrics.jsonl")
+
+    part = _run(tiny_model_dir, tmp_path / "b", fixtures_dir, 2)
+    _, trainer = train_recipe(part)
+    ckpt = part.run_dir / "checkpoints" / "step_000002"
+    assert (ckpt / "adapter_model.safetensors").is_file()
+    assert (ckpt / "adapter_config.json").is_file()
+    assert not (ckpt / "model.safetensors").exists()  # the adapter alone
+    assert (ckpt / "adapter_model.safetensors").stat().st_size < 0.1 * (
+        tiny_model_dir / "model.safetensors"
+    ).stat().st_size
+    train_recipe(
+        Recipe.model_validate(
+            {**part.model_dump(), "resume": True, "train": {**part.train.model_dump(), "steps": 3}}
+        )
+    )
+    rows = read_metrics(part.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert any(r["grad_norm"] > 0 for r in expected)
+    for want, got in zip(expected, rows, strict=True):
+        for key in ("reward/mean", "loss", "kl", "grad_norm", "entropy"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
+
+
+def test_lora_adapter_sync_to_a_separate_engine_is_refused_for_now(
+    tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    from rlvr.trainer import Trainer
+
+    recipe = _run(tiny_model_dir, tmp_path, fixtures_dir, 1)
+    tree = recipe.model_dump()
+    tree["lora"]["sync"] = "adapter"
+    tree["rollout"]["dtype"] = "bfloat16"  # the HF engine keeps its own copy: a real sync
+    with pytest.raises(ValueError, match="lora.sync=adapter .* not implemented"):
+        Trainer(Recipe.model_validate(tree))
+
+
+@pytest.mark.vllm
+def test_merged_sync_reaches_vllm(
+    tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path, vllm_engine
+) -> None:
+    """After each merged sync the vLLM engine samples with the LoRA policy: its sampling
+    log-probs equal the learner's (peft) on the same tokens."""
+    from rlvr.trainer import Trainer
+
+    tree = _run(tiny_model_dir, tmp_path, fixtures_dir, 3).model_dump()
+    tree["rollout"]["engine"] = "vllm"
+    trainer = Trainer(Recipe.model_validate(tree), engine=vllm_engine)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+        vllm_engine.update_weights(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict().items()
+        )
+    rows = read_metrics(trainer.run_dir / "metrics.jsonl")
+    assert rows[-1]["grad_norm"] > 0
+    assert all(r["logprob_mismatch"] <= 1e-5 for r in rows), [r["logprob_mismatch"] for r in rows]
