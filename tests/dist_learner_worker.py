@@ -30,7 +30,9 @@ def run_case(name: str, case: dict, model_dir: str, out: Path, dist: DistEnv) ->
     step = learner.optimizer.step
 
     def record(*args, **kwargs):
-        seen.append(torch.cat([p.grad.flatten() for p in learner.model.parameters()]))
+        seen.append(
+            torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.requires_grad])
+        )
         return step(*args, **kwargs)
 
     learner.optimizer.step = record  # type: ignore[method-assign]

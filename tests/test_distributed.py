@@ -151,7 +151,8 @@ def compare_with_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
         step = learner.optimizer.step
 
         def record(*args, _seen=seen, _learner=learner, _step=step, **kwargs):
-            _seen.append(torch.cat([p.grad.flatten() for p in _learner.model.parameters()]))
+            params = [p for p in _learner.model.parameters() if p.requires_grad]
+            _seen.append(torch.cat([p.grad.flatten() for p in params]))
             return _step(*args, **kwargs)
 
         learner.optimizer.step = record  # type: ignore[method-assign]
