@@ -160,7 +160,7 @@ def test_merged_sync_reaches_vllm(
     try:
         trainer.train()
     finally:
-        trainer.close()
+        trainer.rewards.close()  # the shared engine stays open, back on the tiny model
         vllm_engine.update_weights(
             AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict().items()
         )
