@@ -1,7 +1,7 @@
 """LoRA in RL (rlvr/lora.py): the merged weights W + (alpha/r) B A give peft's log-probs and
 leave the learner's frozen base untouched; only the adapter trains; the reference is the base;
-checkpoints hold the adapter and a resumed run continues the same run; a LoRA GRPO run on the
-quickstart task learns."""
+checkpoints hold the adapter and a resumed run continues the same run; merged syncs reach a
+vLLM engine."""
 
 from __future__ import annotations
 
@@ -167,34 +167,3 @@ def test_merged_sync_reaches_vllm(
     rows = read_metrics(trainer.run_dir / "metrics.jsonl")
     assert rows[-1]["grad_norm"] > 0
     assert all(r["logprob_mismatch"] <= 1e-5 for r in rows), [r["logprob_mismatch"] for r in rows]
-
-
-@pytest.mark.slow
-def test_lora_grpo_learns_on_the_quickstart_task(tmp_path: Path, monkeypatch) -> None:
-    """LoRA GRPO on the quickstart task (bundled model, HF engine): the mean reward of the
-    last 4 steps exceeds that of the first 4."""
-    from rlvr.config import load_recipe
-    from rlvr.trainer import train_recipe
-
-    monkeypatch.chdir(REPO)
-    recipe = load_recipe(
-        REPO / "recipes" / "quickstart.yaml",
-        [
-            f"output_dir={tmp_path}",
-            "rollout.engine=hf",
-            "train.steps=16",
-            "train.prompts_per_step=16",
-            "train.lr=2e-3",
-            "lora.rank=16",
-            "lora.alpha=32",
-            "eval.before=false",
-            "eval.after=false",
-            "checkpoint.save_final=false",
-            "logging.progress=false",
-            "logging.plots=false",
-            "logging.tensorboard=false",
-        ],
-    )
-    train_recipe(recipe)
-    rewards = [r["reward/mean"] for r in read_metrics(recipe.run_dir / "metrics.jsonl")]
-    assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.05, rewards
