@@ -248,7 +248,14 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     from rlvr.data.tiny import build_tiny_model
 
     path = build_tiny_model(
-        args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.layers
+        args.out,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=args.kv_heads,
+        intermediate_size=args.intermediate_size or 4 * args.hidden_size,
+        vocab_size=args.vocab_size,
     )
     print(path)
     return 0
@@ -342,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--hidden-size", type=int, default=128)
     tiny.add_argument("--layers", type=int, default=4)
+    tiny.add_argument("--heads", type=int, default=4, help="attention heads (head_dim >= 32)")
+    tiny.add_argument("--kv-heads", type=int, default=2, help="key/value heads (GQA)")
+    tiny.add_argument(
+        "--intermediate-size", type=int, default=0, help="MLP width (default: 4 x hidden size)"
+    )
+    tiny.add_argument(
+        "--vocab-size", type=int, default=None,
+        help="pad the vocabulary to this many ids (e.g. 151936, Qwen2.5's) with filler tokens",
+    )  # fmt: skip
     tiny.set_defaults(func=cmd_tiny_model)
     return parser
 
