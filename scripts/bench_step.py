@@ -1,7 +1,25 @@
-"""One GRPO step of rlvr against one step of TRL's GRPOTrainer, same model, same work, one run.
+"""One GRPO step of rlvr against one step of TRL's GRPOTrainer, same model, same task, one run.
 
-Both sides run on CPU with ``transformers.generate`` (rlvr ``rollout.engine=hf``, TRL
-``use_vllm=False``) on the same tiny Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
+Three sides (``--sides``), each in its own worker process:
+
+- ``rlvr_best``: rlvr's defaults, which do less work: ``--best-engine`` rollouts (vLLM by
+  default), rows with zero advantage left out of forward/backward (``train.skip_zero_rows``,
+  exact: they carry no gradient), length-ordered micro-batches (less padding);
+- ``rlvr``: rlvr doing TRL's work (HF generate, every row trained, batch order): the
+  same-engine pair;
+- ``trl``: TRL's GRPOTrainer with HF generate, the best TRL configuration that runs here (TRL's
+  own vLLM weight sync crashes on vLLM 0.32).
+
+``step_ratio`` (in ``--json``'s top level) is the median over repetitions of rlvr_best's step
+time over TRL's in the same repetition; ``memory_ratio`` the ratio of peak RSS (rlvr's reward
+workers included). ``--scale quickstart|25m|100m`` picks a preset: the bundled partly trained
+quickstart model (math reward), a random 24M model with 128-token completions, or a random
+~102M model whose vocabulary is real-size (151,936 ids, most of the parameters); random models
+use ``scripts/bench_reward.py``'s coin reward (p = 0.15, so about a quarter of the groups have
+zero advantage, as a partly trained model's do) on both sides.
+
+All sides run on CPU (rlvr ``rollout.engine=hf``, TRL ``use_vllm=False``, unless rlvr_best's
+engine is vLLM) on the same Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
 into a temp dir, or ``--model``), the same arithmetic prompts in the same order (step k uses
 train problems k*B .. k*B+B-1 of :func:`rlvr.data.arithmetic_examples` on both sides; no
 shuffling), B prompts x G completions, exactly ``--new-tokens`` generated tokens per completion
@@ -33,6 +51,7 @@ Phases are timed by wrapping, inside each worker: ``model.generate`` (both), the
 ``clip_grad_norm_`` and the optimizer step; weight sync is rlvr's ``time/sync`` (zero for both when
 the generator is the trained module itself). ``other`` is the rest of the step.
 
+    python scripts/bench_step.py --scale 25m --json bench.json  # one preset, figures to JSON
     python scripts/bench_step.py                             # B=8, G=8, 32 tokens, 5 reps
     python scripts/bench_step.py --prompts 16 --group 8 --new-tokens 64 --reps 7
     python scripts/bench_step.py --profile /tmp/prof          # + cProfile of the measured steps
@@ -148,26 +167,15 @@ class RlvrSide:
     def __init__(
         self, args: argparse.Namespace, workdir: Path, clock: Clock, best: bool = False
     ) -> None:
+        import rlvr.soft_policy as policy_mod
         import rlvr.trainer as trainer_mod
         from rlvr.config import Recipe
 
         engine = args.best_engine if best else "hf"
-        rollout_extra: dict[str, Any] = {}
-        if engine == "vllm":
-            import rlvr.rollout.vllm_engine as vmod
-
-            base_params = vmod.VSamplingParams
-
-            def exact_length(*a: Any, **kw: Any) -> Any:
-                # the same number of generated tokens on every side: EOS only after max_tokens
-                kw.setdefault("min_tokens", kw.get("max_tokens", 0))
-                return base_params(*a, **kw)
-
-            vmod.VSamplingParams = exact_length
 
         recipe = Recipe.model_validate(
             {
-                "name": "bench_rlvr",
+                "name": "bench_rlvr_best" if best else "bench_rlvr",
                 "output_dir": str(workdir),
                 "seed": args.seed,
                 "model": {"path": args.model, "dtype": "float32"},
@@ -184,7 +192,6 @@ class RlvrSide:
                 },
                 "rollout": {
                     "engine": engine,
-                    **rollout_extra,
                     "group_size": args.group,
                     "max_new_tokens": args.new_tokens,
                     "temperature": 1.0,
@@ -219,16 +226,27 @@ class RlvrSide:
                 "checkpoint": {"save_final": False},
             }
         )
-        trainer_mod.token_logprobs = clock.wrap("forward", trainer_mod.token_logprobs)
+        policy_mod.token_logprobs = clock.wrap("forward", policy_mod.token_logprobs)
         self.trainer = trainer_mod.Trainer(recipe, progress=False)
         t = self.trainer
         # the same number of generated tokens on both sides: EOS is masked until max_new_tokens
         t.model.generation_config.min_new_tokens = args.new_tokens
+        if engine == "vllm":  # after vLLM is loaded: its own modules type-check SamplingParams
+            import vllm
+
+            base_params = vllm.SamplingParams
+
+            def exact_length(*a: Any, **kw: Any) -> Any:
+                # the same number of generated tokens on every side: EOS only after max_tokens
+                kw.setdefault("min_tokens", kw.get("max_tokens", 0))
+                return base_params(*a, **kw)
+
+            vllm.SamplingParams = exact_length  # rlvr's engine imports it at each call
         if engine == "hf":
             t.engine.model.generate = clock.wrap("generate", t.engine.model.generate)
         else:
             t.engine.llm.generate = clock.wrap("generate", t.engine.llm.generate)
-        t.rollout = clock.wrap("rollout", t.rollout)
+        t.sampler.rollout = clock.wrap("rollout", t.sampler.rollout)
         t.rewards.score = clock.wrap("reward", t.rewards.score)
         opt_t0 = [0.0]
 
