@@ -42,8 +42,11 @@ main recipe sections (see recipes/*.yaml for complete examples):
   eval        before, after, num_problems, samples (held-out accuracy around training)
 
 resume:
-  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; after a kill -9
-  the last periodic checkpoint remains. Run the same command with resume=true to continue.
+  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; a second Ctrl-C
+  or an exception inside a step checkpoints the last completed step on the way out; after a
+  kill -9 the last periodic checkpoint remains. Run the same command with resume=true to
+  continue. A step with a NaN/inf advantage, loss or gradient norm is skipped and never
+  checkpointed; train.max_nonfinite_steps (3) in a row stop the run.
 
 outputs (runs/<name>/):
   recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors)
@@ -92,6 +95,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = trainer.train()
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainer has said what it saved
+        print("stopped: interrupted (see the lines above for the checkpoint)", file=sys.stderr)
+        return 130
     finally:
         trainer.close()
     _print_summary(summary)

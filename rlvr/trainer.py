@@ -30,8 +30,10 @@ import torch
 from rlvr.batch import RolloutBatch, TrainBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
+from rlvr.guard import NonFiniteGuard
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
+from rlvr.recovery import StepCounter, save_on_crash, snapshot
 from rlvr.rollout import RolloutEngine, build_engine
 from rlvr.sampler import Sampler
 from rlvr.stages.warmup import apply_warmup
@@ -59,6 +61,7 @@ class Trainer:
             resume_step=self.step,
         )
         previous = self._install_signal_handlers()
+        snap = None  # the state each step starts from (rlvr/recovery.py)
         try:
             if r.eval.before and self.step == 0:
                 summary["eval_before"] = self.evaluate("before")
@@ -72,6 +75,7 @@ class Trainer:
                         log.info("train.time_limit_s=%s reached at step %d", limit, self.step)
                         summary["time_limited"] = True
                         break
+                    snap = snapshot(self, self._optimizer_steps)
                     metrics = self.train_step(self.step + 1)
                     self.step += 1
                     logger.log(self.step, metrics)
@@ -79,25 +83,35 @@ class Trainer:
                         logger.histogram(self.step, "entropy/tokens", self.token_entropies)
                     last = metrics
                     advance(metrics)
-                    if self.step % r.checkpoint.every == 0 and self.step < r.train.steps:
+                    nonfinite_stop = self.guard.observe(  # NaN / inf steps (rlvr/guard.py)
+                        self.step, self.nonfinite, latest_checkpoint(self.run_dir)
+                    )
+                    due = self.step % r.checkpoint.every == 0 and self.step < r.train.steps
+                    if due and not nonfinite_stop:
                         self._checkpoint()
-                    reason = self._reward_failure_stop(metrics)
+                    reason = self._reward_failure_stop(metrics) or nonfinite_stop
                     if reason:
                         summary["stopped_reason"] = reason
                         log.error(reason)
                     if self._stop_requested or reason:
-                        self._checkpoint()
+                        if not nonfinite_stop:  # that state is never checkpointed
+                            self._checkpoint()
                         summary["interrupted"] = True
                         break
             summary["final_metrics"] = last
             if not summary["interrupted"]:
-                if r.checkpoint.save_final:
-                    summary["checkpoint"] = str(self._checkpoint())
+                if r.checkpoint.save_final and (final := self._checkpoint()) is not None:
+                    summary["checkpoint"] = str(final)
                 if r.eval.after:
                     summary["eval_after"] = self.evaluate("after")
                     log.info("eval after training: %s", summary["eval_after"])
+        except BaseException as e:  # nothing lost: the last completed step is checkpointed
+            save_on_crash(self, snap, self._optimizer_steps, e)
+            raise
         finally:
             summary["reward_failures"] = self.sampler.rewards.failure_summary()
+            if self.guard.total:
+                summary["nonfinite_steps"] = self.guard.total
             for s, handler in previous.items():
                 signal.signal(s, handler)
             logger.close()
@@ -135,6 +149,7 @@ class Trainer:
         batch, metrics = self.sampler.next_batch(step)
         t0 = time.perf_counter()
         result = self.learner.update(batch)
+        self.nonfinite = result.nonfinite  # a NaN/inf that made the update skip (rlvr/guard.py)
         metrics.update(result.metrics)
         self.token_entropies = result.token_entropies
         metrics["time/train"] = time.perf_counter() - t0
@@ -237,6 +252,9 @@ class Trainer:
         if injected:  # an engine built elsewhere starts from this run's weights
             self.sync_weights()
         self._stop_requested = False
+        self.guard = NonFiniteGuard(recipe.train.max_nonfinite_steps)
+        self.nonfinite: str | None = None
+        self._optimizer_steps = StepCounter(self.optimizer)
 
     def _apply_resume_changes(self) -> None:
         """Every setting that differs from the run's recipe.yaml is listed; ``train.lr`` is
@@ -299,7 +317,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints, signals
 
-    def _checkpoint(self) -> Path:
+    def _checkpoint(self) -> Path | None:
+        """Write a checkpoint of the current step (None: refused, the state is not finite)."""
+        refusal = self.guard.refuse_checkpoint(self.model)
+        if refusal is not None:
+            last = latest_checkpoint(self.run_dir)
+            log.warning(
+                "no checkpoint of step %d: %s; %s",
+                self.step,
+                refusal,
+                f"the last good one stays: {last}" if last else "none was written before",
+            )
+            return None
         return save_checkpoint(
             self.run_dir,
             self.step,
