@@ -30,6 +30,7 @@ import torch
 from rlvr.batch import RolloutBatch, TrainBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
+from rlvr.console import console, status
 from rlvr.guard import NonFiniteGuard
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
@@ -168,7 +169,12 @@ class Trainer:
 
     def evaluate(self, tag: str) -> dict[str, float]:
         """Held-out accuracy: greedy, and pass@1 over ``eval.samples`` samples."""
-        return self.sampler.evaluate(tag)
+        e = self.recipe.eval
+        what = (
+            f"eval {tag} training: {e.num_problems} held-out problems, greedy + {e.samples} samples"
+        )
+        with status(what, self.show_progress):
+            return self.sampler.evaluate(tag)
 
     # ------------------------------------------------------------------ building the run
 
@@ -207,29 +213,34 @@ class Trainer:
             self.pad_id = self.tokenizer.eos_token_id
         self.resume_from = latest_checkpoint(self.run_dir) if recipe.resume else None
         weights_path = str(self.resume_from) if self.resume_from else m.path
-        self.learner = Learner(
-            recipe, pad_id=self.pad_id, weights_path=weights_path, resumed=bool(self.resume_from)
-        )
+        with status(f"loading the policy from {weights_path}", self.show_progress):
+            self.learner = Learner(
+                recipe,
+                pad_id=self.pad_id,
+                weights_path=weights_path,
+                resumed=bool(self.resume_from),
+            )
         injected = engine is not None
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
         self.engine_shares_model = not injected and r.engine == "hf" and rollout_dtype == m.dtype
         if engine is None:
-            engine = build_engine(
-                r.engine,
-                weights_path,
-                dtype=rollout_dtype,
-                seed=recipe.seed,
-                max_model_len=r.max_model_len,
-                trust_remote_code=m.trust_remote_code,
-                gpu_memory_utilization=r.gpu_memory_utilization,
-                kv_cache_gib=r.kv_cache_gib,
-                model=self.model if self.engine_shares_model else None,
-                tokenizer=self.tokenizer,
-                soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
-                enforce_eager=r.enforce_eager,
-                sleep=r.sleep,
-            )
+            with status(f"starting the {r.engine} rollout engine", self.show_progress):
+                engine = build_engine(
+                    r.engine,
+                    weights_path,
+                    dtype=rollout_dtype,
+                    seed=recipe.seed,
+                    max_model_len=r.max_model_len,
+                    trust_remote_code=m.trust_remote_code,
+                    gpu_memory_utilization=r.gpu_memory_utilization,
+                    kv_cache_gib=r.kv_cache_gib,
+                    model=self.model if self.engine_shares_model else None,
+                    tokenizer=self.tokenizer,
+                    soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
+                    enforce_eager=r.enforce_eager,
+                    sleep=r.sleep,
+                )
         self.engine = engine
         self.sampler = Sampler(
             recipe,
@@ -436,6 +447,7 @@ class _progress:
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
+            console=console(),  # the log's console: log lines print above the bar
         )
         self._bar.start()
         task = self._bar.add_task("train", total=self.total, completed=self.start, info="")
