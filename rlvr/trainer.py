@@ -31,7 +31,7 @@ from rlvr.batch import RolloutBatch, TrainBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
 from rlvr.console import console, status
-from rlvr.guard import NonFiniteGuard
+from rlvr.guard import NonFiniteGuard, parameters_finite
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
 from rlvr.recovery import StepCounter, save_on_crash, snapshot
@@ -257,6 +257,12 @@ class Trainer:
                 self.resume_from, optimizer=self.optimizer, scheduler=self.learner.scheduler
             )
             self.step = self.learner.updates_done = int(state["step"])
+            if not parameters_finite(self.model):  # e.g. written before the guard existed
+                self.sampler.close()
+                raise ValueError(
+                    f"{self.resume_from}: the checkpoint's weights hold NaN or inf; delete it "
+                    "to resume from the checkpoint before it"
+                )
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
             self._apply_resume_changes()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from test_train_e2e import make_recipe
 
 import rlvr.learner
@@ -127,6 +127,16 @@ def test_nan_loss_step_is_skipped_and_the_run_goes_on(
     assert summary["nonfinite_steps"] == 1 and not summary["interrupted"]
     assert _steps(recipe.run_dir) == ["step_000001", "step_000003", "step_000004"]
     assert summary["checkpoint"].endswith("step_000004")
+    # a NaN checkpoint (as written before the guard existed) is refused on resume
+    ckpt = recipe.run_dir / "checkpoints" / "step_000004"
+    weights = load_file(str(ckpt / "model.safetensors"))
+    first = next(iter(weights))
+    weights[first] = torch.full_like(weights[first], math.nan)
+    save_file(weights, str(ckpt / "model.safetensors"), metadata={"format": "pt"})
+    resumed = recipe.model_copy(update={"resume": True})
+    resumed.train.steps = 5
+    with pytest.raises(ValueError, match="step_000004: the checkpoint's weights hold NaN"):
+        Trainer(resumed, progress=False)
 
 
 class Boom(RuntimeError):
