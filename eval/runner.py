@@ -495,19 +495,23 @@ def run_eval(
     try:
         if pending_total:
             if engine is None:
+                from rlvr.console import status
                 from rlvr.rollout import build_engine
 
-                engine = build_engine(
-                    settings.backend,
-                    settings.model,
-                    dtype=settings.dtype,
-                    seed=settings.seed,
-                    max_model_len=settings.max_model_len,
-                    trust_remote_code=settings.trust_remote_code,
-                    gpu_memory_utilization=settings.gpu_memory_utilization,
-                    kv_cache_gib=settings.kv_cache_gib,
-                    soft=settings.soft_params(),
-                )
+                with status(
+                    f"starting the {settings.backend} engine on {settings.model}", progress
+                ):
+                    engine = build_engine(
+                        settings.backend,
+                        settings.model,
+                        dtype=settings.dtype,
+                        seed=settings.seed,
+                        max_model_len=settings.max_model_len,
+                        trust_remote_code=settings.trust_remote_code,
+                        gpu_memory_utilization=settings.gpu_memory_utilization,
+                        kv_cache_gib=settings.kv_cache_gib,
+                        soft=settings.soft_params(),
+                    )
                 own_engine = True
             _generate_all(
                 settings, runs, done_rows, engine, tokenizer, scorer, out, pending_total, progress
@@ -543,6 +547,7 @@ def _generate_all(
         TimeRemainingColumn,
     )
 
+    from rlvr.console import console
     from rlvr.rollout import SamplingParams
 
     bar = Progress(
@@ -553,6 +558,7 @@ def _generate_all(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         disable=not progress,
+        console=console(),  # the log's console: log lines print above the bar
     )
     with bar:
         for r in runs:

@@ -1,8 +1,9 @@
-"""Command line: ``rlvr train | sft | redi | specs | int | pipeline | eval | tiny-model``.
+"""Command line: ``rlvr train | sft | redi | specs | int | pipeline | eval | report | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
-harness (``python -m eval`` is the same). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
+harness (``python -m eval`` is the same). ``rlvr report RUN ...`` writes an HTML report
+(rlvr/report.py). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
 model with an offline tokenizer (for tests and experiments).
 """
 
@@ -42,8 +43,11 @@ main recipe sections (see recipes/*.yaml for complete examples):
   eval        before, after, num_problems, samples (held-out accuracy around training)
 
 resume:
-  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; after a kill -9
-  the last periodic checkpoint remains. Run the same command with resume=true to continue.
+  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; a second Ctrl-C
+  or an exception inside a step checkpoints the last completed step on the way out; after a
+  kill -9 the last periodic checkpoint remains. Run the same command with resume=true to
+  continue. A step with a NaN/inf advantage, loss or gradient norm is skipped and never
+  checkpointed; train.max_nonfinite_steps (3) in a row stop the run.
 
 outputs (runs/<name>/):
   recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors)
@@ -92,6 +96,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = trainer.train()
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainer has said what it saved
+        print("stopped: interrupted (see the lines above for the checkpoint)", file=sys.stderr)
+        return 130
     finally:
         trainer.close()
     _print_summary(summary)
@@ -244,6 +251,20 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlvr.report import ReportError, write_report
+
+    try:
+        out = write_report([Path(p) for p in args.runs], Path(args.out) if args.out else None)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from rlvr.data.tiny import build_tiny_model
 
@@ -343,6 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
     )
     pipe.set_defaults(func=cmd_pipeline)
+
+    report = sub.add_parser(
+        "report",
+        help="one self-contained HTML page of one run or comparing runs",
+        description="An HTML report of run directories (or directories of them, or eval "
+        "outputs): runs and how they ended, overlaid curves (seeds of one setting as a mean "
+        "with a min..max band), configuration differences, eval tables and the method-"
+        "signatures table when present. Self-contained: no script, nothing fetched.",
+    )
+    report.add_argument("runs", nargs="+", help="run directories (runs/<name>)")
+    report.add_argument(
+        "--out", help="output file (default: RUN/report.html, or ./report.html for several)"
+    )
+    report.set_defaults(func=cmd_report)
 
     tiny = sub.add_parser("tiny-model", help="build a random tiny Qwen2 model + offline tokenizer")
     tiny.add_argument("out", help="output directory")

@@ -273,6 +273,12 @@ class TrainConfig(_Section):
         None, gt=0, description="Stop after this much training time (the run ends normally)."
     )
     threads: int | None = Field(None, description="torch CPU threads (default: torch's).")
+    max_nonfinite_steps: int = Field(
+        3,
+        ge=1,
+        description="Stop after this many non-finite steps in a row (NaN/inf advantages, loss "
+        "or gradient norm; each is skipped, never applied or checkpointed: rlvr/guard.py).",
+    )
 
 
 class WarmupConfig(_Section):
