@@ -274,6 +274,7 @@ def normalize_answer(s: str) -> str:
     White space between two digits is kept as one space (``4 4/9`` is not ``44/9``).
     """
     s = s.strip()
+    spaced_comma = re.search(r",\s", s) is not None
     for _ in range(3):
         s = _TEXT_WRAP.sub(r"\1", s)
     for tok in ("\\left", "\\right", "\\displaystyle", "\\!", "\\,", "\\;", "\\:", "\\ ", "$"):
@@ -284,8 +285,8 @@ def normalize_answer(s: str) -> str:
     s = _DIGIT_SPACE.sub("\x01", s.strip())
     s = re.sub(r"\s+", "", s).replace("\x01", " ")
     s = s.rstrip(".")
-    if _THOUSANDS.fullmatch(s):
-        s = s.replace(",", "")
+    if _THOUSANDS.fullmatch(s) and not spaced_comma:
+        s = s.replace(",", "")  # 32,349 is a number; 32, 349 a list
     return s
 
 

@@ -17,7 +17,9 @@ leaves nothing). In ``mode="auto"`` (the default) the first rule that yields a c
    not the sentence: a math span (``$..$``, ``\\(..\\)``, ``\\[..\\]``) that opens the rest of
    the line, else the text up to the end of the sentence; a number followed by words
    ("12 apples") keeps the number.
-4. **Last math expression** (the fallback of Math-Verify, lighteval and Qwen2.5-Math's
+4. **Bare expression**: a response that is one short line without ``$``, math delimiters or
+   words (two letters or more, outside LaTeX commands) is the answer as a whole (``-\\frac{10}{9}``, ``1 000``).
+5. **Last math expression** (the fallback of Math-Verify, lighteval and Qwen2.5-Math's
    grader): whichever ends last of the last math span (``$$..$$``, ``\\[..\\]``, ``\\(..\\)``,
    inline ``$..$`` on one line, prose-like spans skipped) and the last plain number outside
    math spans ("... so the total is 12.").
@@ -49,7 +51,7 @@ MODES = ("auto", "answer", "boxed")
 _BOX_TOKENS = ("\\boxed", "\\fbox")
 _BOX_SEPARATOR = re.compile(
     r"(?:\s|,|;|\$|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\}|\\,|\\;|\band\b|\bor\b|&"
-    r"|\b[A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?\s*=)*"
+    r"|\\\(|\\\)|\\\[|\\\]|\b[A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?\s*=)*"
 )
 
 
@@ -142,7 +144,10 @@ _PHRASE = re.compile(
 )
 _SPAN_OPEN = re.compile(r"\s*(\$\$|\$|\\\(|\\\[)")
 _SPAN_CLOSE = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+|\s+\d+/\d+)?")
+_NUMBER = re.compile(
+    r"(?<![A-Za-z_])-?(?:\d{1,3}(?: \d{3})+(?![\d/])|\d[\d,]*(?:\.\d+)?|\.\d+)"
+    r"(?:\s*/\s*\d+|\s+\d+/\d+)?"
+)  # not inside a word (AZYUK2A); "1 000", ".4", "4 4/9" and "3/4" are numbers
 _NUMBER_WORDS = re.compile(r"(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)\s+[A-Za-z]{2,}(?:\s+[A-Za-z]+)*")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)|\n|I hope it is correct|,\s+(?:which|so|since|because)")
 
@@ -167,6 +172,8 @@ def _phrase_expression(rest: str) -> str | None:
     words = _NUMBER_WORDS.fullmatch(chunk)
     if words:
         return words.group(1)
+    if _is_prose(chunk):  # "The largest $n$ is 34": the sentence's last expression
+        return _last_expression(chunk, len(chunk)) or chunk
     return chunk
 
 
@@ -180,10 +187,11 @@ def _last_phrase(region: str, start: int, max_chars: int) -> str | None:
 
 
 _SPAN = re.compile(
-    r"\$\$(.{1,4000}?)\$\$|\\\[(.{1,4000}?)\\\]|\\\((.{1,4000}?)\\\)|\$([^$\n]{1,4000}?)\$",
+    r"(?<!\\)\$\$(.{1,4000}?)\$\$|\\\[(.{1,4000}?)\\\]|\\\((.{1,4000}?)\\\)"
+    r"|(?<!\\)\$((?:\\\$|[^$\n]){1,4000}?)\$",
     re.DOTALL,
 )  # bounded: an unclosed opener costs at most 4000 steps
-_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 
 
 def _last_expression(region: str, max_chars: int) -> str | None:
@@ -196,7 +204,7 @@ def _last_expression(region: str, max_chars: int) -> str | None:
             best_num = (n.end(), n.group(0))
         cursor = m.end()
         inner = next(g for g in m.groups() if g is not None).strip()
-        if inner and len(inner) <= max_chars and not _PROSE_WORD.search(_strip_text(inner)):
+        if inner and len(inner) <= max_chars and not _is_prose(inner):
             best_span = (m.end(), inner)
     for n in _NUMBER.finditer(region, cursor):
         best_num = (n.end(), n.group(0))
@@ -205,9 +213,18 @@ def _last_expression(region: str, max_chars: int) -> str | None:
     return best_num[1].rstrip(",") if best_num else None
 
 
-def _strip_text(s: str) -> str:
-    """Drop ``\\text{...}``-like wrappers (unit words inside a span are not prose)."""
-    return re.sub(r"\\(?:text|mathrm|textbf|mbox|operatorname)\s*\{[^{}]*\}", " ", s)
+_COMMAND = re.compile(
+    r"\\(?:text|mathrm|textbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}|\\[A-Za-z]+"
+)
+
+
+_BARE = re.compile(r"[^\n$]*")
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}|\\[\[\]()]")
+
+
+def _is_prose(span: str) -> bool:
+    """A "math" span that is prose (``$5 and then $``): two or more words outside commands."""
+    return len(_PROSE_WORD.findall(_COMMAND.sub(" ", span))) >= 2
 
 
 def extract_answer(
@@ -249,4 +266,12 @@ def extract_answer(
         return phrase
     if mode == "answer":
         return None
+    bare = region.strip()
+    if (
+        bare
+        and len(bare) <= 200
+        and _BARE.fullmatch(bare)
+        and not _WORD.search(_COMMAND.sub(" ", bare))
+    ):
+        return bare  # the whole response is one expression (``\frac{10}{9}``, ``1 000``)
     return _last_expression(region, max_chars)
