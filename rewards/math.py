@@ -624,8 +624,25 @@ math_accuracy.__rlvr_validate__ = _validate  # type: ignore[attr-defined]
 
 def warmup() -> None:
     """Pay math-verify's first-call costs (grammar set-up, caches) outside any time limit."""
-    math_reward("<think>x</think> \\boxed{\\frac{1}{2}}", "0.5")
-    math_reward("\\boxed{x^2+1}", "1+x^2")
+    for pred, gold in _WARMUP:
+        math_reward(pred, gold)
+
+
+# One of each common answer shape: the LaTeX parser (ANTLR) builds its prediction tables on
+# first sight of a shape, which can take a second or more; workers pay that before any limit.
+_WARMUP = (
+    ("<think>x</think> \\boxed{\\frac{1}{2}}", "0.5"),
+    ("\\boxed{x^2+1}", "1+x^2"),
+    ("\\boxed{\\lambda_{\\text{a}}\\sqrt{2+\\sqrt{2}}}", "\\lambda_{\\text{a}}/\\sqrt{2}"),
+    ("\\boxed{(1, \\frac{\\pi}{2})}", "\\left( 1, \\frac{\\pi}{2} \\right)"),
+    ("\\boxed{[0, 1)}", "(0,1]"),
+    (
+        "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+        "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}",
+    ),
+    ("\\boxed{\\{1, 2\\}}", "\\{2, 3\\}"),
+    ("\\boxed{2-3i}", "i(2-i)"),
+)
 
 
 math_accuracy.__rlvr_warmup__ = warmup  # type: ignore[attr-defined]
