@@ -12,10 +12,20 @@ Notation: a suite has N problems; problem i has n_i samples of which c_i are cor
   ``n - c < k``.  The suite value is the mean over problems.  pass@1 = c / n exactly.
 * **maj@k** (majority vote / cons@k, DeepSeek-R1 report; Qwen2.5-Math ``rm_maj_eval.py``):
   the first k samples of a problem vote with their extracted answers, grouped into
-  equivalence classes (math-verify equivalence for math; see ``eval.scoring``); samples
-  without an extracted answer do not vote; ties go to the class seen first.  The problem
-  counts as solved iff the winning class is correct.  The first-k rule follows
+  equivalence classes (math-verify equivalence for math; see ``eval.scoring``); ties go to
+  the class seen first.  The problem counts as solved iff the winning class is correct.
+  *Empty predictions vote*: samples without an extracted answer form one "no answer" class,
+  which is never correct (Qwen2.5-Math ``rm_maj_eval.py`` counts the empty string in its
+  ``Counter`` the same way), so 3 empty samples out-vote 1 correct one; ``empty_votes=False``
+  gives the other reading (empty samples abstain).  The first-k rule follows
   lm-evaluation-harness ``take_first_k``.
+* **k > n** raises ``ValueError`` for pass@k and maj@k.  (The Codex estimator's shortcut
+  ``n - c < k -> 1.0`` returns 1.0 for k > n even with c = 0, which lighteval reports; a
+  pass@k needs at least k samples, so rlvr refuses it.)
+* **Thresholded means**: avg@n, pass@k and maj@k count a sample as correct when its score
+  is > 0.5 (:data:`CORRECT_THRESHOLD`); the mean of raw scores is not used.  The math and IF
+  scorers return 0 or 1, so both readings agree for them; a custom scorer returning partial
+  credit (0.7) counts as correct, not as 0.7.
 * **Length statistics**: mean / median / max of generated tokens per sample, and the
   truncation rate = share of samples whose ``finish_reason == "length"``.
 * **Instruction following** (IFEval, Zhou et al. 2023, google-research
@@ -117,12 +127,18 @@ def default_ks(n: int) -> list[int]:
     return ks
 
 
-def majority_vote(classes: Sequence[Hashable | None], correct: Sequence[bool]) -> bool:
+_NO_ANSWER = ("no answer",)  # the class of samples without an extracted answer
+
+
+def majority_vote(
+    classes: Sequence[Hashable | None], correct: Sequence[bool], *, empty_votes: bool = True
+) -> bool:
     """True iff the plurality answer class is correct.
 
-    ``classes[j]`` is the equivalence class of sample j's extracted answer (None: no answer,
-    no vote); ``correct[j]`` its correctness.  Ties break towards the class seen first.  A
-    class's correctness is that of its first member (members are equivalent answers).
+    ``classes[j]`` is the equivalence class of sample j's extracted answer (None: no answer;
+    with ``empty_votes`` these form one class that is never correct, else they abstain);
+    ``correct[j]`` its correctness.  Ties break towards the class seen first.  A class's
+    correctness is that of its first member (members are equivalent answers).
     """
     if len(classes) != len(correct):
         raise ValueError("majority_vote: classes and correct differ in length")
@@ -130,7 +146,9 @@ def majority_vote(classes: Sequence[Hashable | None], correct: Sequence[bool]) -
     first_correct: dict[Hashable, bool] = {}
     for cls, ok in zip(classes, correct, strict=True):
         if cls is None:
-            continue
+            if not empty_votes:
+                continue
+            cls, ok = _NO_ANSWER, False
         if cls not in votes:
             votes[cls] = 0
             first_correct[cls] = bool(ok)
@@ -143,16 +161,22 @@ def majority_vote(classes: Sequence[Hashable | None], correct: Sequence[bool]) -
 
 
 def maj_at_k(
-    classes: Sequence[Sequence[Hashable | None]], correct: Sequence[Sequence[bool]], k: int
+    classes: Sequence[Sequence[Hashable | None]],
+    correct: Sequence[Sequence[bool]],
+    k: int,
+    *,
+    empty_votes: bool = True,
 ) -> float:
     """maj@k over problems: majority vote among each problem's first k samples, averaged."""
     if not classes:
         raise ValueError("maj_at_k: no problems")
+    if k < 1:
+        raise ValueError(f"maj_at_k: k must be >= 1, got {k}")
     total = 0
     for i, (cls_row, ok_row) in enumerate(zip(classes, correct, strict=True)):
         if len(cls_row) < k:
             raise ValueError(f"maj_at_k: problem {i} has {len(cls_row)} samples < k={k}")
-        total += majority_vote(cls_row[:k], ok_row[:k])
+        total += majority_vote(cls_row[:k], ok_row[:k], empty_votes=empty_votes)
     return total / len(classes)
 
 

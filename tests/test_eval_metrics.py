@@ -89,8 +89,27 @@ def test_majority_vote_plurality_ties_and_missing() -> None:
     # tie a:1 b:1 -> first seen (b) wins; b is wrong
     assert M.majority_vote(["b", "a"], [False, True]) is False
     # unanswered samples do not vote: b (1 vote) beats nothing
-    assert M.majority_vote([None, None, "b"], [False, False, True]) is True
+    # empty predictions vote as one never-correct class (Qwen2.5-Math's Counter over preds)
+    assert M.majority_vote([None, None, "b"], [False, False, True]) is False
+    assert M.majority_vote([None, "b", "b"], [False, True, True]) is True
+    assert M.majority_vote([None, "b"], [False, True]) is False  # tie: first seen
+    assert M.majority_vote(["b", None], [True, False]) is True
     assert M.majority_vote([None, None], [False, False]) is False
+    # the other reading: empty samples abstain
+    assert M.majority_vote([None, None, "b"], [False, False, True], empty_votes=False) is True
+    assert M.majority_vote([None, None], [False, False], empty_votes=False) is False
+
+
+def test_k_larger_than_n_raises_and_means_are_thresholded() -> None:
+    with pytest.raises(ValueError, match="k <= n"):
+        M.pass_at_k(2, 0, 3)  # the Codex shortcut would say 1.0 here
+    with pytest.raises(ValueError, match="samples < k"):
+        M.maj_at_k([["a", "a"]], [[True, True]], 3)
+    with pytest.raises(ValueError):
+        M.maj_at_k([["a"]], [[True]], 0)
+    # avg@n counts score > 0.5 as correct: partial credit 0.7 -> 1, 0.5 -> 0 (not 0.6 raw)
+    assert M.avg_at_n([[0.7, 0.5]]) == 0.5
+    assert M.avg_at_n([[1.0, 0.0], [0.51, 0.49]]) == 0.5
 
 
 def test_maj_at_k_uses_first_k_samples() -> None:
