@@ -225,3 +225,26 @@ def test_vllm_and_soft_engines_refuse_the_gate() -> None:
 
     with pytest.raises(ValueError, match="hf"):
         attach_gate(NotHF(), AbstentionGate(ValueHead(4)))
+
+
+def test_replayed_rules_hand_values() -> None:
+    from rlvr.abstention.replay import apply_rule, curves, rule_metrics
+
+    tr = [0.6, 0.5, 0.2, 0.7]
+    assert apply_rule("dynamic", tr, 0.55) == (True, 2)  # t = 1 < .55: EOS is token 2
+    assert apply_rule("dynamic", tr, 0.55, min_tokens=2) == (True, 3)
+    assert apply_rule("dynamic", tr, 0.1) == (False, 4)
+    assert apply_rule("pre_generation", tr, 0.65) == (True, 0)
+    assert apply_rule("pre_generation", tr, 0.55) == (False, 4)
+    assert apply_rule("post_generation", tr, 0.75) == (True, 4)
+    assert apply_rule("never", tr, 0.99) == (False, 4)
+    traces = [tr, [0.9, 0.8]]
+    m = rule_metrics("dynamic", traces, [False, True], 0.55, 0.55)
+    # sample 0 abstains after 2 tokens, sample 1 answers (2 tokens, correct)
+    assert m["coverage"] == 0.5 and m["selective_accuracy"] == 1.0
+    assert m["tokens_saved"] == pytest.approx(1 - 4 / 6)
+    assert m["utility"] == pytest.approx((1 + 0.55) / 2)
+    assert m["abstention_precision"] == 1.0
+    cur = curves(traces, [False, True], grid=[0.1, 0.55])
+    assert [p["coverage"] for p in cur["dynamic"]] == [1.0, 0.5]
+    assert [p["coverage"] for p in cur["never"]] == [1.0, 1.0]
