@@ -248,3 +248,32 @@ def test_replayed_rules_hand_values() -> None:
     cur = curves(traces, [False, True], grid=[0.1, 0.55])
     assert [p["coverage"] for p in cur["dynamic"]] == [1.0, 0.5]
     assert [p["coverage"] for p in cur["never"]] == [1.0, 1.0]
+
+
+def test_rl_option_scores_abstained_rollouts_r_abstain_and_drops_the_forced_eos() -> None:
+    from rlvr.abstention.rl import abstention_rewards, strip_forced_eos
+    from rlvr.rollout import Completion
+
+    groups = [
+        [
+            Completion([5, 6, 9], [-0.5, -0.2, 0.0], "abstain", abstained=True, abstain_step=2),
+            Completion([5, 9], [-0.1, -0.3], "stop"),
+        ]
+    ]
+    assert strip_forced_eos(groups) == 1
+    assert groups[0][0].token_ids == [5, 6] and groups[0][0].logprobs == [-0.5, -0.2]
+    assert groups[0][1].token_ids == [5, 9]
+    assert abstention_rewards([[1.0, 1.0]], groups, 0.25) == [[0.25, 1.0]]
+
+
+def test_rl_option_config_needs_the_hf_engine(tmp_path) -> None:
+    from rlvr.config import RecipeError, load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model: {path: m}\nrollout: {engine: vllm, abstention: {head: h.safetensors}}\n"
+    )
+    with pytest.raises(RecipeError, match="hidden states"):
+        load_recipe(recipe)
+    recipe.write_text("model: {path: m}\nrollout: {engine: hf}\n")
+    assert load_recipe(recipe).rollout.abstention is None  # off by default
