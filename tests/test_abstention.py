@@ -277,3 +277,34 @@ def test_rl_option_config_needs_the_hf_engine(tmp_path) -> None:
         load_recipe(recipe)
     recipe.write_text("model: {path: m}\nrollout: {engine: hf}\n")
     assert load_recipe(recipe).rollout.abstention is None  # off by default
+
+
+@pytest.mark.slow
+def test_rl_option_in_a_training_step(tiny_model_dir, tmp_path, fixtures_dir) -> None:
+    """threshold 1.0 stops every rollout after its first token: all rewards are r_abstain and
+    the update still runs on the policy's own tokens (the forced EOS removed)."""
+    from test_train_e2e import make_recipe, run
+
+    from rlvr.metrics import read_metrics
+
+    save_head(ValueHead(128), tmp_path / "head", {"threshold": 0.5})
+    recipe = make_recipe(
+        tiny_model_dir,
+        tmp_path,
+        fixtures_dir,
+        rollout__abstention={
+            "head": str(tmp_path / "head.safetensors"),
+            "threshold": 1.01,
+            "r_abstain": 0.25,
+        },  # fmt: skip
+        rewards=[{"name": "math"}],
+        train__steps=1,
+        checkpoint__every=10,
+        logging__tensorboard=False,
+        logging__plots=False,
+    )
+    run(recipe)
+    (row,) = read_metrics(recipe.run_dir / "metrics.jsonl")
+    assert row["abstention/rate"] == 1.0
+    assert row["reward/mean"] == pytest.approx(0.25)
+    assert row["length/max"] == 1  # one policy token, the gate's EOS dropped
