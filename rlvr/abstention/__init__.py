@@ -12,7 +12,11 @@ author's library HenDav/value-steering @ efe7d65, whose head and loss this follo
 - :mod:`.calibrate`: isotonic regression (pool-adjacent-violators) and the coverage quantile;
 - :mod:`.gate`: the per-step gate on the transformers engine (forces EOS below the threshold);
 - :mod:`.train`: fitting the head on cached decode-time features;
-- :mod:`.replay`: the dynamic rule and the baselines replayed on recorded value traces.
+- :mod:`.replay`: the dynamic rule and the baselines replayed on recorded value traces;
+- :mod:`.rl`: abstained RL rollouts scored r_⊥ (``rollout.abstention``, off by default).
+
+The stage is ``rlvr abstain-train`` (:mod:`rlvr.stages.abstention_recipe`); the eval is
+``rlvr eval --abstain HEAD``; docs/abstention.md has the measured result.
 """
 
 from rlvr.abstention.calibrate import IsotonicCalibrator, coverage_threshold
