@@ -34,6 +34,12 @@ Notation: a suite has N problems; problem i has n_i samples of which c_i are cor
   accuracy = (sum of passed instructions) / (sum of instructions), pooled over all
   instructions (lm-eval ``agg_inst_level_acc``), each in a strict and a loose variant.
   With n > 1 responses per prompt, every response counts as one prompt-level trial.
+* **Selective prediction under abstention** (dynamic abstention, "Knowing When to Quit",
+  arXiv 2604.18419; rlvr spec §8.5), per sample i: abstained a_i, correct-if-answered y_i,
+  tokens used T_i, tokens of the same seed without abstention T_full,i:
+  coverage = mean(1 − a); selective accuracy = Σ(1 − a)·y / Σ(1 − a) (the paper's headline);
+  tokens saved = 1 − ΣT / ΣT_full; utility J = mean[(1 − a)·y + a·r_⊥] (the objective the rule
+  maximises); abstention precision = share of abstained samples that would have been wrong.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from collections.abc import Hashable, Sequence
 
 __all__ = [
     "CORRECT_THRESHOLD",
+    "abstention_metrics",
     "avg_at_n",
     "default_ks",
     "if_accuracy",
@@ -211,3 +218,60 @@ def if_accuracy(
         out[f"prompt_level_{name}"] = sum(all(r) for r in rows) / len(rows)
         out[f"inst_level_{name}"] = sum(sum(r) for r in rows) / n_inst if n_inst else 0.0
     return out
+
+
+def abstention_metrics(
+    abstained: Sequence[bool],
+    correct: Sequence[bool | None],
+    tokens: Sequence[int],
+    tokens_full: Sequence[int] | None = None,
+    r_abstain: float = 0.0,
+) -> dict[str, float | int | None]:
+    """Selective-prediction metrics of one run (definitions in the module docstring).
+
+    ``correct[i]`` is whether sample i's answer is (or, for an abstained sample, would have
+    been: the paired full run's verdict) correct; an abstained sample may have ``None`` (not
+    known), which only leaves ``abstention_precision`` undefined. Returns ``coverage``,
+    ``selective_accuracy`` (None when nothing was answered), ``tokens_saved`` (None without
+    ``tokens_full``), ``utility`` (at ``r_abstain``), and ``n``, ``abstentions``,
+    ``accuracy`` (answered and correct, over all samples), ``tokens_used``, ``tokens_full``,
+    ``mean_tokens``, ``mean_tokens_per_abstention``, ``abstention_precision``.
+    """
+    n = len(abstained)
+    if n == 0:
+        raise ValueError("abstention_metrics: no samples")
+    if len(correct) != n or len(tokens) != n:
+        raise ValueError(
+            f"abstention_metrics: abstained, correct, tokens differ in length "
+            f"({n}, {len(correct)}, {len(tokens)})"
+        )
+    if tokens_full is not None and len(tokens_full) != n:
+        raise ValueError(f"abstention_metrics: tokens_full has {len(tokens_full)} entries, not {n}")
+    a = [bool(x) for x in abstained]
+    for i, (ai, yi) in enumerate(zip(a, correct, strict=True)):
+        if yi is None and not ai:
+            raise ValueError(f"abstention_metrics: sample {i} was answered but correct is None")
+    answered = n - sum(a)
+    hits = sum(1 for ai, yi in zip(a, correct, strict=True) if not ai and yi)
+    abst_y = [yi for ai, yi in zip(a, correct, strict=True) if ai]
+    used = sum(int(t) for t in tokens)
+    full = sum(int(t) for t in tokens_full) if tokens_full is not None else None
+    abst_tokens = [int(t) for ai, t in zip(a, tokens, strict=True) if ai]
+    return {
+        "coverage": answered / n,
+        "selective_accuracy": hits / answered if answered else None,
+        "tokens_saved": (1.0 - used / full) if full else (0.0 if full == 0 else None),
+        "utility": (hits + r_abstain * (n - answered)) / n,
+        "n": n,
+        "abstentions": n - answered,
+        "accuracy": hits / n,
+        "tokens_used": used,
+        "tokens_full": full,
+        "mean_tokens": used / n,
+        "mean_tokens_per_abstention": sum(abst_tokens) / len(abst_tokens) if abst_tokens else None,
+        "abstention_precision": (
+            sum(1 for y in abst_y if not y) / len(abst_y)
+            if abst_y and all(y is not None for y in abst_y)
+            else None
+        ),
+    }

@@ -1,4 +1,5 @@
-"""Command line: ``rlvr train | sft | redi | specs | int | pipeline | eval | report | tiny-model``.
+"""Command line: ``rlvr train | sft | redi | specs | int | abstain-train | pipeline | eval |
+report | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
@@ -208,6 +209,16 @@ STAGE_HELP = {
         "(k_check continuations, one must verify), SFT on prefix + intervention (TRL). Writes "
         "attempts.jsonl, kept.jsonl, summary.json and model/.",
     ),
+    "abstain-train": (
+        "dynamic abstention: train and calibrate a value head (hf engine)",
+        "Dynamic abstention (arXiv 2604.18419) from a YAML recipe (see "
+        "recipes/abstention_*.yaml): samples rollouts with decode-time features (hf engine), "
+        "labels them with the math verifier, splits by prompt, trains the value head (focal "
+        "+ TD loss), calibrates on held-out prompts (isotonic + coverage quantile or "
+        "threshold = r_abstain) and writes head.safetensors + head.json to runs/<name>/; "
+        "rollouts and features are cached in rollouts/ so a re-run resumes. Use the head "
+        "with: rlvr eval --backend hf --abstain runs/<name>/head.safetensors.",
+    ),
 }
 
 
@@ -228,6 +239,15 @@ def cmd_stage(args: argparse.Namespace) -> int:
     for key in ("counts", "pair_stats", "eval_before", "eval_after_sft", "eval_after"):
         if key in summary:
             print(f"{key}: {json.dumps(summary[key])}")
+    if "head" in summary:
+        cal = summary["calibration"]
+        dyn = cal["rules"]["dynamic"]
+        print(
+            f"calibration split at threshold {cal['threshold']:.3f} ({cal['rule']}): "
+            f"coverage {dyn['coverage']:.3f}, selective accuracy {dyn['selective_accuracy']}, "
+            f"tokens saved {dyn['tokens_saved']:.3f}"
+        )
+        print(f"head: {summary['head']}")
     print(f"model: {summary['model_dir']}")
     return 0
 
@@ -353,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline",
         help="run chained stages (e.g. SFT -> REDI -> GRPO) from one recipe",
         description="Run the stages of a pipeline recipe in order (see "
-        "recipes/pipeline_*.yaml); stage kinds: train, sft, redi, specs, int; each stage's "
+        "recipes/pipeline_*.yaml); stage kinds: train, sft, redi, specs, int, abstain-train; "
+        "each stage's "
         "output model feeds the next; each stage writes into runs/<pipeline>/<stage>/; "
         "finished stages are skipped on a re-run and an interrupted RL stage resumes from its "
         "checkpoints.",

@@ -143,3 +143,33 @@ def test_if_accuracy_pools_instructions() -> None:
     assert out["inst_level_strict"] == pytest.approx(3 / 6)  # pooled, not per-prompt mean
     assert out["prompt_level_loose"] == pytest.approx(2 / 3)
     assert out["inst_level_loose"] == pytest.approx(5 / 6)
+
+
+def test_abstention_metrics_hand_vector() -> None:
+    from eval.metrics import abstention_metrics
+
+    # 5 samples: answered correct, answered wrong, abstained (would be wrong), abstained
+    # (would be right), answered correct
+    m = abstention_metrics(
+        [False, False, True, True, False],
+        [True, False, False, True, True],
+        [10, 20, 3, 5, 12],
+        tokens_full=[10, 20, 30, 40, 12],
+        r_abstain=0.25,
+    )
+    assert m["coverage"] == pytest.approx(3 / 5)
+    assert m["selective_accuracy"] == pytest.approx(2 / 3)
+    assert m["tokens_saved"] == pytest.approx(1 - 50 / 112)
+    assert m["utility"] == pytest.approx((2 + 0.25 * 2) / 5)
+    assert m["accuracy"] == pytest.approx(2 / 5)
+    assert m["abstentions"] == 2 and m["tokens_used"] == 50 and m["tokens_full"] == 112
+    assert m["mean_tokens_per_abstention"] == pytest.approx(4.0)
+    assert m["abstention_precision"] == pytest.approx(1 / 2)
+    bare = abstention_metrics([True, True], [None, None], [1, 2])
+    assert bare["coverage"] == 0 and bare["selective_accuracy"] is None
+    assert bare["tokens_saved"] is None and bare["utility"] == 0.0
+    assert bare["abstention_precision"] is None
+    with pytest.raises(ValueError, match="answered but correct is None"):
+        abstention_metrics([False], [None], [1])
+    with pytest.raises(ValueError, match="differ in length"):
+        abstention_metrics([False, True], [True], [1, 2])
