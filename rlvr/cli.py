@@ -50,7 +50,8 @@ resume:
   checkpointed; train.max_nonfinite_steps (3) in a row stop the run.
 
 outputs (runs/<name>/):
-  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors)
+  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors),
+  log.txt (every log line), summary.json; `rlvr report runs/<name>` writes report.html
 """
 
 
