@@ -194,6 +194,7 @@ def test_crash_inside_a_step_checkpoints_the_last_completed_step_and_resumes_exa
             assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (have["step"], key)
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_crash_mid_update_keeps_the_last_checkpoint(
     tiny_model_dir, tmp_path, fixtures_dir, monkeypatch, caplog
 ) -> None:
