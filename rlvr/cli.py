@@ -51,7 +51,8 @@ resume:
   checkpointed; train.max_nonfinite_steps (3) in a row stop the run.
 
 outputs (runs/<name>/):
-  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors)
+  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors),
+  log.txt (every log line), summary.json; `rlvr report runs/<name>` writes report.html
 """
 
 
@@ -97,9 +98,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = trainer.train()
-    except KeyboardInterrupt:  # a second Ctrl-C: the trainer has said what it saved
-        print("stopped: interrupted (see the lines above for the checkpoint)", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainer has saved what it could
+        print(f"stopped: {trainer.crash_note or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as e:  # the traceback, then what was saved and how to resume, last
+        logging.getLogger("rlvr").error("training failed", exc_info=e)
+        print(f"stopped: {trainer.crash_note or repr(e)}", file=sys.stderr)
+        return 1
     finally:
         trainer.close()
     _print_summary(summary)

@@ -69,26 +69,28 @@ def snapshot(trainer: Any, counter: StepCounter) -> StepSnapshot:
 
 def save_on_crash(
     trainer: Any, snap: StepSnapshot | None, counter: StepCounter, error: BaseException
-) -> Path | None:
+) -> str:
     """Checkpoint the last completed step if the state is sound (see the module docstring);
-    returns the checkpoint a resume would start from, and logs where it is and how to resume."""
+    logs and returns a line saying what was saved and how to resume."""
     what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"failed ({error!r})"
     if snap is None:  # before the first step (e.g. the eval before training): nothing to save
-        return latest_checkpoint(trainer.run_dir)
+        note = f"stopped before the first step ({what}). " + _resume_hint(
+            latest_checkpoint(trainer.run_dir)
+        )
+        log.error(note)
+        return note
     learner = trainer.learner
     completed = trainer.step
     update_done = learner.updates_done > snap.updates_done
     if trainer.step == snap.step and update_done:
         completed = trainer.step + 1  # the update finished; what failed came after it
     elif trainer.step == snap.step and counter.count != snap.optimizer_steps:
-        last = latest_checkpoint(trainer.run_dir)
-        log.error(
-            "step %d %s in the middle of its update; no completed state to save. %s",
-            snap.step + 1,
-            what,
-            _resume_hint(last),
+        note = (
+            f"step {snap.step + 1} {what} in the middle of its update; no completed state to "
+            f"save. {_resume_hint(latest_checkpoint(trainer.run_dir))}"
         )
-        return last
+        log.error(note)
+        return note
     elif trainer.step == snap.step:  # before the optimizer step: back to the step's start
         trainer.sampler.load_state_dict(copy.deepcopy(snap.sampler_state))
         set_rng_state(snap.rng)
@@ -103,16 +105,14 @@ def save_on_crash(
         except Exception as e:  # noqa: BLE001 - the original failure is what gets raised
             log.error("writing the checkpoint of step %d failed too: %r", completed, e)
         last = latest_checkpoint(trainer.run_dir)
-    log.error(
-        "step %d %s; %s. %s",
-        snap.step + 1,
-        what,
+    wrote = (
         f"checkpoint of step {completed} written"
         if saved is not None and saved == last
-        else "no new checkpoint written",
-        _resume_hint(last),
+        else "no new checkpoint written"
     )
-    return last
+    note = f"step {snap.step + 1} {what}; {wrote}. {_resume_hint(last)}"
+    log.error(note)
+    return note
 
 
 def _resume_hint(last: Path | None) -> str:

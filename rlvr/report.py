@@ -202,6 +202,7 @@ def curves_png(series: list[Series], key: str, title: str) -> bytes | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curves = [(s, series_curve(s, key)) for s in series]
     curves = [(s, c) for s, c in curves if c[0]]
@@ -214,6 +215,7 @@ def curves_png(series: list[Series], key: str, title: str) -> bytes | None:
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     ax.set_title(title)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(curves) > 1:
         ax.legend(fontsize=7)

@@ -107,7 +107,7 @@ class Trainer:
                     summary["eval_after"] = self.evaluate("after")
                     log.info("eval after training: %s", summary["eval_after"])
         except BaseException as e:  # nothing lost: the last completed step is checkpointed
-            save_on_crash(self, snap, self._optimizer_steps, e)
+            self.crash_note = save_on_crash(self, snap, self._optimizer_steps, e)
             raise
         finally:
             summary["reward_failures"] = self.sampler.rewards.failure_summary()
@@ -272,6 +272,7 @@ class Trainer:
         self.guard = NonFiniteGuard(recipe.train.max_nonfinite_steps)
         self.nonfinite: str | None = None
         self._optimizer_steps = StepCounter(self.optimizer)
+        self.crash_note: str | None = None  # what a crash saved and how to resume
 
     def _apply_resume_changes(self) -> None:
         """Every setting that differs from the run's recipe.yaml is listed; ``train.lr`` is

@@ -194,6 +194,7 @@ def test_crash_inside_a_step_checkpoints_the_last_completed_step_and_resumes_exa
             assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (have["step"], key)
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_crash_mid_update_keeps_the_last_checkpoint(
     tiny_model_dir, tmp_path, fixtures_dir, monkeypatch, caplog
 ) -> None:
@@ -226,3 +227,42 @@ def test_crash_mid_update_keeps_the_last_checkpoint(
         trainer.close()
     assert _steps(recipe.run_dir) == ["step_000001"]
     assert "in the middle of its update" in caplog.text
+
+
+def test_cli_prints_what_a_crash_saved_and_how_to_resume_last(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+) -> None:
+    from tiny_overrides import RECIPES, TINY_RUN_OVERRIDES
+
+    import rlvr.sampler
+    from rlvr.cli import main
+
+    real = rlvr.sampler.Sampler.score
+    calls = {"n": 0}
+
+    def failing(self, examples, groups):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second step's rewards
+            raise Boom("reward worker lost")
+        return real(self, examples, groups)
+
+    monkeypatch.setattr(rlvr.sampler.Sampler, "score", failing)
+    argv = [
+        "train",
+        str(RECIPES / "grpo_arithmetic_cpu.yaml"),
+        f"model.path={tiny_model_dir}",
+        f"output_dir={tmp_path}",
+        "name=crash",
+        "eval.before=false",
+        "eval.after=false",
+        *TINY_RUN_OVERRIDES,
+        "train.steps=3",
+    ]
+    assert main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    ckpt = tmp_path / "crash" / "checkpoints" / "step_000001"
+    assert last == (
+        "stopped: step 2 failed (Boom('reward worker lost')); checkpoint of step 1 written. "
+        f"Run the same command with resume=true to continue from {ckpt}"
+    )
+    assert (ckpt / "trainer_state.json").is_file()

@@ -69,3 +69,8 @@ def test_spinners_bar_and_log_lines_share_one_console(
     assert len(logged) == 2 and all("━" not in f and "/2" not in f for f in logged)
     assert "a third-party warning" not in text  # below ERROR: file only
     assert "a third-party warning" in (recipe.run_dir / "log.txt").read_text()
+    # the report reads the real run directory the trainer wrote
+    from rlvr.report import write_report
+
+    page = write_report([recipe.run_dir]).read_text()
+    assert "<figcaption>reward/mean</figcaption>" in page and "recipe.yaml" in page
