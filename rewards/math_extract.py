@@ -10,7 +10,8 @@ leaves nothing). In ``mode="auto"`` (the default) the first rule that yields a c
    pair of answers, e.g. ``x = \\boxed{1}`` and ``\\boxed{2}``). Boxes separated by other text
    are earlier attempts: only the last group counts.
    *Text after the box* is ignored, except an explicit answer phrase (rule 3) that comes
-   after the last box: a restated "The final answer is 7" overrides an earlier box.
+   after the last box and states a value (a number, LaTeX or a choice letter): a restated
+   "The final answer is 7" overrides an earlier box; "the answer is correct" does not.
 2. **Answer tag.** The last ``<answer>...</answer>`` block (a box inside it is rule 1).
 3. **Answer phrase.** The last "final answer is", "final answer:", "the answer is",
    "Answer:" (case-insensitive, ``**`` bold marks allowed). The expression after it is taken,
@@ -177,6 +178,9 @@ def _phrase_expression(rest: str) -> str | None:
     return chunk
 
 
+_STATES_VALUE = re.compile(r"[\d\\]|^[A-E]$")  # a number, LaTeX, or a choice letter
+
+
 def _last_phrase(region: str, start: int, max_chars: int) -> str | None:
     found = None
     for m in _PHRASE.finditer(region, start):
@@ -253,8 +257,8 @@ def extract_answer(
     if group is not None:
         end, contents = group
         later = _last_phrase(region, end, max_chars)
-        if later is not None and "\\boxed" not in later:
-            return later
+        if later is not None and "\\boxed" not in later and _STATES_VALUE.search(later):
+            return later  # "... The final answer is 7." restates (and overrides) the box
         return ", ".join(c.strip() for c in contents)
     start = region.rfind("<answer>")
     if start >= 0:

@@ -26,6 +26,7 @@ from rewards.math_forms import choice_of, clock_of, collapse_braces, percent_alt
         (r"We get \boxed{12}. Thus the answer is $12$.", "12"),
         # text after the box that is no answer phrase is ignored
         (r"\boxed{8}. Check: 2+6 = 8, and 3 is odd.", "8"),
+        (r"\boxed{8}. I am confident the answer is correct.", "8"),  # no value stated
         # answer phrases take the expression, not the sentence
         ("Final Answer: The final answer is 9. I hope it is correct.", "9"),
         ("Answer: 12 apples in total.", "12"),
