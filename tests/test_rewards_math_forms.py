@@ -156,6 +156,8 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{9:00 \text{ p.m.}}", "21:00", 1.0),
         (r"\boxed{9:00 \text{ a.m.}}", r"9:00\text{ p.m.}", 0.0),
         (r"\boxed{9:30}", "9:00", 0.0),
+        (r"\boxed{9:00}", "21:00", 0.0),  # no am/pm on either side: hours must be equal
+        (r"\boxed{12:00 \text{ a.m.}}", "0:00", 1.0),
         (r"\boxed{9\!:\!15}", "9:15", 1.0),
         # multiple choice: letters and option values
         (r"\boxed{C}", r"\text{(C)}", 1.0),
@@ -198,6 +200,8 @@ def test_form_helpers() -> None:
     assert collapse_braces(r"\frac{{1}}{{2}}") == r"\frac{1}{2}"
     assert collapse_braces(r"\{1,2\}") == r"\{1,2\}"
     assert collapse_braces(r"x^{2}+{3}") == r"x^{2}+3"
+    assert collapse_braces(r"{a+b}^2") == r"{a+b}^2"  # a group carrying a script stays
+    assert prepare("x+2e+1") == "x+2e+1"  # e-notation only as the whole answer
 
 
 # -- cost -------------------------------------------------------------------------------------
