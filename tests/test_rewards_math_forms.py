@@ -86,6 +86,8 @@ def test_several_boxes_rule(completion: str, extracted: str) -> None:
         (r"$x=\boxed{1}$ and $x=\boxed{2}$", "2", 0.0),  # a list is not one of its items
         (r"\boxed{1}, \boxed{2}", r"\boxed{1}, \boxed{2}", 1.0),  # boxes in the reference
         (r"\boxed{2}", r"\boxed{1}, \boxed{2}", 0.0),
+        (r"\boxed{1331}", "1331 and 1728", 0.0),  # "find all": one element is not enough
+        (r"\boxed{1728}, \boxed{1331}", "1331 and 1728", 1.0),
         (r"\boxed{(1, 2)}", "(1,2)", 1.0),  # a pair keeps its order
         (r"\boxed{(2, 1)}", "(1,2)", 0.0),
         (r"\boxed{4} is wrong. The final answer is 7.", "7", 1.0),
