@@ -245,3 +245,13 @@ def test_costly_answers_cut_early_and_counted(completion: str) -> None:
     assert math_reward(completion, "(1+x)^{1000}") == 0.0
     assert time.perf_counter() - t0 < 1.0
     assert hostile_count() > before
+
+
+@pytest.mark.parametrize(
+    "completion",
+    ["\\[" * 25_000, "\\(" * 25_000, "$" * 50_000, "$$" * 25_000, "\\$" * 25_000],
+)
+def test_unclosed_math_delimiters_scan_linearly(completion: str) -> None:
+    t0 = time.perf_counter()
+    extract_answer(completion)
+    assert time.perf_counter() - t0 < 0.5
