@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=S, help="default: per suite")
     p.add_argument("--top-k", type=int, default=S, help="-1 = off (default: per suite)")
     p.add_argument("--max-tokens", type=int, default=S, help="new tokens (default: per suite)")
-    p.add_argument("--data-dir", default=S, help="directory with the benchmark files")
+    p.add_argument(
+        "--data-dir",
+        default=S,
+        help="directory with the benchmark files (default: those shipped in eval/data; "
+        "'hub': download from the Hugging Face hub)",
+    )
     p.add_argument("--limit", type=int, default=S, help="first N problems of each suite")
     p.add_argument("--seed", type=int, default=S, help="sampling seed (default: 0)")
     p.add_argument(
@@ -265,14 +270,15 @@ def _check_inputs(settings: EvalSettings) -> None:
     from rlvr.preflight import check_model_path
 
     check_model_path(settings.model, "--model")
-    if settings.data_dir is not None:
+    if settings.data_dir is not None and settings.data_dir != "hub":
         d = Path(settings.data_dir).expanduser()
         if not d.is_dir():
             raise FileNotFoundError(f"--data-dir {settings.data_dir!r}: no such directory")
         if not any(d.iterdir()):
             raise FileNotFoundError(
                 f"--data-dir {settings.data_dir!r} is empty; put the benchmark files there "
-                "or leave --data-dir out to download them from the Hugging Face hub"
+                "or leave --data-dir out to use the files shipped in eval/data "
+                "(--data-dir hub downloads them from the Hugging Face hub)"
             )
 
 

@@ -10,7 +10,8 @@ leaves nothing). In ``mode="auto"`` (the default) the first rule that yields a c
    pair of answers, e.g. ``x = \\boxed{1}`` and ``\\boxed{2}``). Boxes separated by other text
    are earlier attempts: only the last group counts.
    *Text after the box* is ignored, except an explicit answer phrase (rule 3) that comes
-   after the last box: a restated "The final answer is 7" overrides an earlier box.
+   after the last box and states a value (a number, LaTeX or a choice letter): a restated
+   "The final answer is 7" overrides an earlier box; "the answer is correct" does not.
 2. **Answer tag.** The last ``<answer>...</answer>`` block (a box inside it is rule 1).
 3. **Answer phrase.** The last "final answer is", "final answer:", "the answer is",
    "Answer:" (case-insensitive, ``**`` bold marks allowed). The expression after it is taken,
@@ -177,6 +178,9 @@ def _phrase_expression(rest: str) -> str | None:
     return chunk
 
 
+_STATES_VALUE = re.compile(r"[\d\\]|^[A-E]$")  # a number, LaTeX, or a choice letter
+
+
 def _last_phrase(region: str, start: int, max_chars: int) -> str | None:
     found = None
     for m in _PHRASE.finditer(region, start):
@@ -186,12 +190,40 @@ def _last_phrase(region: str, start: int, max_chars: int) -> str | None:
     return _phrase_expression(region[found.end() : found.end() + max_chars])
 
 
-_SPAN = re.compile(
-    r"(?<!\\)\$\$(.{1,4000}?)\$\$|\\\[(.{1,4000}?)\\\]|\\\((.{1,4000}?)\\\)"
-    r"|(?<!\\)\$((?:\\\$|[^$\n]){1,4000}?)\$",
-    re.DOTALL,
-)  # bounded: an unclosed opener costs at most 4000 steps
+_DELIM = re.compile(r"\\\$|\$\$|\$|\\\[|\\\]|\\\(|\\\)")
+_OPENERS = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}
+MAX_SPAN_CHARS = 4000
 _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def _spans(region: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of the math spans, in one left-to-right pass over delimiters.
+
+    An opener waits for its own closer; an inline ``$`` span may not cross a line; a span
+    longer than ``MAX_SPAN_CHARS`` is abandoned at the delimiter that finds it too long (no
+    rewinding, so the cost stays linear in the text). ``\\$`` is a dollar sign, not a delimiter.
+    """
+    out: list[tuple[int, int, str]] = []
+    open_tok: str | None = None
+    open_end = 0
+    open_start = 0
+    for m in _DELIM.finditer(region):
+        tok = m.group(0)
+        if tok == "\\$":
+            continue
+        if open_tok is not None:
+            too_long = m.start() - open_end > MAX_SPAN_CHARS
+            crossed = open_tok == "$" and "\n" in region[open_end : m.start()]
+            if tok == _OPENERS[open_tok] and not too_long and not crossed:
+                out.append((open_start, m.end(), region[open_end : m.start()]))
+                open_tok = None
+                continue
+            if not (too_long or crossed):
+                continue  # another delimiter inside the span
+            open_tok = None
+        if tok in _OPENERS:
+            open_tok, open_start, open_end = tok, m.start(), m.end()
+    return out
 
 
 def _last_expression(region: str, max_chars: int) -> str | None:
@@ -199,13 +231,13 @@ def _last_expression(region: str, max_chars: int) -> str | None:
     best_span: tuple[int, str] | None = None
     best_num: tuple[int, str] | None = None
     cursor = 0
-    for m in _SPAN.finditer(region):
-        for n in _NUMBER.finditer(region, cursor, m.start()):
+    for start, end, content in _spans(region):
+        for n in _NUMBER.finditer(region, cursor, start):
             best_num = (n.end(), n.group(0))
-        cursor = m.end()
-        inner = next(g for g in m.groups() if g is not None).strip()
+        cursor = end
+        inner = content.strip()
         if inner and len(inner) <= max_chars and not _is_prose(inner):
-            best_span = (m.end(), inner)
+            best_span = (end, inner)
     for n in _NUMBER.finditer(region, cursor):
         best_num = (n.end(), n.group(0))
     if best_span and (best_num is None or best_span[0] >= best_num[0]):
@@ -253,8 +285,8 @@ def extract_answer(
     if group is not None:
         end, contents = group
         later = _last_phrase(region, end, max_chars)
-        if later is not None and "\\boxed" not in later:
-            return later
+        if later is not None and "\\boxed" not in later and _STATES_VALUE.search(later):
+            return later  # "... The final answer is 7." restates (and overrides) the box
         return ", ".join(c.strip() for c in contents)
     start = region.rfind("<answer>")
     if start >= 0:

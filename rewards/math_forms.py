@@ -7,7 +7,8 @@ in these forms), with a test in ``tests/test_rewards_math_forms.py``:
 * ``\\mid`` / ``\\vert`` / ``\\lvert`` / ``\\rvert`` read as ``|`` (set-builder notation);
 * ``\\text{..}`` / ``\\mathrm{..}`` inside a subscript become plain letters
   (``\\lambda_{\\text{red}}`` -> ``\\lambda_{red}``), so the parser does not stop there;
-* scientific e-notation ``4.5e33`` / ``1e-3`` -> ``4.5\\times10^{33}`` / ``1\\times10^{-3}``;
+* scientific e-notation, when it is the whole answer: ``4.5e33`` / ``1e-3`` ->
+  ``4.5\\times10^{33}`` / ``1\\times10^{-3}`` (``2e+1`` inside an expression stays 2e + 1);
 * mixed numbers: ``4 4/9`` and ``4\\frac{4}{9}`` (an integer, then a proper fraction of
   integers, and nothing else) -> ``(4+\\frac{4}{9})`` = 40/9; ``-1 1/2`` -> ``-(1+\\frac{1}{2})``;
 * thousands grouped by spaces (``1 000 000``) lose the spaces; any other space between two
@@ -23,7 +24,9 @@ in these forms), with a test in ``tests/test_rewards_math_forms.py``:
   C; ``(C) 12`` is the letter C *or* the value 12. A bare letter never equals an option's value
   (the options are not known to the reward);
 * clock times ``9:00``, ``9:00 AM``, ``9 p.m.``: equal when the minutes agree and the hours
-  agree on a 24-hour clock if both carry am/pm, on a 12-hour clock otherwise.
+  agree on a 24-hour clock if both carry am/pm; if one side carries am/pm, the other's hour
+  may be its 24-hour or its 12-hour reading (``9 PM`` = ``21:00`` = ``9:00``); without am/pm
+  on either side the hours must be equal (``2:30`` is not ``14:30``).
 
 European decimal commas are *not* read (``1,5`` is the list 1, 5; ``3,14`` is not 3.14):
 a comma with three digits after it is a thousands separator (``1,000``), any other comma
@@ -50,7 +53,7 @@ _MID = re.compile(r"\\(?:mid|vert|lvert|rvert)(?![A-Za-z])")
 _SUB_TEXT = re.compile(
     r"_\s*(\{)?\s*\\(?:text|mathrm|textrm|mathit|textit|operatorname|mbox)\s*\{([A-Za-z0-9 ]{1,40})\}\s*(?(1)\})"
 )
-_SCI = re.compile(r"(?<![A-Za-z0-9.\\])(\d+(?:\.\d+)?)\s*[eE]\s*([+-]?\d{1,6})(?![A-Za-z0-9.])")
+_SCI = re.compile(r"(-?\d+(?:\.\d+)?)[eE]([+-]?\d{1,6})")  # the whole answer only
 _MIXED_PLAIN = re.compile(r"(-?)(\d+)\s+(\d+)\s*/\s*(\d+)")
 _MIXED_FRAC = re.compile(r"(-?)(\d+)\s*\\[dt]?frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _SPACE_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\s|\\,|\\ |~|\\;|\\!)\d{3})+(?![\d])")
@@ -65,7 +68,8 @@ _UNIT_PLAIN = re.compile(
 _NOT_UNITS = {
     "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "and", "or",
     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "mod", "pmod", "infty", "times",
-    "cdot", "div", "pm", "mp", "frac", "dfrac", "circ", "deg", "is", "if",
+    "cdot", "div", "pm", "mp", "frac", "dfrac", "circ", "deg", "is", "if", "hundred",
+    "thousand", "million", "billion", "trillion", "dozen", "percent",
 }  # fmt: skip
 
 
@@ -100,8 +104,12 @@ def collapse_braces(s: str) -> str:
         j = o - 1
         while j >= 0 and s[j] == " ":
             j -= 1
-        if j < 0 or s[j] in "+-*/=(,<>|&":
-            drop.update((o, cl))  # a bare group: TeX grouping only
+        k = cl + 1
+        while k < len(s) and s[k] == " ":
+            k += 1
+        followed_by_script = k < len(s) and s[k] in "^_"
+        if (j < 0 or s[j] in "+-*/=(,<>|&") and not followed_by_script:
+            drop.update((o, cl))  # a bare group: TeX grouping only ({a+b}^2 keeps its braces)
     if not drop:
         return s
     return "".join(c for k, c in enumerate(s) if k not in drop)
@@ -139,7 +147,8 @@ def prepare(s: str) -> str:
     s = _TRAILING_PUNCT.sub("", s)
     s = _MID.sub("|", s)
     s = _SUB_TEXT.sub(lambda m: "_{" + m.group(2).replace(" ", "") + "}", s)
-    s = _SCI.sub(_sci, s)
+    if _SCI.fullmatch(s):
+        s = _SCI.sub(_sci, s)
     s = _SPACE_THOUSANDS.sub(lambda m: re.sub(r"\D", "", m.group(0)), s)
     s = collapse_braces(s)
     s = _strip_units(s)
@@ -190,7 +199,10 @@ class Clock:
             return False
         if self.meridiem and other.meridiem:
             return self._h24() == other._h24()
-        return self.hour % 12 == other.hour % 12
+        if self.meridiem or other.meridiem:  # 9 PM = 21:00 = 9:00 (a 12-hour reading)
+            x, y = (self, other) if self.meridiem else (other, self)
+            return y.hour in (x._h24(), x.hour % 12 or 12)
+        return self.hour == other.hour  # no am/pm on either side: 2:30 is not 14:30
 
     def _h24(self) -> int:
         h = self.hour % 12

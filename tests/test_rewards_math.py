@@ -177,3 +177,15 @@ def test_brace_free_latex_operators_are_equivalent() -> None:
     assert math_reward(r"so \boxed{\frac12}", r"\frac{1}{2}") == 1.0
     assert math_reward(r"\boxed{\sqrt2}", r"\sqrt{2}") == 1.0
     assert math_reward(r"\boxed{\frac13}", r"\frac{1}{2}") == 0.0
+
+
+def test_recipe_params_validated() -> None:
+    validate = math_accuracy.__rlvr_validate__
+    validate(extraction="boxed")
+    validate(last_number_fallback=True, max_answer_chars=50)
+    with pytest.raises(ValueError, match="extraction"):
+        validate(extraction="strict")
+    with pytest.raises(ValueError, match="max_answer_chars"):
+        validate(max_answer_chars=0)
+    assert math_accuracy("so 5", {"answer": "5"}, extraction="boxed") == 0.0
+    assert math_accuracy(r"\boxed{5}", {"answer": "5"}, extraction="boxed") == 1.0

@@ -26,6 +26,7 @@ from rewards.math_forms import choice_of, clock_of, collapse_braces, percent_alt
         (r"We get \boxed{12}. Thus the answer is $12$.", "12"),
         # text after the box that is no answer phrase is ignored
         (r"\boxed{8}. Check: 2+6 = 8, and 3 is odd.", "8"),
+        (r"\boxed{8}. I am confident the answer is correct.", "8"),  # no value stated
         # answer phrases take the expression, not the sentence
         ("Final Answer: The final answer is 9. I hope it is correct.", "9"),
         ("Answer: 12 apples in total.", "12"),
@@ -85,6 +86,8 @@ def test_several_boxes_rule(completion: str, extracted: str) -> None:
         (r"$x=\boxed{1}$ and $x=\boxed{2}$", "2", 0.0),  # a list is not one of its items
         (r"\boxed{1}, \boxed{2}", r"\boxed{1}, \boxed{2}", 1.0),  # boxes in the reference
         (r"\boxed{2}", r"\boxed{1}, \boxed{2}", 0.0),
+        (r"\boxed{1331}", "1331 and 1728", 0.0),  # "find all": one element is not enough
+        (r"\boxed{1728}, \boxed{1331}", "1331 and 1728", 1.0),
         (r"\boxed{(1, 2)}", "(1,2)", 1.0),  # a pair keeps its order
         (r"\boxed{(2, 1)}", "(1,2)", 0.0),
         (r"\boxed{4} is wrong. The final answer is 7.", "7", 1.0),
@@ -155,6 +158,8 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{9:00 \text{ p.m.}}", "21:00", 1.0),
         (r"\boxed{9:00 \text{ a.m.}}", r"9:00\text{ p.m.}", 0.0),
         (r"\boxed{9:30}", "9:00", 0.0),
+        (r"\boxed{9:00}", "21:00", 0.0),  # no am/pm on either side: hours must be equal
+        (r"\boxed{12:00 \text{ a.m.}}", "0:00", 1.0),
         (r"\boxed{9\!:\!15}", "9:15", 1.0),
         # multiple choice: letters and option values
         (r"\boxed{C}", r"\text{(C)}", 1.0),
@@ -197,6 +202,8 @@ def test_form_helpers() -> None:
     assert collapse_braces(r"\frac{{1}}{{2}}") == r"\frac{1}{2}"
     assert collapse_braces(r"\{1,2\}") == r"\{1,2\}"
     assert collapse_braces(r"x^{2}+{3}") == r"x^{2}+3"
+    assert collapse_braces(r"{a+b}^2") == r"{a+b}^2"  # a group carrying a script stays
+    assert prepare("x+2e+1") == "x+2e+1"  # e-notation only as the whole answer
 
 
 # -- cost -------------------------------------------------------------------------------------
@@ -238,3 +245,13 @@ def test_costly_answers_cut_early_and_counted(completion: str) -> None:
     assert math_reward(completion, "(1+x)^{1000}") == 0.0
     assert time.perf_counter() - t0 < 1.0
     assert hostile_count() > before
+
+
+@pytest.mark.parametrize(
+    "completion",
+    ["\\[" * 25_000, "\\(" * 25_000, "$" * 50_000, "$$" * 25_000, "\\$" * 25_000],
+)
+def test_unclosed_math_delimiters_scan_linearly(completion: str) -> None:
+    t0 = time.perf_counter()
+    extract_answer(completion)
+    assert time.perf_counter() - t0 < 0.5
