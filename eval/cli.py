@@ -49,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=S, help="default: per suite")
     p.add_argument("--top-k", type=int, default=S, help="-1 = off (default: per suite)")
     p.add_argument("--max-tokens", type=int, default=S, help="new tokens (default: per suite)")
-    p.add_argument("--data-dir", default=S, help="directory with the benchmark files")
+    p.add_argument(
+        "--data-dir",
+        default=S,
+        help="directory with the benchmark files (default: those shipped in eval/data; "
+        "'hub': download from the Hugging Face hub)",
+    )
     p.add_argument("--limit", type=int, default=S, help="first N problems of each suite")
     p.add_argument("--seed", type=int, default=S, help="sampling seed (default: 0)")
     p.add_argument(
@@ -97,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--soft-temperature", type=float, default=S, help="soft-phase temperature (default 1)"
+    )
+    p.add_argument(
+        "--abstain",
+        default=S,
+        metavar="HEAD",
+        help="dynamic abstention with this value head (head.safetensors from rlvr "
+        "abstain-train; implies --backend hf): reports coverage, selective accuracy, tokens "
+        "saved against the same seeds without abstention, utility, the baselines never / "
+        "pre- / post-generation and curves over the threshold",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=S, help="abstain when V < c (default: the sidecar's)"
+    )
+    p.add_argument(
+        "--r-abstain",
+        type=float,
+        default=S,
+        help="abstention reward r for the utility (default: c)",
+    )
+    p.add_argument(
+        "--abstain-min-tokens", type=int, default=S, help="tokens before the gate may abstain"
     )
     p.add_argument("--dtype", default=S, help="float32 | bfloat16 | float16 | auto")
     p.add_argument("--max-model-len", type=int, default=S, help="engine context length")
@@ -194,6 +220,8 @@ def load_settings(args: argparse.Namespace) -> tuple[EvalSettings, dict[str, Any
     values["data_files"] = files
     if values.get("soft_thinking") and "backend" not in values:
         values["backend"] = "hf"  # the soft-thinking sampler exists on the hf path only
+    if values.get("abstain") and "backend" not in values:
+        values["backend"] = "hf"  # the abstention gate needs per-step hidden states
     if "model" not in values or not values["model"]:
         raise ValueError("--model is required (or 'model:' in --config)")
     return EvalSettings(**values), {"progress": args.progress}
@@ -242,14 +270,15 @@ def _check_inputs(settings: EvalSettings) -> None:
     from rlvr.preflight import check_model_path
 
     check_model_path(settings.model, "--model")
-    if settings.data_dir is not None:
+    if settings.data_dir is not None and settings.data_dir != "hub":
         d = Path(settings.data_dir).expanduser()
         if not d.is_dir():
             raise FileNotFoundError(f"--data-dir {settings.data_dir!r}: no such directory")
         if not any(d.iterdir()):
             raise FileNotFoundError(
                 f"--data-dir {settings.data_dir!r} is empty; put the benchmark files there "
-                "or leave --data-dir out to download them from the Hugging Face hub"
+                "or leave --data-dir out to use the files shipped in eval/data "
+                "(--data-dir hub downloads them from the Hugging Face hub)"
             )
 
 
@@ -289,9 +318,42 @@ def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:
             f"  soft thinking: k {soft.top_k}, top_p {soft.top_p:g}, tau_g {soft.tau_g:g}, "
             f"noise {soft.noise_scale:g}, temperature {soft.temperature:g}"
         )
+    for name, s in summary["suites"].items():
+        if s.get("abstention"):
+            _print_abstention(console, name, s["abstention"])
     tps = summary["timing"]["tokens_per_second"]
     console.print(
         f"generated {summary['timing']['generated_tokens']} tokens"
         + (f" at {tps:.1f} tokens/s" if tps else " (all samples resumed)")
         + f"; outputs in {settings.out}/ (summary.json, results.md, samples/)"
+    )
+
+
+def _print_abstention(console: Any, suite: str, ab: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{suite}: abstention at c = {ab['threshold']:.3f}, r = {ab['r_abstain']:.3f}"
+    )
+    for col in ("rule", "coverage", "sel. acc", "tokens saved", "utility", "abst. prec."):
+        table.add_column(col, justify="right")
+
+    def pct(v: Any) -> str:
+        return "–" if v is None else f"{100 * v:.1f}"
+
+    rows = [("gated run (measured)", ab["gated"])]
+    rows += [(f"{k} (replayed)", v) for k, v in ab["rules"].items()]
+    for label, m in rows:
+        table.add_row(
+            label,
+            pct(m["coverage"]),
+            pct(m["selective_accuracy"]),
+            pct(m["tokens_saved"]),
+            f"{m['utility']:.3f}",
+            pct(m["abstention_precision"]),
+        )
+    console.print(table)
+    console.print(
+        f"  gated tokens equal to the full run's up to the gate: "
+        f"{100 * ab['gated_matches_full']:.1f} % of samples"
     )

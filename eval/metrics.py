@@ -12,10 +12,20 @@ Notation: a suite has N problems; problem i has n_i samples of which c_i are cor
   ``n - c < k``.  The suite value is the mean over problems.  pass@1 = c / n exactly.
 * **maj@k** (majority vote / cons@k, DeepSeek-R1 report; Qwen2.5-Math ``rm_maj_eval.py``):
   the first k samples of a problem vote with their extracted answers, grouped into
-  equivalence classes (math-verify equivalence for math; see ``eval.scoring``); samples
-  without an extracted answer do not vote; ties go to the class seen first.  The problem
-  counts as solved iff the winning class is correct.  The first-k rule follows
+  equivalence classes (math-verify equivalence for math; see ``eval.scoring``); ties go to
+  the class seen first.  The problem counts as solved iff the winning class is correct.
+  *Empty predictions vote*: samples without an extracted answer form one "no answer" class,
+  which is never correct (Qwen2.5-Math ``rm_maj_eval.py`` counts the empty string in its
+  ``Counter`` the same way), so 3 empty samples out-vote 1 correct one; ``empty_votes=False``
+  gives the other reading (empty samples abstain).  The first-k rule follows
   lm-evaluation-harness ``take_first_k``.
+* **k > n** raises ``ValueError`` for pass@k and maj@k.  (The Codex estimator's shortcut
+  ``n - c < k -> 1.0`` returns 1.0 for k > n even with c = 0, which lighteval reports; a
+  pass@k needs at least k samples, so rlvr refuses it.)
+* **Thresholded means**: avg@n, pass@k and maj@k count a sample as correct when its score
+  is > 0.5 (:data:`CORRECT_THRESHOLD`); the mean of raw scores is not used.  The math and IF
+  scorers return 0 or 1, so both readings agree for them; a custom scorer returning partial
+  credit (0.7) counts as correct, not as 0.7.
 * **Length statistics**: mean / median / max of generated tokens per sample, and the
   truncation rate = share of samples whose ``finish_reason == "length"``.
 * **Instruction following** (IFEval, Zhou et al. 2023, google-research
@@ -24,6 +34,12 @@ Notation: a suite has N problems; problem i has n_i samples of which c_i are cor
   accuracy = (sum of passed instructions) / (sum of instructions), pooled over all
   instructions (lm-eval ``agg_inst_level_acc``), each in a strict and a loose variant.
   With n > 1 responses per prompt, every response counts as one prompt-level trial.
+* **Selective prediction under abstention** (dynamic abstention, "Knowing When to Quit",
+  arXiv 2604.18419; rlvr spec §8.5), per sample i: abstained a_i, correct-if-answered y_i,
+  tokens used T_i, tokens of the same seed without abstention T_full,i:
+  coverage = mean(1 − a); selective accuracy = Σ(1 − a)·y / Σ(1 − a) (the paper's headline);
+  tokens saved = 1 − ΣT / ΣT_full; utility J = mean[(1 − a)·y + a·r_⊥] (the objective the rule
+  maximises); abstention precision = share of abstained samples that would have been wrong.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from collections.abc import Hashable, Sequence
 
 __all__ = [
     "CORRECT_THRESHOLD",
+    "abstention_metrics",
     "avg_at_n",
     "default_ks",
     "if_accuracy",
@@ -117,12 +134,18 @@ def default_ks(n: int) -> list[int]:
     return ks
 
 
-def majority_vote(classes: Sequence[Hashable | None], correct: Sequence[bool]) -> bool:
+_NO_ANSWER = ("no answer",)  # the class of samples without an extracted answer
+
+
+def majority_vote(
+    classes: Sequence[Hashable | None], correct: Sequence[bool], *, empty_votes: bool = True
+) -> bool:
     """True iff the plurality answer class is correct.
 
-    ``classes[j]`` is the equivalence class of sample j's extracted answer (None: no answer,
-    no vote); ``correct[j]`` its correctness.  Ties break towards the class seen first.  A
-    class's correctness is that of its first member (members are equivalent answers).
+    ``classes[j]`` is the equivalence class of sample j's extracted answer (None: no answer;
+    with ``empty_votes`` these form one class that is never correct, else they abstain);
+    ``correct[j]`` its correctness.  Ties break towards the class seen first.  A class's
+    correctness is that of its first member (members are equivalent answers).
     """
     if len(classes) != len(correct):
         raise ValueError("majority_vote: classes and correct differ in length")
@@ -130,7 +153,9 @@ def majority_vote(classes: Sequence[Hashable | None], correct: Sequence[bool]) -
     first_correct: dict[Hashable, bool] = {}
     for cls, ok in zip(classes, correct, strict=True):
         if cls is None:
-            continue
+            if not empty_votes:
+                continue
+            cls, ok = _NO_ANSWER, False
         if cls not in votes:
             votes[cls] = 0
             first_correct[cls] = bool(ok)
@@ -143,16 +168,22 @@ def majority_vote(classes: Sequence[Hashable | None], correct: Sequence[bool]) -
 
 
 def maj_at_k(
-    classes: Sequence[Sequence[Hashable | None]], correct: Sequence[Sequence[bool]], k: int
+    classes: Sequence[Sequence[Hashable | None]],
+    correct: Sequence[Sequence[bool]],
+    k: int,
+    *,
+    empty_votes: bool = True,
 ) -> float:
     """maj@k over problems: majority vote among each problem's first k samples, averaged."""
     if not classes:
         raise ValueError("maj_at_k: no problems")
+    if k < 1:
+        raise ValueError(f"maj_at_k: k must be >= 1, got {k}")
     total = 0
     for i, (cls_row, ok_row) in enumerate(zip(classes, correct, strict=True)):
         if len(cls_row) < k:
             raise ValueError(f"maj_at_k: problem {i} has {len(cls_row)} samples < k={k}")
-        total += majority_vote(cls_row[:k], ok_row[:k])
+        total += majority_vote(cls_row[:k], ok_row[:k], empty_votes=empty_votes)
     return total / len(classes)
 
 
@@ -187,3 +218,60 @@ def if_accuracy(
         out[f"prompt_level_{name}"] = sum(all(r) for r in rows) / len(rows)
         out[f"inst_level_{name}"] = sum(sum(r) for r in rows) / n_inst if n_inst else 0.0
     return out
+
+
+def abstention_metrics(
+    abstained: Sequence[bool],
+    correct: Sequence[bool | None],
+    tokens: Sequence[int],
+    tokens_full: Sequence[int] | None = None,
+    r_abstain: float = 0.0,
+) -> dict[str, float | int | None]:
+    """Selective-prediction metrics of one run (definitions in the module docstring).
+
+    ``correct[i]`` is whether sample i's answer is (or, for an abstained sample, would have
+    been: the paired full run's verdict) correct; an abstained sample may have ``None`` (not
+    known), which only leaves ``abstention_precision`` undefined. Returns ``coverage``,
+    ``selective_accuracy`` (None when nothing was answered), ``tokens_saved`` (None without
+    ``tokens_full``), ``utility`` (at ``r_abstain``), and ``n``, ``abstentions``,
+    ``accuracy`` (answered and correct, over all samples), ``tokens_used``, ``tokens_full``,
+    ``mean_tokens``, ``mean_tokens_per_abstention``, ``abstention_precision``.
+    """
+    n = len(abstained)
+    if n == 0:
+        raise ValueError("abstention_metrics: no samples")
+    if len(correct) != n or len(tokens) != n:
+        raise ValueError(
+            f"abstention_metrics: abstained, correct, tokens differ in length "
+            f"({n}, {len(correct)}, {len(tokens)})"
+        )
+    if tokens_full is not None and len(tokens_full) != n:
+        raise ValueError(f"abstention_metrics: tokens_full has {len(tokens_full)} entries, not {n}")
+    a = [bool(x) for x in abstained]
+    for i, (ai, yi) in enumerate(zip(a, correct, strict=True)):
+        if yi is None and not ai:
+            raise ValueError(f"abstention_metrics: sample {i} was answered but correct is None")
+    answered = n - sum(a)
+    hits = sum(1 for ai, yi in zip(a, correct, strict=True) if not ai and yi)
+    abst_y = [yi for ai, yi in zip(a, correct, strict=True) if ai]
+    used = sum(int(t) for t in tokens)
+    full = sum(int(t) for t in tokens_full) if tokens_full is not None else None
+    abst_tokens = [int(t) for ai, t in zip(a, tokens, strict=True) if ai]
+    return {
+        "coverage": answered / n,
+        "selective_accuracy": hits / answered if answered else None,
+        "tokens_saved": (1.0 - used / full) if full else (0.0 if full == 0 else None),
+        "utility": (hits + r_abstain * (n - answered)) / n,
+        "n": n,
+        "abstentions": n - answered,
+        "accuracy": hits / n,
+        "tokens_used": used,
+        "tokens_full": full,
+        "mean_tokens": used / n,
+        "mean_tokens_per_abstention": sum(abst_tokens) / len(abst_tokens) if abst_tokens else None,
+        "abstention_precision": (
+            sum(1 for y in abst_y if not y) / len(abst_y)
+            if abst_y and all(y is not None for y in abst_y)
+            else None
+        ),
+    }

@@ -245,4 +245,34 @@ def markdown_report(summary: dict[str, Any]) -> str:
             f"data `{s['data']['path']}` (sha256 {str(s['data']['sha256'])[:16]})"
         )
     lines.append("")
+    lines += _abstention_lines(suites)
     return "\n".join(lines)
+
+
+def _abstention_lines(suites: dict[str, Any]) -> list[str]:
+    """Per suite with an ``abstention`` section: the gated run and the rules at c."""
+    lines: list[str] = []
+    for name, s in suites.items():
+        ab = s.get("abstention")
+        if not ab:
+            continue
+        lines.append(
+            f"Abstention on {name} at c = {ab['threshold']:.3f}, r = {ab['r_abstain']:.3f} "
+            f"(gated tokens equal to the full run's: {_pct(ab['gated_matches_full'])} %):"
+        )
+        lines.append("")
+        head = ["rule", "coverage %", "selective acc %", "tokens saved %", "utility"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        rows = [("gated run (measured)", ab["gated"])]
+        rows += [(f"{k} (replayed)", v) for k, v in ab["rules"].items()]
+        for label, m in rows:
+            cells = [
+                label,
+                _pct(m["coverage"]),
+                _pct(m["selective_accuracy"]),
+                _pct(m["tokens_saved"]),
+                f"{m['utility']:.3f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines

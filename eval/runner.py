@@ -20,6 +20,18 @@ Seeding: the generate call for problems ``p0..p1`` of a suite gets seed
 gives prompt i of a call seed ``call_seed + i * n`` and its samples ``+ j``, so sample j of
 problem p always has seed ``base + p * n + j`` whatever the chunking or resume point.  The HF
 engine seeds torch's RNG per call, so its samples are reproducible for the same chunking.
+
+Dynamic abstention (``abstain`` = a value head from ``rlvr abstain-train``; hf backend only,
+vLLM exposes no per-step hidden states): every generate call runs twice with the same seed,
+once with the gate (EOS forced where V̂_t < c) and once without it, recording the value trace.
+The full run's completion is scored as usual (its verdict is the sample's correct-if-answered
+y; the gated completion of an abstained sample is withheld, not scored as wrong); the row gains
+``abstained``, ``abstain_step``, ``abstain_tokens`` (tokens the gated run used), ``value_trace``
+and ``gated_matches_full`` (the gated tokens are the full run's up to the gate). Each suite's
+summary gets an ``abstention`` section: the measured gated run
+(:func:`eval.metrics.abstention_metrics`: coverage, selective accuracy, tokens saved, utility at
+r_⊥), the baselines never / pre-generation / post-generation and the dynamic rule replayed on
+the traces at c, and curves over the threshold (:mod:`rlvr.abstention.replay`).
 """
 
 from __future__ import annotations
@@ -92,6 +104,43 @@ class EvalSettings:
     soft_tau_g: float = 0.1
     soft_noise_scale: float = 1.0
     soft_temperature: float = 1.0
+    # dynamic abstention (rlvr/abstention; hf backend): value head, threshold c (default: the
+    # sidecar's, else 0.5), abstention reward r_⊥ for the utility (default: c), tokens before
+    # the gate may act (default: the sidecar's, else 0)
+    abstain: str | None = None
+    threshold: float | None = None
+    r_abstain: float | None = None
+    abstain_min_tokens: int | None = None
+
+    def abstain_gate(self) -> Any:
+        """The enforcing gate of ``abstain`` (None without one)."""
+        if self.abstain is None:
+            return None
+        from rlvr.abstention import AbstentionGate
+        from rlvr.abstention.head import load_head
+
+        _, meta = load_head(self.abstain)
+        min_tokens = self.abstain_min_tokens
+        if min_tokens is None:
+            min_tokens = int(meta.get("min_tokens") or 0)
+        return AbstentionGate.from_file(
+            self.abstain, self.threshold, enforce=True, trace=True, min_tokens=min_tokens
+        )
+
+    def abstain_identity(self) -> dict[str, Any] | None:
+        gate = self.abstain_gate()
+        if gate is None:
+            return None
+        import hashlib
+
+        from rlvr.abstention.head import head_paths
+
+        weights, _ = head_paths(self.abstain or "")
+        return {
+            "head_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16],
+            "threshold": gate.threshold,
+            "min_tokens": gate.min_tokens,
+        }
 
     def soft_params(self) -> Any:
         """The soft-thinking settings, or None for ordinary decoding."""
@@ -307,6 +356,7 @@ def _identity(settings: EvalSettings, runs: Sequence[SuiteRun]) -> dict[str, Any
         "model": settings.model,
         "backend": settings.backend,
         "soft_thinking": settings.soft_identity(),
+        "abstention": settings.abstain_identity(),
         "seed": settings.seed,
         "chat_template": settings.chat_template,
         "system_prompt": settings.system_prompt,
@@ -440,6 +490,14 @@ def run_eval(
             f"got backend {settings.backend!r}: use --backend hf"
         )
     settings.soft_params()  # validates the soft settings before anything loads
+    gate = settings.abstain_gate()  # a missing / broken head fails before anything loads
+    if gate is not None and (settings.backend != "hf" or settings.soft_thinking):
+        raise ValueError(
+            "--abstain needs per-step hidden states, which only the hf backend exposes (vLLM "
+            "gives its sampler no hidden states; soft thinking is not supported): use "
+            f"--backend hf (got {settings.backend!r}"
+            + (" with soft thinking)" if settings.soft_thinking else ")")
+        )
     out = Path(settings.out)
     runs = prepare_suites(settings)
     if tokenizer is None:
@@ -495,22 +553,35 @@ def run_eval(
     try:
         if pending_total:
             if engine is None:
+                from rlvr.console import status
                 from rlvr.rollout import build_engine
 
-                engine = build_engine(
-                    settings.backend,
-                    settings.model,
-                    dtype=settings.dtype,
-                    seed=settings.seed,
-                    max_model_len=settings.max_model_len,
-                    trust_remote_code=settings.trust_remote_code,
-                    gpu_memory_utilization=settings.gpu_memory_utilization,
-                    kv_cache_gib=settings.kv_cache_gib,
-                    soft=settings.soft_params(),
-                )
+                with status(
+                    f"starting the {settings.backend} engine on {settings.model}", progress
+                ):
+                    engine = build_engine(
+                        settings.backend,
+                        settings.model,
+                        dtype=settings.dtype,
+                        seed=settings.seed,
+                        max_model_len=settings.max_model_len,
+                        trust_remote_code=settings.trust_remote_code,
+                        gpu_memory_utilization=settings.gpu_memory_utilization,
+                        kv_cache_gib=settings.kv_cache_gib,
+                        soft=settings.soft_params(),
+                    )
                 own_engine = True
             _generate_all(
-                settings, runs, done_rows, engine, tokenizer, scorer, out, pending_total, progress
+                settings,
+                runs,
+                done_rows,
+                engine,
+                tokenizer,
+                scorer,
+                out,
+                pending_total,
+                progress,
+                gate,
             )
         summary = _summarize(settings, runs, done_rows, scorer, tokenizer, ctx)
     finally:
@@ -533,6 +604,7 @@ def _generate_all(
     out: Path,
     total: int,
     progress: bool,
+    gate: Any = None,
 ) -> None:
     from rich.progress import (
         BarColumn,
@@ -543,6 +615,7 @@ def _generate_all(
         TimeRemainingColumn,
     )
 
+    from rlvr.console import console
     from rlvr.rollout import SamplingParams
 
     bar = Progress(
@@ -553,6 +626,7 @@ def _generate_all(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         disable=not progress,
+        console=console(),  # the log's console: log lines print above the bar
     )
     with bar:
         for r in runs:
@@ -580,7 +654,13 @@ def _generate_all(
                     seed=r.seed_base + idxs[0] * n + missing[0],
                 )
                 t0 = time.perf_counter()
-                outs = engine.generate([r.prompt_ids[i] for i in idxs], params)
+                gated = None
+                if gate is not None:
+                    gated, outs = _generate_with_gate(
+                        engine, gate, [r.prompt_ids[i] for i in idxs], params
+                    )
+                else:
+                    outs = engine.generate([r.prompt_ids[i] for i in idxs], params)
                 r.gen_seconds += time.perf_counter() - t0
                 if len(outs) != len(idxs) or any(len(o) != len(missing) for o in outs):
                     raise RuntimeError(
@@ -617,12 +697,78 @@ def _generate_all(
                         }
                         if r.suite.is_math:
                             row["answer"] = ex["answer"]
+                        if gated is not None:
+                            row.update(_abstention_fields(gated[b][j], outs[b][j]))
                         new_rows.append(row)
                 _append_rows(samples_path(out, r.suite.name), new_rows)
                 rows.extend(new_rows)
                 r.gen_tokens += sum(map(sum, ntok))
                 r.gen_samples += len(new_rows)
                 bar.advance(task, len(new_rows))
+
+
+def _generate_with_gate(
+    engine: Any, gate: Any, prompts: list[list[int]], params: Any
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """(gated, full) completions of the same call and seed: the gate enforcing, then only
+    recording the value trace."""
+    from rlvr.abstention import AbstentionGate, attach_gate
+
+    observe = AbstentionGate(
+        gate.head, gate.threshold, calibrator=gate.calibrator, enforce=False, trace=True
+    )
+    try:
+        attach_gate(engine, gate)
+        gated = engine.generate(prompts, params)
+        attach_gate(engine, observe)
+        full = engine.generate(prompts, params)
+    finally:
+        if hasattr(engine, "abstention"):
+            engine.abstention = None
+    return gated, full
+
+
+def _abstention_fields(gated: Any, full: Any) -> dict[str, Any]:
+    used = len(gated.token_ids)
+    shared = used - 1 if gated.abstained else used  # the forced EOS is the gate's own token
+    return {
+        "abstained": bool(gated.abstained),
+        "abstain_step": gated.abstain_step,
+        "abstain_tokens": used,
+        "value_trace": [round(float(v), 6) for v in full.value_trace or []],
+        "gated_matches_full": gated.token_ids[:shared] == full.token_ids[:shared]
+        and (gated.abstained or gated.token_ids == full.token_ids),
+    }
+
+
+def abstention_section(
+    rows: Sequence[dict[str, Any]], threshold: float, r_abstain: float, min_tokens: int
+) -> dict[str, Any]:
+    """A suite's abstention results from its rows (see the module docstring)."""
+    from eval.metrics import abstention_metrics, is_correct
+    from rlvr.abstention.replay import RULES, curves, rule_metrics
+
+    correct = [is_correct(row["score"]) for row in rows]
+    traces = [row["value_trace"] for row in rows]
+    return {
+        "threshold": threshold,
+        "r_abstain": r_abstain,
+        "min_tokens": min_tokens,
+        "gated": abstention_metrics(
+            [row["abstained"] for row in rows],
+            correct,
+            [row["abstain_tokens"] for row in rows],
+            [row["num_tokens"] for row in rows],
+            r_abstain,
+        ),
+        "rules": {
+            rule: rule_metrics(rule, traces, correct, threshold, r_abstain, min_tokens)
+            for rule in RULES
+        },
+        "gated_matches_full": sum(bool(row["gated_matches_full"]) for row in rows)
+        / max(len(rows), 1),
+        "curves": curves(traces, correct, min_tokens=min_tokens),
+    }
 
 
 def _summarize(
@@ -656,7 +802,14 @@ def _summarize(
         sampling = {k: v for k, v in r.sampling.items() if k != "template_text"}
         if r.clamped_max_tokens is not None:
             sampling["max_tokens_effective"] = r.clamped_max_tokens
+        abstention = None
+        if settings.abstain is not None:
+            ident = settings.abstain_identity() or {}
+            c = ident["threshold"]
+            r_abs = settings.r_abstain if settings.r_abstain is not None else c
+            abstention = abstention_section(rows, c, r_abs, ident["min_tokens"])
         suites[r.suite.name] = {
+            "abstention": abstention,
             "scorer": r.suite.scorer,
             "headline": r.suite.headline,
             "headline_value": metrics.get(r.suite.headline),

@@ -1,8 +1,9 @@
 """Scoring of eval samples with the training reward code (one scorer, two uses).
 
 * Math suites: the registered ``"math"`` reward (:func:`rewards.math.math_accuracy`, i.e.
-  ``math_reward(completion, example["answer"])``: answer after the last ``</think>``, last
-  ``\\boxed{}`` with fallbacks, exact integer comparison or math-verify ``verify(gold, pred)``)
+  ``math_reward(completion, example["answer"])``: answer after the last ``</think>``, the
+  last group of ``\\boxed{}``, then answer phrases, then the last math expression
+  (:mod:`rewards.math_extract`), exact integer comparison or math-verify ``verify(gold, pred)``)
   run by :class:`rewards.runner.RewardRunner` in worker processes under a hard per-call time
   limit; a call that fails or times out scores 0 and is counted.  The "extracted" column is
   :func:`rewards.math.extract_answer` of the completion.

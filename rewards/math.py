@@ -2,29 +2,33 @@
 
     math_reward(completion, answer) = 1.0 if extract(completion) == answer else 0.0
 
-Extraction (first that applies, on the text after the last ``</think>``; a completion that
-opens ``<think>`` and never closes it scores 0, as TRL's ``reasoning_accuracy_reward``):
+Extraction (:mod:`rewards.math_extract`): on the text after the last ``</think>``, in
+``mode="auto"`` (default) boxed first (the last group of adjacent boxes, joined as a list),
+then an ``<answer>`` tag, then explicit answer phrases ("final answer is", "Answer:"; the
+expression, not the sentence; a phrase after the last box overrides it), then the last math
+expression (``$..$``, ``\\[..\\]``, a trailing number). ``mode="answer"`` drops the last-
+expression fallback; ``mode="boxed"`` is the strict boxed-only format.
 
-1. the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (balanced braces; Hendrycks MATH
-   ``last_boxed_only_string`` convention, also the ``\\boxed 42`` form),
-2. the last ``<answer>...</answer>`` block (a box inside it wins),
-3. "final answer is X" / "final answer: X" (Minerva form, cut at "I hope it is correct"),
-4. opt-in: the last number in the text (``last_number_fallback=True``).
-
-Comparison: integer references are compared exactly (integer strings by value; parsed numbers
-by exact rational arithmetic), so ``10^{20}`` never equals ``10^{20}+1``. Other references
-use math-verify (huggingface/Math-Verify, read at v0.8/0.9): ``verify(gold, pred)`` with the
-gold first (the function is asymmetric), the gold wrapped in ``\\boxed{}`` before parsing
-(Skywork-OR1's finding), brace-free macro arguments braced on both sides as TeX reads them
-(``\\frac12`` = ``\\frac{1}{2}``, ``\\frac123`` = ``\\frac{1}{2}3``, ``\\sqrt2`` = ``\\sqrt{2}``),
-LaTeX extraction only for the prediction (math-verify's expression extractor calls sympy
-``parse_expr``, i.e. ``eval``; model output never reaches it), and a normalised string
-equality fallback for non-mathematical answers ("B", "yes").
+Comparison, after the answer-form rewrites of :mod:`rewards.math_forms` on both sides
+(punctuation, mixed numbers, e-notation, set-builder bars, subscript text, redundant braces,
+unit words; percent, multiple-choice letters and clock times as alternatives): integer
+references are compared exactly (integer strings by value; parsed numbers by exact rational
+arithmetic), so ``10^{20}`` never equals ``10^{20}+1``. Other references use math-verify
+(huggingface/Math-Verify, read at v0.8/0.9): ``verify(gold, pred)`` with the gold first (the
+function is asymmetric), the gold wrapped in ``\\boxed{}`` before parsing (Skywork-OR1's
+finding), brace-free macro arguments braced on both sides as TeX reads them (``\\frac12`` =
+``\\frac{1}{2}``, ``\\frac123`` = ``\\frac{1}{2}3``, ``\\sqrt2`` = ``\\sqrt{2}``), LaTeX extraction
+only for the prediction (math-verify's expression extractor calls sympy ``parse_expr``, i.e.
+``eval``; model output never reaches it), ``i`` read as the imaginary unit when it is the only
+symbol on both sides (``i(2-i)`` = ``1+2i``), and a normalised string equality fallback for
+non-mathematical answers ("B", "yes", set-builder sets).
 
 Hostile outputs are cut before parsing: candidates longer than ``max_answer_chars``, nesting
-deeper than 30, exponent towers (``a^b^c``, ``(a^b)^c``), exponents above 10^5 or powers of
-more than 2*10^5 digits, factorials of large or compound arguments, huge binomials, and
-sums / products / integrals / limits with numbers above 20 score 0 without reaching sympy. math-verify's own
+deeper than 30 (braces: 20, after redundant ones are unwrapped), exponent towers (``a^b^c``,
+``(a^b)^c``), exponents above 10^5 or powers of more than 2*10^5 digits, symbolic powers with
+exponents above 200, factorials of large or compound arguments, binomials with more than
+10^4 digits, and sums / products / integrals / limits with numbers above 20 score 0 without
+reaching sympy; :func:`hostile_count` counts them per process. math-verify's own
 ``signal.alarm`` time-outs are switched off (they only work in a main thread); the reward
 runner enforces a hard wall-clock limit per call in its worker processes. ``math_reward``
 never raises for any ``str`` input (lone surrogates and NULs included).
@@ -35,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import re
 import signal
 import threading
@@ -47,6 +52,10 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig
 from math_verify.parser import NormalizationConfig
 
 from rewards.base import register_reward
+from rewards.math_extract import MAX_TAIL_CHARS, MODES, answer_region, balanced_group, last_boxed
+from rewards.math_extract import boxed_answer as _boxed_answer
+from rewards.math_extract import extract_answer as _extract
+from rewards.math_forms import choice_of, clock_of, collapse_braces, percent_alternatives, prepare
 
 __all__ = [
     "math_reward",
@@ -57,6 +66,8 @@ __all__ = [
     "is_hostile",
     "normalize_answer",
     "warmup",
+    "hostile_count",
+    "MODES",
 ]
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # silence "timeout disabled" notices
@@ -65,19 +76,16 @@ MAX_NESTING = 30
 MAX_EXPONENT = 100_000
 MAX_POWER_DIGITS = 200_000  # digits of base * exponent allowed for one literal power
 MAX_FACTORIAL = 2_000
-MAX_TAIL_CHARS = 50_000
+MAX_BRACE_NESTING = 20  # deeper (after redundant groups are unwrapped) is cut
+MAX_SYMBOLIC_EXPONENT = 200
+MAX_BINOMIAL_DIGITS = 10_000
 
-_BOX_TOKENS = ("\\boxed", "\\fbox")
+_HOSTILE = {"count": 0}
 _BIG_OPERATOR = re.compile(r"\\(?:sum|prod|int|iint|iiint|oint|lim|bigcup|bigcap)(?![A-Za-z])")
 
 
 class _MathTimeout(BaseException):
     """Raised by the optional main-thread deadline of :func:`math_reward`."""
-
-
-# ---------------------------------------------------------------------------------------------
-# text handling
-# ---------------------------------------------------------------------------------------------
 
 
 def _sanitize(text: Any) -> str:
@@ -89,93 +97,20 @@ def _sanitize(text: Any) -> str:
     return text.encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
 
 
-def answer_region(text: str) -> str | None:
-    """Text after the last ``</think>``; None if a ``<think>`` is opened and never closed."""
-    close = text.rfind("</think>")
-    if close >= 0:
-        return text[close + len("</think>") :]
-    if "<think>" in text:
-        return None
-    return text
-
-
-def balanced_group(text: str, start: int, limit: int) -> str | None:
-    """Content of the ``{...}`` group opening at ``text[start]``, or None if unbalanced."""
-    depth = 0
-    end = min(len(text), start + limit + 2)
-    for i in range(start, end):
-        c = text[i]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i]
-    return None
-
-
-def last_boxed(text: str, max_chars: int = 10_000) -> str | None:
-    """Content of the last complete ``\\boxed{}`` / ``\\fbox{}`` (or ``\\boxed x``) in ``text``."""
-    pos = len(text)
-    for _ in range(64):  # walk back over incomplete boxes, bounded
-        idx = max(text.rfind(tok, 0, pos) for tok in _BOX_TOKENS)
-        if idx < 0:
-            return None
-        tok = "\\boxed" if text.startswith("\\boxed", idx) else "\\fbox"
-        j = idx + len(tok)
-        if j < len(text) and text[j] == " ":
-            m = re.match(r" +([^\s$]{1,%d})" % max_chars, text[j:])  # noqa: UP031
-            if m:
-                return m.group(1)
-        k = j
-        while k < len(text) and k < j + 8 and text[k] in " \t":
-            k += 1
-        if k < len(text) and text[k] == "{":
-            inner = balanced_group(text, k, max_chars)
-            if inner is not None:
-                return inner
-        pos = idx
-    return None
-
-
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_FINAL_ANSWER = re.compile(r"final\s+answer\s*(?:is|:)\s*", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
-
-
 def extract_answer(
-    completion: str, *, last_number_fallback: bool = False, max_chars: int = 10_000
+    completion: str,
+    *,
+    mode: str = "auto",
+    last_number_fallback: bool | None = None,
+    max_chars: int = 10_000,
 ) -> str | None:
-    """The final answer string of a completion (see module docstring), or None."""
-    text = _sanitize(completion)
-    region = answer_region(text)
-    if region is None:
-        return None
-    region = region[-MAX_TAIL_CHARS:]
-    boxed = last_boxed(region, max_chars)
-    if boxed is not None:
-        return boxed
-    start = region.rfind("<answer>")
-    if start >= 0:
-        m = _ANSWER_TAG.match(region, start)
-        if m:
-            return m.group(1).strip()
-    found = None
-    for m_final in _FINAL_ANSWER.finditer(region):
-        found = m_final
-    if found is not None:
-        rest = region[found.end() : found.end() + max_chars]
-        rest = re.split(r"I hope it is correct|\n", rest, maxsplit=1)[0].strip()
-        rest = rest.strip().rstrip(".").strip().strip("$").strip()
-        if rest:
-            return rest
-    if last_number_fallback:
-        last = None
-        for m_num in _NUMBER.finditer(region):
-            last = m_num
-        if last is not None:
-            return last.group(0).rstrip(",")
-    return None
+    """The final answer of a completion (:mod:`rewards.math_extract` rules), or None."""
+    return _extract(
+        _sanitize(completion),
+        mode=mode,
+        last_number_fallback=last_number_fallback,
+        max_chars=max_chars,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +183,7 @@ def is_hostile(candidate: str, max_chars: int = 1000) -> bool:
             best = max(best, depth)
         elif c in "})]":
             depth -= 1
-    if best > MAX_NESTING:
+    if best > MAX_NESTING or _brace_depth(candidate) > MAX_BRACE_NESTING:
         return True
     s = candidate.replace("**", "^").replace("\\uparrow", "^")
     if s.count("^") > 12:
@@ -270,6 +205,9 @@ def is_hostile(candidate: str, max_chars: int = 1000) -> bool:
             base_digits = sum(len(d) for d in re.findall(r"\d+", base)) or 1
             if base_digits * int(exp_digits) > MAX_POWER_DIGITS:
                 return True  # the power alone would have too many digits
+            if re.search(r"[A-Za-z]", base) and base.startswith(("(", "[", "{")):
+                if int(exp_digits) > MAX_SYMBOLIC_EXPONENT:
+                    return True  # (x+1)^{1000}: expanding it is the cost
     if _BIG_OPERATOR.search(s) and any(len(d) > 2 or int(d) > 20 for d in re.findall(r"\d+", s)):
         return True  # sums / products / integrals / limits with large bounds or powers
     for m in re.finditer(r"!", s):
@@ -284,7 +222,38 @@ def is_hostile(candidate: str, max_chars: int = 1000) -> bool:
     if "binom" in s or "choose" in s or "Gamma" in s:
         if any(len(d) > 6 for d in re.findall(r"\d+", s)):
             return True
+        for m in _BINOM.finditer(s):
+            n, k = int(m.group(1) or m.group(3)), int(m.group(2) or m.group(4))
+            if 0 <= k <= n and _binomial_digits(n, k) > MAX_BINOMIAL_DIGITS:
+                return True
     return False
+
+
+_BINOM = re.compile(r"\\[dt]?binom\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}|(\d+)\s*\\choose\s*(\d+)")
+
+
+def _binomial_digits(n: int, k: int) -> float:
+    """log10 C(n, k) from log-gamma (no big integers are built)."""
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(10)
+
+
+def _brace_depth(s: str) -> int:
+    """Deepest ``{`` nesting once redundant groups are unwrapped (escaped braces ignored)."""
+    t = collapse_braces(s)
+    depth = best = 0
+    i = 0
+    while i < len(t):
+        c = t[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+            best = max(best, depth)
+        elif c == "}":
+            depth -= 1
+        i += 1
+    return best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,18 +265,28 @@ _INT = re.compile(r"[+-]?\d+")
 _THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+")
 
 
+_DIGIT_SPACE = re.compile(r"(?<=\d)\s+(?=\d)")
+
+
 def normalize_answer(s: str) -> str:
+    """String form for the equality shortcut: wrappers, spacing, ``$``, ``%``, degrees dropped.
+
+    White space between two digits is kept as one space (``4 4/9`` is not ``44/9``).
+    """
     s = s.strip()
+    spaced_comma = re.search(r",\s", s) is not None
     for _ in range(3):
         s = _TEXT_WRAP.sub(r"\1", s)
     for tok in ("\\left", "\\right", "\\displaystyle", "\\!", "\\,", "\\;", "\\:", "\\ ", "$"):
-        s = s.replace(tok, "")
+        s = s.replace(tok, " " if tok in ("\\,", "\\;", "\\:", "\\ ") else "")
     s = s.replace("{,}", ",").replace("^\\circ", "").replace("^{\\circ}", "")
     s = s.replace("\\%", "").rstrip("%")  # percentages compare by their number (Hendrycks)
-    s = re.sub(r"\s+", "", s)
+    s = re.sub(r"\\(?:mid|vert)(?![A-Za-z])", "|", s)
+    s = _DIGIT_SPACE.sub("\x01", s.strip())
+    s = re.sub(r"\s+", "", s).replace("\x01", " ")
     s = s.rstrip(".")
-    if _THOUSANDS.fullmatch(s):
-        s = s.replace(",", "")
+    if _THOUSANDS.fullmatch(s) and not spaced_comma:
+        s = s.replace(",", "")  # 32,349 is a number; 32, 349 a list
     return s
 
 
@@ -393,12 +372,9 @@ _SAFE_EXPR = re.compile(r"[0-9\s.+\-*/^(),]+")
 
 
 @functools.lru_cache(maxsize=8192)
-def _gold(answer: str) -> tuple[list[Any], str | None, str]:
-    """(parsed gold, canonical integer or None, normalised string) for a reference answer."""
-    norm = normalize_answer(answer)
-    int_val = _canonical_int(norm) if _INT.fullmatch(norm) else None
+def _gold(inner: str) -> list[Any]:
+    """Parsed reference (already :func:`rewards.math_forms.prepare`-d); [] if unparseable."""
     mv, _, gold_latex, gold_expr = _mv()
-    inner = last_boxed(answer) or answer.strip().strip("$")
     cfg = gold_expr if _SAFE_EXPR.fullmatch(inner) else gold_latex
     parsed: list[Any] = []
     if not is_hostile(inner, 10_000):
@@ -410,7 +386,35 @@ def _gold(answer: str) -> tuple[list[Any], str | None, str]:
                     parsed = mv.parse("$" + inner + "$", cfg, parsing_timeout=None)
             except Exception:
                 parsed = []
-    return parsed, int_val, norm
+    return parsed
+
+
+def _reference_text(answer: str) -> str:
+    """The reference's answer: its boxed group if it has boxes, else the text without ``$``."""
+    if "\\boxed" in answer or "\\fbox" in answer:
+        boxed = _boxed_answer(answer)
+        if boxed is not None:
+            return boxed
+    return answer.strip().strip("$").strip()
+
+
+_I = sympy.Symbol("i")
+
+
+def _imaginary(parsed: list[Any]) -> list[Any] | None:
+    """``parsed`` with the symbol ``i`` as the imaginary unit, if ``i`` is its only symbol."""
+    out: list[Any] = []
+    seen = False
+    for e in parsed:
+        if isinstance(e, sympy.Basic) and not isinstance(e, sympy.logic.boolalg.Boolean):
+            free = e.free_symbols
+            if free and {str(x) for x in free} != {"i"}:
+                return None
+            if free:
+                seen = True
+                e = e.xreplace({x: sympy.I for x in free})
+        out.append(e)
+    return out if seen else None
 
 
 def _exact_int_match(parsed: list[Any], gold_int: str) -> bool:
@@ -455,57 +459,123 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def _score(
-    completion: str, answer: str, last_number_fallback: bool, max_answer_chars: int
-) -> float:
-    cand = extract_answer(completion, last_number_fallback=last_number_fallback)
-    if cand is None:
-        return 0.0
-    cand = cand.strip()
-    if not cand:
-        return 0.0
+def _hostile(text: str, limit: int) -> bool:
+    if is_hostile(text, limit):
+        _HOSTILE["count"] += 1
+        return True
+    return False
+
+
+def hostile_count() -> int:
+    """How many candidates / references this process cut as hostile (never parsed)."""
+    return _HOSTILE["count"]
+
+
+def _same(cand: str, gold: str, max_answer_chars: int) -> bool:
+    """One prepared prediction against one prepared reference."""
     cand_norm = normalize_answer(cand)
-    gold_text = answer if len(answer) <= MAX_TAIL_CHARS else answer[:MAX_TAIL_CHARS]
-    gold_norm = normalize_answer(gold_text)
+    gold_norm = normalize_answer(gold)
+    if not cand_norm:
+        return False
     if _INT.fullmatch(gold_norm) and _INT.fullmatch(cand_norm):
-        return float(_canonical_int(cand_norm) == _canonical_int(gold_norm))  # exact, any size
-    if cand_norm and cand_norm == gold_norm:
-        return 1.0
-    if is_hostile(cand, max_answer_chars) or is_hostile(gold_text, 10_000):
-        return 0.0
+        return _canonical_int(cand_norm) == _canonical_int(gold_norm)  # exact, any size
+    if cand_norm == gold_norm:
+        return True
+    if _hostile(cand, max_answer_chars) or _hostile(gold, 10_000):
+        return False
     cand = _expand_shorthand(cand)
-    if is_hostile(cand, 3 * max_answer_chars):  # the guards again, on what math-verify sees
-        return 0.0
-    gold_parsed, gold_int, _ = _gold(gold_text)
+    if _hostile(cand, 3 * max_answer_chars):  # the guards again, on what math-verify sees
+        return False
+    gold_parsed = _gold(gold)
+    gold_int = _canonical_int(gold_norm) if _INT.fullmatch(gold_norm) else None
     mv, pred_cfg, _, _ = _mv()
     pred = mv.parse("\\boxed{" + cand + "}", pred_cfg, parsing_timeout=None)
     if not pred or not gold_parsed:
-        return 0.0
+        return False
+    gold_i, pred_i = _imaginary(gold_parsed), _imaginary(pred)
+    if (gold_i is not None or pred_i is not None) and (
+        (gold_i is not None or _imaginary_free(gold_parsed))
+        and (pred_i is not None or _imaginary_free(pred))
+    ):
+        gold_parsed, pred = gold_i or gold_parsed, pred_i or pred  # i is the imaginary unit
     if gold_int is not None:
         numeric = [e for e in pred if not isinstance(e, str) and getattr(e, "is_number", False)]
         if numeric or all(isinstance(e, str) for e in pred):
-            return float(_exact_int_match(pred, gold_int))
-    return float(bool(mv.verify(gold_parsed, pred, timeout_seconds=None)))
+            return _exact_int_match(pred, gold_int)
+    return bool(mv.verify(gold_parsed, pred, timeout_seconds=None))
+
+
+def _imaginary_free(parsed: list[Any]) -> bool:
+    return all(not isinstance(e, sympy.Basic) or not e.free_symbols for e in parsed)
+
+
+def _alternatives(s: str) -> tuple[str | None, list[str]]:
+    """(option letter, readings) of a prepared answer: percent and option-value readings."""
+    letter, value = choice_of(s)
+    readings = [s] if letter is None else ([value] if value else [])
+    out: list[str] = []
+    for r in readings:
+        for alt in percent_alternatives(r):
+            if alt not in out:
+                out.append(alt)
+    return letter, out
+
+
+def _score(completion: str, answer: str, mode: str, max_answer_chars: int) -> float:
+    cand = extract_answer(completion, mode=mode)
+    if cand is None or not cand.strip():
+        return 0.0
+    gold_text = _reference_text(
+        answer if len(answer) <= MAX_TAIL_CHARS else answer[:MAX_TAIL_CHARS]
+    )
+    gold_clock, cand_clock = clock_of(gold_text), clock_of(cand)
+    if gold_clock is not None and cand_clock is not None:
+        return float(gold_clock.same_time(cand_clock))
+    cand = prepare(cand)
+    gold = prepare(gold_text)
+    if not cand:
+        return 0.0
+    gold_letter, gold_alts = _alternatives(gold)
+    cand_letter, cand_alts = _alternatives(cand)
+    if gold_letter is not None and cand_letter is not None:
+        return float(gold_letter == cand_letter)
+    for g in gold_alts:
+        for c in cand_alts:
+            if _same(c, g, max_answer_chars):
+                return 1.0
+    return 0.0
+
+
+def _mode(extraction: str, last_number_fallback: bool | None) -> str:
+    if last_number_fallback is not None:
+        return "auto" if last_number_fallback else "answer"
+    if extraction not in MODES:
+        raise ValueError(f"math reward: extraction must be one of {MODES}, got {extraction!r}")
+    return extraction
 
 
 def math_reward(
     completion: str,
     answer: str,
     *,
-    last_number_fallback: bool = False,
+    extraction: str = "auto",
+    last_number_fallback: bool | None = None,
     max_answer_chars: int = 1000,
     timeout_s: float | None = None,
 ) -> float:
     """1.0 if the completion's final answer equals the reference ``answer``, else 0.0.
 
-    Never raises. ``timeout_s`` adds a SIGALRM deadline when called from a main thread (off by
-    default; the reward runner's workers enforce their own hard limit).
+    ``extraction``: "auto" (boxed, answer tag, answer phrase, then the last math expression),
+    "answer" (no last-expression fallback) or "boxed" (strict: ``\\boxed{}`` only).
+    ``last_number_fallback`` is the older switch (True = "auto", False = "answer").
+    Never raises for any ``str`` input (a bad ``extraction`` name raises ``ValueError``).
+    ``timeout_s`` adds a SIGALRM deadline when called from a main thread (off by default; the
+    reward runner's workers enforce their own hard limit).
     """
+    mode = _mode(extraction, last_number_fallback)
     try:
         with _deadline(timeout_s):
-            return _score(
-                _sanitize(completion), _sanitize(answer), last_number_fallback, max_answer_chars
-            )
+            return _score(_sanitize(completion), _sanitize(answer), mode, max_answer_chars)
     except _MathTimeout:
         return 0.0
     except Exception:
@@ -518,7 +588,8 @@ def math_accuracy(
     example: dict,
     *,
     answer_field: str = "answer",
-    last_number_fallback: bool = False,
+    extraction: str = "auto",
+    last_number_fallback: bool | None = None,
     max_answer_chars: int = 1000,
 ) -> float:
     """Registry "math": :func:`math_reward` against ``example[answer_field]``."""
@@ -528,15 +599,50 @@ def math_accuracy(
     return math_reward(
         completion,
         str(answer),
+        extraction=extraction,
         last_number_fallback=last_number_fallback,
         max_answer_chars=max_answer_chars,
     )
 
 
+def _validate(
+    *,
+    answer_field: str = "answer",
+    extraction: str = "auto",
+    last_number_fallback: bool | None = None,
+    max_answer_chars: int = 1000,
+) -> None:
+    _mode(extraction, last_number_fallback)
+    if not isinstance(max_answer_chars, int) or max_answer_chars < 1:
+        raise ValueError(
+            f"math reward: max_answer_chars must be a positive int, got {max_answer_chars!r}"
+        )
+
+
+math_accuracy.__rlvr_validate__ = _validate  # type: ignore[attr-defined]
+
+
 def warmup() -> None:
     """Pay math-verify's first-call costs (grammar set-up, caches) outside any time limit."""
-    math_reward("<think>x</think> \\boxed{\\frac{1}{2}}", "0.5")
-    math_reward("\\boxed{x^2+1}", "1+x^2")
+    for pred, gold in _WARMUP:
+        math_reward(pred, gold)
+
+
+# One of each common answer shape: the LaTeX parser (ANTLR) builds its prediction tables on
+# first sight of a shape, which can take a second or more; workers pay that before any limit.
+_WARMUP = (
+    ("<think>x</think> \\boxed{\\frac{1}{2}}", "0.5"),
+    ("\\boxed{x^2+1}", "1+x^2"),
+    ("\\boxed{\\lambda_{\\text{a}}\\sqrt{2+\\sqrt{2}}}", "\\lambda_{\\text{a}}/\\sqrt{2}"),
+    ("\\boxed{(1, \\frac{\\pi}{2})}", "\\left( 1, \\frac{\\pi}{2} \\right)"),
+    ("\\boxed{[0, 1)}", "(0,1]"),
+    (
+        "\\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+        "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}",
+    ),
+    ("\\boxed{\\{1, 2\\}}", "\\{2, 3\\}"),
+    ("\\boxed{2-3i}", "i(2-i)"),
+)
 
 
 math_accuracy.__rlvr_warmup__ = warmup  # type: ignore[attr-defined]

@@ -1,8 +1,10 @@
-"""Command line: ``rlvr train | sft | redi | specs | int | pipeline | eval | tiny-model``.
+"""Command line: ``rlvr train | sft | redi | specs | int | abstain-train | pipeline | eval |
+report | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
-harness (``python -m eval`` is the same). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
+harness (``python -m eval`` is the same). ``rlvr report RUN ...`` writes an HTML report
+(rlvr/report.py). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
 model with an offline tokenizer (for tests and experiments).
 """
 
@@ -42,11 +44,15 @@ main recipe sections (see recipes/*.yaml for complete examples):
   eval        before, after, num_problems, samples (held-out accuracy around training)
 
 resume:
-  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; after a kill -9
-  the last periodic checkpoint remains. Run the same command with resume=true to continue.
+  Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and stops; a second Ctrl-C
+  or an exception inside a step checkpoints the last completed step on the way out; after a
+  kill -9 the last periodic checkpoint remains. Run the same command with resume=true to
+  continue. A step with a NaN/inf advantage, loss or gradient norm is skipped and never
+  checkpointed; train.max_nonfinite_steps (3) in a row stop the run.
 
 outputs (runs/<name>/):
-  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors)
+  recipe.yaml, metrics.jsonl, tensorboard/, plots/*.png, checkpoints/step_N/ (safetensors),
+  log.txt (every log line), summary.json; `rlvr report runs/<name>` writes report.html
 """
 
 
@@ -102,6 +108,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 2
         try:
             summary = trainer.train()
+        except KeyboardInterrupt:  # a second Ctrl-C: the trainer has saved what it could
+            print(f"stopped: {trainer.crash_note or 'interrupted'}", file=sys.stderr)
+            return 130
+        except Exception as e:  # the traceback, then what was saved and how to resume, last
+            logging.getLogger("rlvr").error("training failed", exc_info=e)
+            print(f"stopped: {trainer.crash_note or repr(e)}", file=sys.stderr)
+            return 1
         finally:
             trainer.close()
     finally:
@@ -213,6 +226,16 @@ STAGE_HELP = {
         "(k_check continuations, one must verify), SFT on prefix + intervention (TRL). Writes "
         "attempts.jsonl, kept.jsonl, summary.json and model/.",
     ),
+    "abstain-train": (
+        "dynamic abstention: train and calibrate a value head (hf engine)",
+        "Dynamic abstention (arXiv 2604.18419) from a YAML recipe (see "
+        "recipes/abstention_*.yaml): samples rollouts with decode-time features (hf engine), "
+        "labels them with the math verifier, splits by prompt, trains the value head (focal "
+        "+ TD loss), calibrates on held-out prompts (isotonic + coverage quantile or "
+        "threshold = r_abstain) and writes head.safetensors + head.json to runs/<name>/; "
+        "rollouts and features are cached in rollouts/ so a re-run resumes. Use the head "
+        "with: rlvr eval --backend hf --abstain runs/<name>/head.safetensors.",
+    ),
 }
 
 
@@ -233,6 +256,15 @@ def cmd_stage(args: argparse.Namespace) -> int:
     for key in ("counts", "pair_stats", "eval_before", "eval_after_sft", "eval_after"):
         if key in summary:
             print(f"{key}: {json.dumps(summary[key])}")
+    if "head" in summary:
+        cal = summary["calibration"]
+        dyn = cal["rules"]["dynamic"]
+        print(
+            f"calibration split at threshold {cal['threshold']:.3f} ({cal['rule']}): "
+            f"coverage {dyn['coverage']:.3f}, selective accuracy {dyn['selective_accuracy']}, "
+            f"tokens saved {dyn['tokens_saved']:.3f}"
+        )
+        print(f"head: {summary['head']}")
     print(f"model: {summary['model_dir']}")
     return 0
 
@@ -256,11 +288,32 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlvr.report import ReportError, write_report
+
+    try:
+        out = write_report([Path(p) for p in args.runs], Path(args.out) if args.out else None)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from rlvr.data.tiny import build_tiny_model
 
     path = build_tiny_model(
-        args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.layers
+        args.out,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=args.kv_heads,
+        intermediate_size=args.intermediate_size or 4 * args.hidden_size,
+        vocab_size=args.vocab_size,
     )
     print(path)
     return 0
@@ -337,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline",
         help="run chained stages (e.g. SFT -> REDI -> GRPO) from one recipe",
         description="Run the stages of a pipeline recipe in order (see "
-        "recipes/pipeline_*.yaml); stage kinds: train, sft, redi, specs, int; each stage's "
+        "recipes/pipeline_*.yaml); stage kinds: train, sft, redi, specs, int, abstain-train; "
+        "each stage's "
         "output model feeds the next; each stage writes into runs/<pipeline>/<stage>/; "
         "finished stages are skipped on a re-run and an interrupted RL stage resumes from its "
         "checkpoints.",
@@ -349,11 +403,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipe.set_defaults(func=cmd_pipeline)
 
+    report = sub.add_parser(
+        "report",
+        help="one self-contained HTML page of one run or comparing runs",
+        description="An HTML report of run directories (or directories of them, or eval "
+        "outputs): runs and how they ended, overlaid curves (seeds of one setting as a mean "
+        "with a min..max band), configuration differences, eval tables and the method-"
+        "signatures table when present. Self-contained: no script, nothing fetched.",
+    )
+    report.add_argument("runs", nargs="+", help="run directories (runs/<name>)")
+    report.add_argument(
+        "--out", help="output file (default: RUN/report.html, or ./report.html for several)"
+    )
+    report.set_defaults(func=cmd_report)
+
     tiny = sub.add_parser("tiny-model", help="build a random tiny Qwen2 model + offline tokenizer")
     tiny.add_argument("out", help="output directory")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.add_argument("--hidden-size", type=int, default=128)
     tiny.add_argument("--layers", type=int, default=4)
+    tiny.add_argument("--heads", type=int, default=4, help="attention heads (head_dim >= 32)")
+    tiny.add_argument("--kv-heads", type=int, default=2, help="key/value heads (GQA)")
+    tiny.add_argument(
+        "--intermediate-size", type=int, default=0, help="MLP width (default: 4 x hidden size)"
+    )
+    tiny.add_argument(
+        "--vocab-size", type=int, default=None,
+        help="pad the vocabulary to this many ids (e.g. 151936, Qwen2.5's) with filler tokens",
+    )  # fmt: skip
     tiny.set_defaults(func=cmd_tiny_model)
     return parser
 

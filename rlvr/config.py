@@ -110,6 +110,17 @@ class SoftThinkingConfig(_Section):
         return SoftThinkingParams(**self.model_dump())
 
 
+class RolloutAbstentionConfig(_Section):
+    """Dynamic abstention in RL rollouts (rlvr's own reading, off by default;
+    rlvr/abstention/rl.py): the gate stops rollouts whose value falls below the threshold and
+    they are scored r_abstain."""
+
+    head: str = Field(description="Value head (head.safetensors from rlvr abstain-train).")
+    threshold: float | None = Field(None, description="Default: the head's sidecar.")
+    r_abstain: float = Field(0.0, description="Reward of an abstained rollout (r_⊥).")
+    min_tokens: int = Field(1, ge=1, description="Policy tokens before the gate may act.")
+
+
 class RolloutConfig(_Section):
     engine: Literal["hf", "vllm"] = "hf"
     group_size: int = Field(8, ge=1, description="Completions per prompt (G).")
@@ -139,6 +150,11 @@ class RolloutConfig(_Section):
     soft_thinking: SoftThinkingConfig | None = Field(
         None, description="SofT-GRPO soft-thinking rollouts (hf engine)."
     )
+    abstention: RolloutAbstentionConfig | None = Field(
+        None,
+        description="Dynamic abstention in rollouts, scored r_abstain (hf engine; rlvr's own "
+        "reading, off by default).",
+    )
 
     @model_validator(mode="after")
     def _soft_thinking_fits(self) -> RolloutConfig:
@@ -150,6 +166,14 @@ class RolloutConfig(_Section):
                 )
             if self.cure is not None:
                 raise ValueError("rollout.soft_thinking and rollout.cure cannot be combined")
+        if self.abstention is not None:
+            if self.engine != "hf":
+                raise ValueError(
+                    "rollout.abstention needs rollout.engine: hf (vLLM exposes no per-step "
+                    "hidden states)"
+                )
+            if self.soft_thinking is not None or self.cure is not None:
+                raise ValueError("rollout.abstention cannot be combined with soft_thinking or cure")
         return self
 
 
@@ -278,6 +302,12 @@ class TrainConfig(_Section):
         ge=1,
         description="Trainer ranks this run must be launched with (torchrun / accelerate); "
         "a different launched world size stops with WorldSizeError (None: any).",
+    )
+    max_nonfinite_steps: int = Field(
+        3,
+        ge=1,
+        description="Stop after this many non-finite steps in a row (NaN/inf advantages, loss "
+        "or gradient norm; each is skipped, never applied or checkpointed: rlvr/guard.py).",
     )
 
 

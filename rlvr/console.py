@@ -11,7 +11,8 @@ any third-party ERROR) and sends the rest — library warnings, vLLM's start-up 
   file), the hub / transformers / tqdm download and load bars are switched off, torch's C++
   warnings are limited to errors (``TORCH_CPP_LOG_LEVEL``), and Python ``warnings`` become log
   records (``logging.captureWarnings``).
-* :func:`log_to_file` adds the run directory's log file once it is known.
+* :func:`log_to_file` adds the run directory's log file once it is known, and routes
+  transformers' own stderr handler into logging (:func:`route_transformers_logging`).
 * :func:`fmt` rounds numbers for printed tables: shares as percentages with one decimal, other
   values to 3-4 significant digits.
 """
@@ -101,9 +102,22 @@ def setup_logging(verbose: bool = False) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def route_transformers_logging() -> None:
+    """transformers prints its warnings through a stderr handler of its own (propagation off),
+    past the terminal filter; hand its records to the root logger instead (file, and the
+    terminal with ``-v``)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
+
+
 def log_to_file(directory: str | Path) -> Path:
     """Append every log record (third-party warnings included) to ``directory/log.txt``."""
     global _FILE_HANDLER
+    route_transformers_logging()
     path = Path(directory) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
@@ -120,12 +134,22 @@ def log_to_file(directory: str | Path) -> Path:
 
 @contextmanager
 def status(message: str, enabled: bool = True) -> Iterator[None]:
-    """A spinner with ``message`` while a long step without its own progress runs (loading a
-    model, building an engine)."""
+    """A spinner with ``message`` and the seconds elapsed while a long step without its own
+    progress runs (loading a model, building an engine, a held-out eval); it leaves no line
+    behind. Log records printed meanwhile go above it (same console)."""
     if not enabled:
         yield
         return
-    with console().status(message, spinner="dots"):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console(),
+        transient=True,
+    ) as bar:
+        bar.add_task(message, total=None)
         yield
 
 

@@ -35,6 +35,7 @@ from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_
 from rlvr.batch import TrainBatch
 from rlvr.config import Recipe
 from rlvr.distributed import current as current_dist
+from rlvr.guard import first_nonfinite
 from rlvr.metrics import entropy_metrics
 from rlvr.rollout.base import Completion
 from rlvr.soft_policy import SoftTokens, policy_logprobs, soft_from_extras
@@ -69,6 +70,7 @@ def load_policy(recipe: Recipe, weights_path: str, *, revision: str | None) -> A
 class UpdateResult:
     metrics: dict[str, float]
     token_entropies: torch.Tensor  # [completion tokens] entropies of the update's first pass
+    nonfinite: str | None = None  # the NaN/inf quantity that made it skip its update (guard)
 
 
 class Learner:
@@ -248,6 +250,9 @@ class Learner:
         n = batch.num_rows
         soft = soft_from_extras(batch.extras)
         target_mask = batch.target_mask
+        bad = first_nonfinite({"advantages": batch.advantages[target_mask > 0]})
+        if bad is not None:  # rlvr/guard.py: no forward pass, no optimizer step
+            return self._skip_update(bad, n)
         # tokens that enter the loss: all completion tokens unless a sample is masked out
         loss_mask = target_mask * batch.sample_weights.unsqueeze(1)
         num_tokens = int((loss_mask > 0).sum())
@@ -298,8 +303,10 @@ class Learner:
         entropies = torch.zeros_like(rollout_lp)
         sums = {"clip": 0.0, "kl": 0.0, "ratio": 0.0, "loss": 0.0, "mismatch": 0.0, "ent": 0.0}
         grad_norms = []
+        skipped: str | None = None
         for update in range(a.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
+            loss_before = sums["loss"]
             for idx in plan:
                 ln = int(batch.attention_mask[idx].sum(dim=1).max())
                 mask = target_mask[idx, : ln - 1]
@@ -356,6 +363,12 @@ class Learner:
                 self._zero_grads()
             dist.all_reduce_grads(self.model.parameters())  # SUM of the ranks' partial losses
             grad_norms.append(self._clip_grad_norm())
+            # every rank decides on the same numbers: the summed loss, the reduced grad norm
+            step_loss = dist.all_reduce_sum(torch.tensor([sums["loss"] - loss_before]))
+            skipped = first_nonfinite({"loss": float(step_loss), "grad norm": grad_norms[-1]})
+            if skipped is not None:  # rlvr/guard.py: this update is not applied
+                self.optimizer.zero_grad(set_to_none=True)
+                break
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)  # free gradients before the next rollout
         lr = self.scheduler.get_last_lr()[0]
@@ -368,7 +381,7 @@ class Learner:
         target = (target_mask > 0) & trained.unsqueeze(1)  # metrics cover the trained rows
         num_target = int(target.sum())
         denom = max(int(((loss_mask > 0) & trained.unsqueeze(1)).sum()), 1)
-        updates = a.updates_per_batch
+        updates = len(grad_norms)
         metrics = {
             "loss": sums["loss"] / updates,
             "clip_fraction": sums["clip"] / (denom * updates),
@@ -380,10 +393,19 @@ class Learner:
             "lr": lr,
             "train/skipped_rows": float(n - len(trained_all)),
             "world_size": float(dist.world_size),
+            "train/nonfinite": float(skipped is not None),
             **rule_metrics,
         }
         metrics.update(entropy_metrics(entropies, target, batch.correct))
-        return UpdateResult(metrics, entropies[target])
+        return UpdateResult(metrics, entropies[target], skipped)
+
+    def _skip_update(self, quantity: str, n: int) -> UpdateResult:
+        """A step whose inputs are non-finite: no update; the LR schedule still moves on."""
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.updates_done += 1
+        metrics = {"lr": lr, "train/skipped_rows": float(n), "train/nonfinite": 1.0}
+        return UpdateResult(metrics, torch.zeros(0), quantity)
 
     def _zero_grads(self) -> None:
         """Zero-filled gradients, so that AdamW's moments and weight decay step exactly as

@@ -2,7 +2,7 @@
 model feeding the next.
 
 A pipeline recipe lists stages; each names a stage recipe file (an ``rlvr train``, ``sft``,
-``redi``, ``specs`` or ``int`` recipe, see :data:`STAGE_KINDS`) plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
+``redi``, ``specs``, ``int`` or ``abstain-train`` recipe, see :data:`STAGE_KINDS`) plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
 with ``model.path`` set to stage i-1's output model (the first stage keeps its own). A finished
 stage writes ``stage_done.json`` (its output model path) last, so a re-run skips finished
 stages and an interrupted RL stage resumes from its own checkpoints (``resume=true``): the
@@ -38,6 +38,11 @@ STAGE_KINDS: dict[str, tuple[str, str, str]] = {
     "redi": ("rlvr.stages.redi_recipe", "REDIRecipe", "run_redi_recipe"),
     "specs": ("rlvr.stages.specs_recipe", "SPECSRecipe", "run_specs_recipe"),
     "int": ("rlvr.stages.int_recipe", "INTRecipe", "run_int_recipe"),
+    "abstain-train": (
+        "rlvr.stages.abstention_recipe",
+        "AbstentionRecipe",
+        "run_abstention_recipe",
+    ),
 }
 
 
@@ -50,7 +55,7 @@ def stage_kind(kind: str) -> tuple[type, Callable[[Any], dict[str, Any]]]:
 
 class StageConfig(_Section):
     name: str = Field(description="Stage name: its run directory under the pipeline's.")
-    kind: Literal["train", "sft", "redi", "specs", "int"]
+    kind: Literal["train", "sft", "redi", "specs", "int", "abstain-train"]
     recipe: str = Field(description="The stage's recipe file (relative paths: from the cwd).")
     overrides: list[str] = []
 

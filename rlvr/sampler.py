@@ -102,6 +102,15 @@ class Sampler:
         for _, batch_filter in self.filters:  # filters that work on tokens (lc_r1's crop)
             if getattr(batch_filter, "needs_tokenizer", False):
                 batch_filter.bind_tokenizer(tokenizer)
+        self.abstention = recipe.rollout.abstention
+        if self.abstention is not None:  # rlvr's own reading, off by default
+            from rlvr.abstention import AbstentionGate, attach_gate
+
+            a = self.abstention
+            gate = AbstentionGate.from_file(
+                a.head, a.threshold, enforce=True, trace=False, min_tokens=a.min_tokens
+            )
+            attach_gate(engine, gate)
         c = recipe.rollout.cure
         self.brancher = (
             CureBrancher(c.branches, c.top_k, c.min_chars, c.seed) if c is not None else None
@@ -175,12 +184,19 @@ class Sampler:
         timings["time/generate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         scored = self.score(examples, groups)
+        totals = scored.total
+        if self.abstention is not None:
+            from rlvr.abstention.rl import abstention_rewards, strip_forced_eos
+
+            abstained = strip_forced_eos(groups)
+            totals = abstention_rewards(totals, groups, self.abstention.r_abstain)
+            timings["abstention/rate"] = abstained / max(1, sum(len(g) for g in groups))
         timings["time/reward"] = time.perf_counter() - t0
         batch = RolloutBatch(
             examples=examples,
             prompt_ids=prompt_ids,
             completions=groups,
-            rewards=torch.tensor(scored.total, dtype=torch.float32),
+            rewards=torch.tensor(totals, dtype=torch.float32),
             reward_components={
                 k: torch.tensor(v, dtype=torch.float32) for k, v in scored.components.items()
             },
@@ -283,13 +299,24 @@ class Sampler:
             return {}
         prompt_ids = [self.formatter.token_ids(ex) for ex in examples]
         results: dict[str, float] = {}
+        gate = getattr(self.engine, "abstention", None)  # held-out accuracy without the gate
         for name, n, temperature in (("greedy", 1, 0.0), ("pass@1", e.samples, e.temperature)):
-            groups = self.engine.generate(
-                prompt_ids,
-                self.sampling(
-                    0, n=n, temperature=temperature, max_tokens=e.max_new_tokens, seed_offset=104729
-                ),
-            )
+            try:
+                if gate is not None:
+                    self.engine.abstention = None  # type: ignore[attr-defined]
+                groups = self.engine.generate(
+                    prompt_ids,
+                    self.sampling(
+                        0,
+                        n=n,
+                        temperature=temperature,
+                        max_tokens=e.max_new_tokens,
+                        seed_offset=104729,
+                    ),
+                )
+            finally:
+                if gate is not None:
+                    self.engine.abstention = gate  # type: ignore[attr-defined]
             acc = self.accuracy(
                 {k: torch.tensor(v) for k, v in self.score(examples, groups).components.items()}
             )

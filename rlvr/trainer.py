@@ -30,8 +30,11 @@ import torch
 from rlvr.batch import RolloutBatch, TrainBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
+from rlvr.console import console, status
+from rlvr.guard import NonFiniteGuard, parameters_finite
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
+from rlvr.recovery import StepCounter, save_on_crash, snapshot
 from rlvr.rollout import RolloutEngine, build_engine
 from rlvr.sampler import Sampler
 from rlvr.stages.warmup import apply_warmup
@@ -59,6 +62,7 @@ class Trainer:
             resume_step=self.step,
         )
         previous = self._install_signal_handlers()
+        snap = None  # the state each step starts from (rlvr/recovery.py)
         try:
             if r.eval.before and self.step == 0:
                 summary["eval_before"] = self.evaluate("before")
@@ -72,6 +76,7 @@ class Trainer:
                         log.info("train.time_limit_s=%s reached at step %d", limit, self.step)
                         summary["time_limited"] = True
                         break
+                    snap = snapshot(self, self._optimizer_steps)
                     metrics = self.train_step(self.step + 1)
                     self.step += 1
                     logger.log(self.step, metrics)
@@ -79,25 +84,35 @@ class Trainer:
                         logger.histogram(self.step, "entropy/tokens", self.token_entropies)
                     last = metrics
                     advance(metrics)
-                    if self.step % r.checkpoint.every == 0 and self.step < r.train.steps:
+                    nonfinite_stop = self.guard.observe(  # NaN / inf steps (rlvr/guard.py)
+                        self.step, self.nonfinite, latest_checkpoint(self.run_dir)
+                    )
+                    due = self.step % r.checkpoint.every == 0 and self.step < r.train.steps
+                    if due and not nonfinite_stop:
                         self._checkpoint()
-                    reason = self._reward_failure_stop(metrics)
+                    reason = self._reward_failure_stop(metrics) or nonfinite_stop
                     if reason:
                         summary["stopped_reason"] = reason
                         log.error(reason)
                     if self._stop_requested or reason:
-                        self._checkpoint()
+                        if not nonfinite_stop:  # that state is never checkpointed
+                            self._checkpoint()
                         summary["interrupted"] = True
                         break
             summary["final_metrics"] = last
             if not summary["interrupted"]:
-                if r.checkpoint.save_final:
-                    summary["checkpoint"] = str(self._checkpoint())
+                if r.checkpoint.save_final and (final := self._checkpoint()) is not None:
+                    summary["checkpoint"] = str(final)
                 if r.eval.after:
                     summary["eval_after"] = self.evaluate("after")
                     log.info("eval after training: %s", summary["eval_after"])
+        except BaseException as e:  # nothing lost: the last completed step is checkpointed
+            self.crash_note = save_on_crash(self, snap, self._optimizer_steps, e)
+            raise
         finally:
             summary["reward_failures"] = self.sampler.rewards.failure_summary()
+            if self.guard.total:
+                summary["nonfinite_steps"] = self.guard.total
             for s, handler in previous.items():
                 signal.signal(s, handler)
             logger.close()
@@ -135,6 +150,7 @@ class Trainer:
         batch, metrics = self.sampler.next_batch(step)
         t0 = time.perf_counter()
         result = self.learner.update(batch)
+        self.nonfinite = result.nonfinite  # a NaN/inf that made the update skip (rlvr/guard.py)
         metrics.update(result.metrics)
         self.token_entropies = result.token_entropies
         metrics["time/train"] = time.perf_counter() - t0
@@ -153,7 +169,12 @@ class Trainer:
 
     def evaluate(self, tag: str) -> dict[str, float]:
         """Held-out accuracy: greedy, and pass@1 over ``eval.samples`` samples."""
-        return self.sampler.evaluate(tag)
+        e = self.recipe.eval
+        what = (
+            f"eval {tag} training: {e.num_problems} held-out problems, greedy + {e.samples} samples"
+        )
+        with status(what, self.show_progress):
+            return self.sampler.evaluate(tag)
 
     # ------------------------------------------------------------------ building the run
 
@@ -192,9 +213,13 @@ class Trainer:
             self.pad_id = self.tokenizer.eos_token_id
         self.resume_from = latest_checkpoint(self.run_dir) if recipe.resume else None
         weights_path = str(self.resume_from) if self.resume_from else m.path
-        self.learner = Learner(
-            recipe, pad_id=self.pad_id, weights_path=weights_path, resumed=bool(self.resume_from)
-        )
+        with status(f"loading the policy from {weights_path}", self.show_progress):
+            self.learner = Learner(
+                recipe,
+                pad_id=self.pad_id,
+                weights_path=weights_path,
+                resumed=bool(self.resume_from),
+            )
         injected = engine is not None
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
@@ -209,22 +234,24 @@ class Trainer:
                 "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
             )
         if engine is None:
-            engine = build_engine(
-                r.engine,
-                # a LoRA checkpoint holds the adapter only: the engine loads the base, then syncs
-                m.path if recipe.lora is not None else weights_path,
-                dtype=rollout_dtype,
-                seed=recipe.seed,
-                max_model_len=r.max_model_len,
-                trust_remote_code=m.trust_remote_code,
-                gpu_memory_utilization=r.gpu_memory_utilization,
-                kv_cache_gib=r.kv_cache_gib,
-                model=self.model if self.engine_shares_model else None,
-                tokenizer=self.tokenizer,
-                soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
-                enforce_eager=r.enforce_eager,
-                sleep=r.sleep,
-            )
+            with status(f"starting the {r.engine} rollout engine", self.show_progress):
+                engine = build_engine(
+                    r.engine,
+                    # a LoRA checkpoint holds the adapter only: the engine loads the base, then
+                    # syncs
+                    m.path if recipe.lora is not None else weights_path,
+                    dtype=rollout_dtype,
+                    seed=recipe.seed,
+                    max_model_len=r.max_model_len,
+                    trust_remote_code=m.trust_remote_code,
+                    gpu_memory_utilization=r.gpu_memory_utilization,
+                    kv_cache_gib=r.kv_cache_gib,
+                    model=self.model if self.engine_shares_model else None,
+                    tokenizer=self.tokenizer,
+                    soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
+                    enforce_eager=r.enforce_eager,
+                    sleep=r.sleep,
+                )
         self.engine = engine
         self.sampler = Sampler(
             recipe,
@@ -241,6 +268,12 @@ class Trainer:
                 self.resume_from, optimizer=self.optimizer, scheduler=self.learner.scheduler
             )
             self.step = self.learner.updates_done = int(state["step"])
+            if not parameters_finite(self.model):  # e.g. written before the guard existed
+                self.sampler.close()
+                raise ValueError(
+                    f"{self.resume_from}: the checkpoint's weights hold NaN or inf; delete it "
+                    "to resume from the checkpoint before it"
+                )
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
             self._apply_resume_changes()
@@ -248,6 +281,10 @@ class Trainer:
             # an engine built elsewhere, or a LoRA run's base, starts from this run's weights
             self.sync_weights()
         self._stop_requested = False
+        self.guard = NonFiniteGuard(recipe.train.max_nonfinite_steps)
+        self.nonfinite: str | None = None
+        self._optimizer_steps = StepCounter(self.optimizer)
+        self.crash_note: str | None = None  # what a crash saved and how to resume
 
     def _apply_resume_changes(self) -> None:
         """Every setting that differs from the run's recipe.yaml is listed; ``train.lr`` is
@@ -310,7 +347,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints, signals
 
-    def _checkpoint(self) -> Path:
+    def _checkpoint(self) -> Path | None:
+        """Write a checkpoint of the current step (None: refused, the state is not finite)."""
+        refusal = self.guard.refuse_checkpoint(self.model)
+        if refusal is not None:
+            last = latest_checkpoint(self.run_dir)
+            log.warning(
+                "no checkpoint of step %d: %s; %s",
+                self.step,
+                refusal,
+                f"the last good one stays: {last}" if last else "none was written before",
+            )
+            return None
         return save_checkpoint(
             self.run_dir,
             self.step,
@@ -418,6 +466,7 @@ class _progress:
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
+            console=console(),  # the log's console: log lines print above the bar
         )
         self._bar.start()
         task = self._bar.add_task("train", total=self.total, completed=self.start, info="")

@@ -9,7 +9,7 @@ median is reported.  By default a tiny random Qwen2 model is built with
 
     python scripts/bench_eval_throughput.py                      # tiny model, arithmetic
     python scripts/bench_eval_throughput.py --model PATH --suite math500 --limit 50 --n 4 \\
-        --max-tokens 1024 --data-dir ../shared/data
+        --max-tokens 1024
 
 Writes ``<out>/throughput.json`` and prints a table.  A random model rarely emits EOS, so
 most samples run to ``--max-tokens``; the report includes the mean completion length.

@@ -1,7 +1,25 @@
-"""One GRPO step of rlvr against one step of TRL's GRPOTrainer, same model, same work, one run.
+"""One GRPO step of rlvr against one step of TRL's GRPOTrainer, same model, same task, one run.
 
-Both sides run on CPU with ``transformers.generate`` (rlvr ``rollout.engine=hf``, TRL
-``use_vllm=False``) on the same tiny Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
+Three sides (``--sides``), each in its own worker process:
+
+- ``rlvr_best``: rlvr's defaults, which do less work: ``--best-engine`` rollouts (vLLM by
+  default), rows with zero advantage left out of forward/backward (``train.skip_zero_rows``,
+  exact: they carry no gradient), length-ordered micro-batches (less padding);
+- ``rlvr``: rlvr doing TRL's work (HF generate, every row trained, batch order): the
+  same-engine pair;
+- ``trl``: TRL's GRPOTrainer with HF generate, the best TRL configuration that runs here (TRL's
+  own vLLM weight sync crashes on vLLM 0.32).
+
+``step_ratio`` (in ``--json``'s top level) is the median over repetitions of rlvr_best's step
+time over TRL's in the same repetition; ``memory_ratio`` the ratio of peak RSS (rlvr's reward
+workers included). ``--scale quickstart|25m|100m`` picks a preset: the bundled partly trained
+quickstart model (math reward), a random 24M model with 128-token completions, or a random
+~102M model whose vocabulary is real-size (151,936 ids, most of the parameters); random models
+use ``scripts/bench_reward.py``'s coin reward (p = 0.15, so about a quarter of the groups have
+zero advantage, as a partly trained model's do) on both sides.
+
+All sides run on CPU (rlvr ``rollout.engine=hf``, TRL ``use_vllm=False``, unless rlvr_best's
+engine is vLLM) on the same Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
 into a temp dir, or ``--model``), the same arithmetic prompts in the same order (step k uses
 train problems k*B .. k*B+B-1 of :func:`rlvr.data.arithmetic_examples` on both sides; no
 shuffling), B prompts x G completions, exactly ``--new-tokens`` generated tokens per completion
@@ -33,6 +51,7 @@ Phases are timed by wrapping, inside each worker: ``model.generate`` (both), the
 ``clip_grad_norm_`` and the optimizer step; weight sync is rlvr's ``time/sync`` (zero for both when
 the generator is the trained module itself). ``other`` is the rest of the step.
 
+    python scripts/bench_step.py --scale 25m --json bench.json  # one preset, figures to JSON
     python scripts/bench_step.py                             # B=8, G=8, 32 tokens, 5 reps
     python scripts/bench_step.py --prompts 16 --group 8 --new-tokens 64 --reps 7
     python scripts/bench_step.py --profile /tmp/prof          # + cProfile of the measured steps
@@ -134,14 +153,29 @@ def _examples(args: argparse.Namespace) -> list[dict]:
     return train
 
 
+def _reward_spec(args: argparse.Namespace) -> dict:
+    if args.reward == "coin":
+        return {"name": f"{ROOT / 'scripts' / 'bench_reward.py'}:coin_reward"}
+    return {"name": "math"}
+
+
 class RlvrSide:
-    def __init__(self, args: argparse.Namespace, workdir: Path, clock: Clock) -> None:
+    """rlvr's trainer. ``best=False``: the same work as TRL (HF generate, every row through
+    forward/backward, batch order); ``best=True``: rlvr's defaults that do less work
+    (``train.skip_zero_rows``, length-ordered micro-batches) on ``--best-engine``."""
+
+    def __init__(
+        self, args: argparse.Namespace, workdir: Path, clock: Clock, best: bool = False
+    ) -> None:
+        import rlvr.soft_policy as policy_mod
         import rlvr.trainer as trainer_mod
         from rlvr.config import Recipe
 
+        engine = args.best_engine if best else "hf"
+
         recipe = Recipe.model_validate(
             {
-                "name": "bench_rlvr",
+                "name": "bench_rlvr_best" if best else "bench_rlvr",
                 "output_dir": str(workdir),
                 "seed": args.seed,
                 "model": {"path": args.model, "dtype": "float32"},
@@ -157,14 +191,14 @@ class RlvrSide:
                     },
                 },
                 "rollout": {
-                    "engine": "hf",
+                    "engine": engine,
                     "group_size": args.group,
                     "max_new_tokens": args.new_tokens,
                     "temperature": 1.0,
                     "top_p": 1.0,
                     "top_k": -1,
                 },
-                "rewards": [{"name": "math"}],
+                "rewards": [_reward_spec(args)],
                 "reward_runner": {"num_workers": args.reward_workers, "timeout_s": 5.0},
                 "algo": {
                     "advantage": "grpo",
@@ -185,18 +219,34 @@ class RlvrSide:
                     "max_grad_norm": 1.0,
                     "logprob_impl": args.rlvr_logprob_impl,
                     "threads": args.threads or None,
+                    "skip_zero_rows": best,
+                    "micro_batch_order": "length" if best else "index",
                 },
                 "logging": {"tensorboard": False, "plots": False, "progress": False},
                 "checkpoint": {"save_final": False},
             }
         )
-        trainer_mod.token_logprobs = clock.wrap("forward", trainer_mod.token_logprobs)
+        policy_mod.token_logprobs = clock.wrap("forward", policy_mod.token_logprobs)
         self.trainer = trainer_mod.Trainer(recipe, progress=False)
         t = self.trainer
         # the same number of generated tokens on both sides: EOS is masked until max_new_tokens
         t.model.generation_config.min_new_tokens = args.new_tokens
-        t.engine.model.generate = clock.wrap("generate", t.engine.model.generate)
-        t.rollout = clock.wrap("rollout", t.rollout)
+        if engine == "vllm":  # after vLLM is loaded: its own modules type-check SamplingParams
+            import vllm
+
+            base_params = vllm.SamplingParams
+
+            def exact_length(*a: Any, **kw: Any) -> Any:
+                # the same number of generated tokens on every side: EOS only after max_tokens
+                kw.setdefault("min_tokens", kw.get("max_tokens", 0))
+                return base_params(*a, **kw)
+
+            vllm.SamplingParams = exact_length  # rlvr's engine imports it at each call
+        if engine == "hf":
+            t.engine.model.generate = clock.wrap("generate", t.engine.model.generate)
+        else:
+            t.engine.llm.generate = clock.wrap("generate", t.engine.llm.generate)
+        t.sampler.rollout = clock.wrap("rollout", t.sampler.rollout)
         t.rewards.score = clock.wrap("reward", t.rewards.score)
         opt_t0 = [0.0]
 
@@ -226,6 +276,7 @@ class RlvrSide:
             "truncated_fraction": self.last.get("length/truncated_fraction", 0.0),
             "reward_mean": self.last.get("reward/mean", 0.0),
             "zero_adv_fraction": self.last.get("advantage/zero_fraction", float("nan")),
+            "skipped_rows": self.last.get("train/skipped_rows", 0.0),
         }
 
     def helper_peaks_kib(self) -> int:
@@ -253,6 +304,14 @@ def _trl_reward(prompts: list, completions: list, answer: list, **kwargs: Any) -
         text = c[-1]["content"] if isinstance(c, list) else c
         out.append(math_reward(text, str(a)))
     return out
+
+
+def _trl_coin_reward(prompts: list, completions: list, answer: list, **kwargs: Any) -> list[float]:
+    """scripts/bench_reward.py's coin reward as a TRL reward function."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_reward import coin_reward
+
+    return [coin_reward(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
 
 
 def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Link) -> None:
@@ -319,7 +378,7 @@ def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Lin
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=_trl_reward,
+        reward_funcs=_trl_coin_reward if args.reward == "coin" else _trl_reward,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -464,8 +523,8 @@ def worker_main(args: argparse.Namespace) -> None:
     link = Link(args.cmd_fd, args.res_fd, clock, args.profile, args.worker)
     workdir = Path(args.workdir)
     t0 = time.perf_counter()
-    if args.worker == "rlvr":
-        side = RlvrSide(args, workdir, clock)
+    if args.worker in ("rlvr", "rlvr_best"):
+        side = RlvrSide(args, workdir, clock, best=args.worker == "rlvr_best")
         link.helper_peaks = side.helper_peaks_kib
         link.send({"ready": True, "setup_s": time.perf_counter() - t0})
         while link.wait_command():
@@ -543,7 +602,10 @@ def _shared_argv(args: argparse.Namespace) -> list[str]:
         "--reward-workers", str(args.reward_workers),
         "--seed", str(args.seed),
         "--rlvr-logprob-impl", args.rlvr_logprob_impl,
+        "--reward", args.reward,
+        "--best-engine", args.best_engine,
     ]  # fmt: skip
+
     out += ["--threads", str(args.threads)]
     if args.profile:
         out += ["--profile", args.profile]
@@ -562,10 +624,11 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def _phase_table(results: dict[str, list[dict]]) -> list[str]:
+def _phase_table(results: dict[str, list[dict]], sides: list[str]) -> list[str]:
     rows = []
     med: dict[str, dict[str, float]] = {}
-    for side, rs in results.items():
+    for side in sides:
+        rs = results[side]
         med[side] = {}
         for p in PHASES:
             vals = [r["phases"].get(p, 0.0) if p != "sync" else r.get("sync", 0.0) for r in rs]
@@ -581,7 +644,7 @@ def _phase_table(results: dict[str, list[dict]]) -> list[str]:
         med[side]["other"] = _median(other)
     labels = {
         "rollout": "rollout (all)",
-        "generate": "  model.generate",
+        "generate": "  generate",
         "reward": "  reward",
         "forward": "forward (logprobs)",
         "backward": "backward",
@@ -590,11 +653,9 @@ def _phase_table(results: dict[str, list[dict]]) -> list[str]:
         "sync": "weight sync",
         "other": "other",
     }
-    rows.append(f"{'phase (median s)':<22}{'rlvr':>10}{'TRL':>10}{'rlvr/TRL':>10}")
+    rows.append(f"{'phase (median s)':<22}" + "".join(f"{SIDE_LABEL[x]:>12}" for x in sides))
     for p in [*PHASES, "other"]:
-        a, b = med["rlvr"][p], med["trl"][p]
-        ratio = f"{a / b:.2f}" if b > 1e-6 else "-"
-        rows.append(f"{labels[p]:<22}{a:>10.3f}{b:>10.3f}{ratio:>10}")
+        rows.append(f"{labels[p]:<22}" + "".join(f"{med[x][p]:>12.3f}" for x in sides))
     rows.append(
         "  rollout (all) = generate + reward + prompt formatting, decoding, advantages, padding"
     )
@@ -616,7 +677,11 @@ def parent_main(args: argparse.Namespace) -> dict:
         if args.model is None:
             from rlvr.data.tiny import build_tiny_model
 
-            args.model = str(build_tiny_model(workdir / "tiny_model"))
+            shape = SCALES[args.scale].get("shape", {}) if args.scale else {}
+            args.model = str(build_tiny_model(workdir / "tiny_model", **shape))
+        sides = [x.strip() for x in args.sides.split(",") if x.strip()]
+        if "trl" not in sides or any(x not in SIDE_LABEL for x in sides):
+            raise SystemExit(f"--sides: a comma list of {sorted(SIDE_LABEL)} including trl")
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
         n = args.prompts * args.group
@@ -626,32 +691,40 @@ def parent_main(args: argparse.Namespace) -> dict:
         args.num_train = max(args.num_train, steps * args.prompts)
         load_before = _load()
         # both set up concurrently (set-up is not measured), then they take turns
-        handles = {s: WorkerHandle(s, args, workdir) for s in ("rlvr", "trl")}
-        ready = {s: h.recv() for s, h in handles.items()}
+        handles: dict[str, WorkerHandle] = {}
+        ready: dict[str, dict] = {}
+        for side in sides:  # one at a time: two vLLM / model loads at once thrash 2 cores
+            handles[side] = WorkerHandle(side, args, workdir)
+            ready[side] = handles[side].recv()
         setup_s = time.perf_counter() - start
-        results: dict[str, list[dict]] = {"rlvr": [], "trl": []}
-        warm: dict[str, list[dict]] = {"rlvr": [], "trl": []}
-        order_log = []
+        results: dict[str, list[dict]] = {x: [] for x in sides}
+        warm: dict[str, list[dict]] = {x: [] for x in sides}
         for i in range(steps):
             measured = i >= args.warmup
-            order = ("rlvr", "trl") if i % 2 == 0 else ("trl", "rlvr")
+            order = sides if i % 2 == 0 else sides[::-1]
             for side in order:
                 r = handles[side].command("measure" if measured else "warmup")
                 (results if measured else warm)[side].append(r)
-                order_log.append(side)
                 tag = "step" if measured else "warm-up"
-                print(f"  {tag} {i + 1}/{steps} {side:<4} {r['time']:.3f}s", flush=True)
+                print(f"  {tag} {i + 1}/{steps} {side:<9} {r['time']:.3f}s", flush=True)
         finals = {s: h.quit() for s, h in handles.items()}
         load_after = _load()
-        summary = _summarize(args, results, warm, finals, ready, load_before, load_after)
+        summary = _summarize(args, sides, results, warm, finals, load_before, load_after)
         summary["setup_s"] = setup_s
         summary["wall_s"] = time.perf_counter() - start
-        _print(args, summary, results)
+        _print(args, sides, summary, results)
         if args.profile:
-            for side in ("rlvr", "trl"):
+            for side in sides:
                 _print_profile(Path(args.profile) / f"{side}.prof", args.profile_lines)
         if args.json:
-            Path(args.json).write_text(json.dumps({"summary": summary, "steps": results}, indent=1))
+            out = {
+                "step_ratio": summary["step_ratio"],
+                "memory_ratio": summary["memory_ratio"],
+                "summary": summary,
+                "steps": results,
+            }
+            Path(args.json).write_text(json.dumps(out, indent=1))
+            print(f"figures written to {args.json}")
         return summary
     finally:
         if not args.keep:
@@ -662,29 +735,36 @@ def parent_main(args: argparse.Namespace) -> dict:
 
 def _summarize(
     args: argparse.Namespace,
+    sides: list[str],
     results: dict[str, list[dict]],
     warm: dict[str, list[dict]],
     finals: dict[str, dict],
-    ready: dict[str, dict],
     load_before: str,
     load_after: str,
 ) -> dict:
     s: dict[str, Any] = {
         "config": {
+            "scale": args.scale,
+            "model": args.model,
+            "parameters": _param_count(args.model),
             "B": args.prompts,
             "G": args.group,
             "new_tokens": args.new_tokens,
             "micro_batch": args.micro_batch,
             "reps": args.reps,
             "warmup": args.warmup,
+            "reward": args.reward,
+            "best_engine": args.best_engine,
             "reward_workers": args.reward_workers,
             "threads": args.threads,
             "rlvr_logprob_impl": args.rlvr_logprob_impl,
         },
+        "sides": sides,
         "load_before": load_before,
         "load_after": load_after,
     }
-    for side, rs in results.items():
+    for side in sides:
+        rs = results[side]
         times = [r["time"] for r in rs]
         s[side] = {
             "median_step_s": _median(times),
@@ -701,6 +781,7 @@ def _summarize(
             "length_mean": _median([r.get("length_mean", float("nan")) for r in rs]),
             "reward_mean": _median([r.get("reward_mean", float("nan")) for r in rs]),
             "zero_adv_fraction": _median([r.get("zero_adv_fraction", float("nan")) for r in rs]),
+            "skipped_rows": _median([r.get("skipped_rows", 0.0) for r in rs]),
             "step_increment_mib": max(r["step_peak_mib"] - r["rss_before_mib"] for r in rs),
         }
         s[side]["step_peak_total_mib"] = s[side]["step_peak_mib"] + s[side]["helpers_peak_mib"]
@@ -708,72 +789,149 @@ def _summarize(
     trl_bad = [r.get("prompt_rows_mismatch", 0) for r in results["trl"] + warm["trl"]]
     s["prompt_ids_checked"] = max(trl_rows) if trl_rows else 0
     s["prompt_ids_mismatch"] = max(trl_bad) if trl_bad else 0
-    s["ratio_time"] = s["rlvr"]["median_step_s"] / s["trl"]["median_step_s"]
-    s["ratio_time_paired"] = _median(
-        [a["time"] / b["time"] for a, b in zip(results["rlvr"], results["trl"], strict=True)]
-    )
-    s["ratio_peak_mem"] = s["rlvr"]["step_peak_total_mib"] / s["trl"]["step_peak_mib"]
+    ratios: dict[str, dict[str, float]] = {}
+    for side in sides:
+        if side == "trl":
+            continue
+        paired = [a["time"] / b["time"] for a, b in zip(results[side], results["trl"], strict=True)]
+        ratios[side] = {
+            "time": s[side]["median_step_s"] / s["trl"]["median_step_s"],
+            "time_paired_median": _median(paired),
+            "time_paired_min": min(paired),
+            "time_paired_max": max(paired),
+            "peak_memory": s[side]["step_peak_total_mib"] / s["trl"]["step_peak_mib"],
+        }
+    s["ratios_vs_trl"] = ratios
+    head = "rlvr_best" if "rlvr_best" in ratios else next(iter(ratios))
+    s["step_ratio"] = ratios[head]["time_paired_median"]
+    s["memory_ratio"] = ratios[head]["peak_memory"]
+    s["ratio_side"] = head
     return s
 
 
-def _print(args: argparse.Namespace, s: dict, results: dict[str, list[dict]]) -> None:
+def _param_count(model_dir: str) -> int | None:
+    try:
+        from safetensors import safe_open
+
+        total = 0
+        for f in Path(model_dir).glob("*.safetensors"):
+            with safe_open(str(f), "pt") as h:
+                for k in h.keys():
+                    n = 1
+                    for d in h.get_slice(k).get_shape():
+                        n *= d
+                    total += n
+        return total or None
+    except (OSError, ImportError):
+        return None
+
+
+def _print(
+    args: argparse.Namespace, sides: list[str], s: dict, results: dict[str, list[dict]]
+) -> None:
     c = s["config"]
+    params = f"{c['parameters'] / 1e6:.1f}M parameters" if c["parameters"] else c["model"]
     print()
     print(
-        f"one GRPO step, B={c['B']} prompts x G={c['G']} completions x {c['new_tokens']} tokens, "
-        f"micro-batch {c['micro_batch']}, transformers.generate on CPU, torch threads "
-        f"{c['threads'] or 'default'}; {c['reps']} measured steps per side after "
-        f"{c['warmup']} warm-up, alternating"
+        f"one GRPO step ({c['scale'] or 'custom'}: {params}), B={c['B']} prompts x G={c['G']} "
+        f"completions x {c['new_tokens']} tokens, micro-batch {c['micro_batch']}, reward "
+        f"{c['reward']}, torch threads {c['threads'] or 'default'}; {c['reps']} measured steps "
+        f"per side after {c['warmup']} warm-up, alternating"
     )
+    for side in sides:
+        print(f"  {SIDE_LABEL[side]:<10} {SIDE_HELP[side].format(engine=c['best_engine'])}")
     print(f"{s['load_before']} (start)   {s['load_after']} (end)")
-    r, t = s["rlvr"], s["trl"]
+    w = 30
+    print()
+    print(f"{'':<{w}}" + "".join(f"{SIDE_LABEL[x]:>12}" for x in sides))
+
+    def row(label: str, key: str, fmt: str = "{:.3f}") -> None:
+        print(f"{label:<{w}}" + "".join(f"{fmt.format(s[x][key]):>12}" for x in sides))
+
+    row("median step time (s)", "median_step_s")
+    row("  min (s)", "min_step_s")
+    row("  max (s)", "max_step_s")
+    row("generated tokens / completion", "length_mean", "{:.1f}")
+    row("mean reward", "reward_mean")
+    row("zero-advantage fraction", "zero_adv_fraction", "{:.2f}")
+    row("rows skipped (median)", "skipped_rows", "{:.0f}")
+    row("peak RSS during step (MiB)", "step_peak_mib", "{:.0f}")
+    row("  + reward workers (MiB)", "helpers_peak_mib", "{:.0f}")
+    row("  = total (MiB)", "step_peak_total_mib", "{:.0f}")
+    row("RSS before step (MiB)", "rss_before_step_mib", "{:.0f}")
+    row("process peak incl. set-up (MiB)", "process_peak_mib", "{:.0f}")
     print(
-        f"generated tokens per completion: rlvr {r['length_mean']:.1f}, TRL {t['length_mean']:.1f}"
-    )
-    print(
-        f"mean reward: rlvr {r['reward_mean']:.3f}, TRL {t['reward_mean']:.3f}; samples with zero "
-        f"advantage: rlvr {r['zero_adv_fraction']:.2f}, TRL {t['zero_adv_fraction']:.2f}"
-    )
-    print(
-        f"prompt token ids identical on both sides: "
+        f"prompt token ids identical (rlvr formatter vs TRL): "
         f"{s['prompt_ids_checked'] - s['prompt_ids_mismatch']}/{s['prompt_ids_checked']} rows"
     )
     print()
-    w = 30
-    print(f"{'':<{w}}{'rlvr':>12}{'TRL':>12}{'rlvr/TRL':>10}")
-
-    def row(label: str, a: float, b: float, fmt: str = "{:.3f}") -> None:
-        ratio = f"{a / b:.2f}" if b else "-"
-        print(f"{label:<{w}}{fmt.format(a):>12}{fmt.format(b):>12}{ratio:>10}")
-
-    row("median step time (s)", r["median_step_s"], t["median_step_s"])
-    row("  min .. max (s)", r["min_step_s"], t["min_step_s"])
-    row("", r["max_step_s"], t["max_step_s"])
-    row("peak RSS during step (MiB)", r["step_peak_mib"], t["step_peak_mib"], "{:.0f}")
-    row("  + reward workers (MiB)", r["helpers_peak_mib"], 0.0, "{:.0f}")
-    row("  = total (MiB)", r["step_peak_total_mib"], t["step_peak_mib"], "{:.0f}")
-    row("RSS before step (MiB)", r["rss_before_step_mib"], t["rss_before_step_mib"], "{:.0f}")
-    row("step peak - RSS before (MiB)", r["step_increment_mib"], t["step_increment_mib"], "{:.0f}")
-    row("process peak incl. set-up (MiB)", r["process_peak_mib"], t["process_peak_mib"], "{:.0f}")
-    print()
+    for side, r in s["ratios_vs_trl"].items():
+        print(
+            f"{SIDE_LABEL[side]}/TRL: step time {r['time_paired_median']:.2f} (per-repetition "
+            f"ratios {r['time_paired_min']:.2f}..{r['time_paired_max']:.2f}; medians "
+            f"{r['time']:.2f}), peak memory {r['peak_memory']:.2f}"
+        )
     print(
-        f"ratio rlvr/TRL: step time {s['ratio_time']:.2f} (goal <= 0.50; median of the "
-        f"per-repetition ratios {s['ratio_time_paired']:.2f}), "
-        f"peak memory {s['ratio_peak_mem']:.2f} (goal <= 1.00)"
+        f"step_ratio {s['step_ratio']:.2f} (goal <= 0.50), memory_ratio "
+        f"{s['memory_ratio']:.2f} (goal <= 1.00)  [{SIDE_LABEL[s['ratio_side']]} vs TRL]"
     )
     print()
-    for line in _phase_table(results):
+    for line in _phase_table(results, sides):
         print(line)
     print()
     print("per-step times (s):")
-    for side in ("rlvr", "trl"):
-        print(f"  {side:<5}" + " ".join(f"{x:.3f}" for x in s[side]["steps_s"]))
+    for side in sides:
+        print(f"  {SIDE_LABEL[side]:<10}" + " ".join(f"{x:.3f}" for x in s[side]["steps_s"]))
     print(f"wall time {s['wall_s']:.0f}s (set-up {s['setup_s']:.0f}s)")
+
+
+SIDE_LABEL = {"rlvr_best": "rlvr best", "rlvr": "rlvr same", "trl": "TRL"}
+SIDE_HELP = {
+    "rlvr_best": "rlvr's defaults: {engine} rollouts, zero-advantage rows skipped, "
+    "length-ordered micro-batches",
+    "rlvr": "rlvr on TRL's work: HF generate, every row trained, batch order",
+    "trl": "TRL GRPOTrainer, HF generate (its vLLM weight sync crashes on vLLM 0.32)",
+}
+
+# --scale presets: model shape (rlvr.data.tiny.build_tiny_model), batch and reward
+SCALES: dict[str, dict[str, Any]] = {
+    "quickstart": {
+        "model": str(ROOT / "models" / "quickstart"),
+        "prompts": 8, "group": 8, "new_tokens": 32, "micro_batch": 16, "reward": "math",
+    },
+    "25m": {
+        "shape": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4,
+                  "intermediate_size": 1408},
+        "prompts": 8, "group": 8, "new_tokens": 128, "micro_batch": 16, "reward": "coin",
+    },
+    "100m": {
+        "shape": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4,
+                  "intermediate_size": 1408, "vocab_size": 151936},
+        "prompts": 4, "group": 8, "new_tokens": 64, "micro_batch": 8, "reward": "coin",
+    },
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--scale", choices=sorted(SCALES), default=None,
+        help="preset: quickstart (the bundled partly trained model, math reward), 25m (random "
+        "24M model, 128 tokens), 100m (random model with a 151,936-token vocabulary, ~102M "
+        "parameters); the coin reward on random models. Explicit flags override the preset.",
+    )  # fmt: skip
     p.add_argument("--model", default=None, help="model dir (default: build a tiny model)")
+    p.add_argument(
+        "--sides", default="rlvr_best,rlvr,trl",
+        help="comma list of rlvr_best, rlvr (same work as TRL), trl",
+    )  # fmt: skip
+    p.add_argument(
+        "--best-engine", choices=["hf", "vllm"], default="vllm", help="rollout engine of rlvr_best"
+    )
+    p.add_argument(
+        "--reward", choices=["math", "coin"], default="math",
+        help="math: rlvr's math verifier; coin: scripts/bench_reward.py (random models)",
+    )  # fmt: skip
     p.add_argument("--prompts", "-B", type=int, default=8, help="prompts per step (B)")
     p.add_argument("--group", "-G", type=int, default=8, help="completions per prompt (G)")
     p.add_argument("--new-tokens", type=int, default=32, help="generated tokens per completion")
@@ -796,15 +954,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-lines", type=int, default=30)
     p.add_argument("--json", default=None, help="write the summary and all steps as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs)")
-    p.add_argument("--worker", choices=["rlvr", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["rlvr", "rlvr_best", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--cmd-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--res-fd", type=int, help=argparse.SUPPRESS)
     p.add_argument("--workdir", help=argparse.SUPPRESS)
     return p
 
 
+def _apply_scale(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Preset values for --scale, under any flag given explicitly."""
+    args = parser.parse_args(argv)
+    if args.scale and not args.worker:
+        preset = {k: v for k, v in SCALES[args.scale].items() if k != "shape"}
+        parser.set_defaults(**preset)
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = _apply_scale(build_parser(), argv)
     if args.worker:
         worker_main(args)
     else:

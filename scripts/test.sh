@@ -5,5 +5,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-export RLVR_SHARED_DATA=${RLVR_SHARED_DATA:-$(cd .. && pwd)/shared/data}
 exec "${RLVR_VENV:-.venv}/bin/python" -m pytest -q "$@"

@@ -34,11 +34,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    """../shared/data (or $RLVR_SHARED_DATA): benchmark files for tests."""
-    path = Path(os.environ.get("RLVR_SHARED_DATA", REPO.parent / "shared" / "data"))
-    if not (path / "math500.jsonl").is_file():
-        pytest.fail(f"shared benchmark data not found at {path}; set RLVR_SHARED_DATA")
-    return path
+    """The benchmark files shipped with rlvr (``eval/data``, see its PROVENANCE.md)."""
+    from eval.suites.base import SHIPPED_DATA_DIR
+
+    if not (SHIPPED_DATA_DIR / "math500.jsonl").is_file():
+        pytest.fail(f"shipped benchmark data not found in {SHIPPED_DATA_DIR}")
+    return SHIPPED_DATA_DIR
 
 
 @pytest.fixture(scope="session")

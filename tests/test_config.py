@@ -110,10 +110,11 @@ def test_shipped_recipes_validate(recipe: Path) -> None:
         return Recipe if kind == "train" else stage_kind(kind)[0]
 
     kind = recipe.stem.split("_")[0]
+    kind = {"abstention": "abstain-train"}.get(kind, kind)  # abstention_*.yaml
     if kind == "pipeline":
         pipe = load_recipe(recipe, schema=PipelineRecipe)  # `rlvr pipeline` recipes
         for stage in pipe.stages:
             path = Path(__file__).parents[1] / stage.recipe
             load_recipe(path, stage.overrides, schema=schema_of(stage.kind))
-    else:  # `rlvr sft|redi|specs|int` recipes by their prefix, RL recipes otherwise
+    else:  # `rlvr sft|redi|specs|int|abstain-train` recipes by their prefix, RL otherwise
         load_recipe(recipe, schema=schema_of(kind if kind in STAGE_KINDS else "train"))

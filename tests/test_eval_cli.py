@@ -72,14 +72,14 @@ def test_hub_fallback_when_no_local_file(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    examples, source = load_examples(get_suite("aime24"), None)
+    examples, source = load_examples(get_suite("aime24"), "hub")
     assert calls == [("HuggingFaceH4/aime_2024", "train")]
     assert examples == [{"id": "60", "problem": "p", "answer": "33"}]
     assert source.path == "hf://HuggingFaceH4/aime_2024[train]"
     # a data directory without the file is an error naming it, never a silent download
     from eval.suites import DataError
 
-    with pytest.raises(DataError, match=r"aime24.*leave --data-dir out"):
+    with pytest.raises(DataError, match=r"aime24.*--data-dir hub"):
         load_examples(get_suite("aime24"), tmp_path)
     assert len(calls) == 1
 

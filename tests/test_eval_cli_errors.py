@@ -99,7 +99,7 @@ def test_empty_or_missing_data_dir_is_one_line(tmp_path: Path, tiny_model_dir: P
     )
     assert proc.returncode == 2
     line = _one_line(proc)
-    assert "math500" in line and "leave --data-dir out" in line, line
+    assert "math500" in line and "--data-dir hub" in line, line
 
 
 def test_ctrl_c_is_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -89,8 +89,27 @@ def test_majority_vote_plurality_ties_and_missing() -> None:
     # tie a:1 b:1 -> first seen (b) wins; b is wrong
     assert M.majority_vote(["b", "a"], [False, True]) is False
     # unanswered samples do not vote: b (1 vote) beats nothing
-    assert M.majority_vote([None, None, "b"], [False, False, True]) is True
+    # empty predictions vote as one never-correct class (Qwen2.5-Math's Counter over preds)
+    assert M.majority_vote([None, None, "b"], [False, False, True]) is False
+    assert M.majority_vote([None, "b", "b"], [False, True, True]) is True
+    assert M.majority_vote([None, "b"], [False, True]) is False  # tie: first seen
+    assert M.majority_vote(["b", None], [True, False]) is True
     assert M.majority_vote([None, None], [False, False]) is False
+    # the other reading: empty samples abstain
+    assert M.majority_vote([None, None, "b"], [False, False, True], empty_votes=False) is True
+    assert M.majority_vote([None, None], [False, False], empty_votes=False) is False
+
+
+def test_k_larger_than_n_raises_and_means_are_thresholded() -> None:
+    with pytest.raises(ValueError, match="k <= n"):
+        M.pass_at_k(2, 0, 3)  # the Codex shortcut would say 1.0 here
+    with pytest.raises(ValueError, match="samples < k"):
+        M.maj_at_k([["a", "a"]], [[True, True]], 3)
+    with pytest.raises(ValueError):
+        M.maj_at_k([["a"]], [[True]], 0)
+    # avg@n counts score > 0.5 as correct: partial credit 0.7 -> 1, 0.5 -> 0 (not 0.6 raw)
+    assert M.avg_at_n([[0.7, 0.5]]) == 0.5
+    assert M.avg_at_n([[1.0, 0.0], [0.51, 0.49]]) == 0.5
 
 
 def test_maj_at_k_uses_first_k_samples() -> None:
@@ -124,3 +143,33 @@ def test_if_accuracy_pools_instructions() -> None:
     assert out["inst_level_strict"] == pytest.approx(3 / 6)  # pooled, not per-prompt mean
     assert out["prompt_level_loose"] == pytest.approx(2 / 3)
     assert out["inst_level_loose"] == pytest.approx(5 / 6)
+
+
+def test_abstention_metrics_hand_vector() -> None:
+    from eval.metrics import abstention_metrics
+
+    # 5 samples: answered correct, answered wrong, abstained (would be wrong), abstained
+    # (would be right), answered correct
+    m = abstention_metrics(
+        [False, False, True, True, False],
+        [True, False, False, True, True],
+        [10, 20, 3, 5, 12],
+        tokens_full=[10, 20, 30, 40, 12],
+        r_abstain=0.25,
+    )
+    assert m["coverage"] == pytest.approx(3 / 5)
+    assert m["selective_accuracy"] == pytest.approx(2 / 3)
+    assert m["tokens_saved"] == pytest.approx(1 - 50 / 112)
+    assert m["utility"] == pytest.approx((2 + 0.25 * 2) / 5)
+    assert m["accuracy"] == pytest.approx(2 / 5)
+    assert m["abstentions"] == 2 and m["tokens_used"] == 50 and m["tokens_full"] == 112
+    assert m["mean_tokens_per_abstention"] == pytest.approx(4.0)
+    assert m["abstention_precision"] == pytest.approx(1 / 2)
+    bare = abstention_metrics([True, True], [None, None], [1, 2])
+    assert bare["coverage"] == 0 and bare["selective_accuracy"] is None
+    assert bare["tokens_saved"] is None and bare["utility"] == 0.0
+    assert bare["abstention_precision"] is None
+    with pytest.raises(ValueError, match="answered but correct is None"):
+        abstention_metrics([False], [None], [1])
+    with pytest.raises(ValueError, match="differ in length"):
+        abstention_metrics([False, True], [True], [1, 2])

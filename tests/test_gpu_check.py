@@ -25,7 +25,11 @@ def _env() -> dict[str, str]:
 def test_gpu_check_skips_cuda_steps_with_reasons(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["bash", str(REPO / "scripts/gpu_check.sh"), str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(),
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -38,9 +42,23 @@ def test_gpu_check_skips_cuda_steps_with_reasons(tmp_path: Path) -> None:
 def test_gpu_check_kernel_and_train_steps_run_on_cpu(tmp_path: Path) -> None:
     script = str(REPO / "scripts/gpu_check.py")
     kernel = subprocess.run(
-        [sys.executable, script, "kernel", "--out", str(tmp_path), "--cpu-smoke",
-         "--shape", "96x64x700", "--reps", "1"],
-        capture_output=True, text=True, timeout=120, env=_env(), check=False,
+        [
+            sys.executable,
+            script,
+            "kernel",
+            "--out",
+            str(tmp_path),
+            "--cpu-smoke",
+            "--shape",
+            "96x64x700",
+            "--reps",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        check=False,
     )
     assert kernel.returncode == 0, kernel.stdout + kernel.stderr
     k = json.loads((tmp_path / "kernel.json").read_text())
@@ -49,7 +67,11 @@ def test_gpu_check_kernel_and_train_steps_run_on_cpu(tmp_path: Path) -> None:
     assert diffs["logp"] < 0.05 and diffs["entropy"] < 0.05  # bf16 inputs, fp32 results
     train = subprocess.run(
         [sys.executable, script, "train", "--out", str(tmp_path), "--cpu-smoke", "--steps", "1"],
-        capture_output=True, text=True, timeout=240, env=_env(), check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_env(),
+        check=False,
     )
     t = json.loads((tmp_path / "train.json").read_text())
     assert train.returncode == 0 and t["status"] == "ok", t

@@ -9,17 +9,15 @@ definitions (including their documented quirks).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from eval.suites.base import SHIPPED_DATA_DIR
 from rewards.ifbench import IDS, REGISTRY, TEST_IDS, TRAIN_IDS, check
 
-DATA = Path(
-    os.environ.get("RLVR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+DATA = SHIPPED_DATA_DIR  # the benchmark files shipped with rlvr
 IFBENCH_FILE = DATA / "ifbench_test.jsonl"
 
 SPAN_PROMPT = (

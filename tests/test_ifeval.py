@@ -7,12 +7,12 @@ Expected verdicts are worked out by hand from the google-research IFEval definit
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
+from eval.suites.base import SHIPPED_DATA_DIR
 from rewards.ifeval import IDS, REGISTRY, check
 from rewards.ifeval._core import loose_variants
 from rewards.ifeval.text_utils import (
@@ -25,9 +25,7 @@ from rewards.ifeval.text_utils import (
     word_tokenize,
 )
 
-DATA = Path(
-    os.environ.get("RLVR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+DATA = SHIPPED_DATA_DIR  # the benchmark files shipped with rlvr
 IFEVAL_FILE = DATA / "ifeval_input.jsonl"
 
 PROMPT = (

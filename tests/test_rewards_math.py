@@ -29,7 +29,7 @@ from rewards.math import extract_answer, is_hostile, last_boxed, math_accuracy, 
         ("\\boxed{" + "9" * 5000 + "}", "9" * 4999 + "8", 0.0),
         ("The final answer is $42$. I hope it is correct.", "42", 1.0),
         ("Final answer: 17", "17", 1.0),
-        ("so it's 42", "42", 0.0),  # no fallback by default
+        ("so it's 42", "42", 1.0),  # last-expression fallback (mode "auto", the default)
         (r"\fbox{7}", "7", 1.0),
         (r"\boxed 7", "7", 1.0),
         (r"\boxed{1,000}", "1000", 1.0),
@@ -59,10 +59,16 @@ def test_math_reward_cases(completion: str, answer: str, expected: float) -> Non
     assert math_reward(completion, answer) == expected
 
 
-def test_last_number_fallback_is_opt_in() -> None:
-    assert math_reward("the answer is 17.", "17") == 0.0
-    assert math_reward("the answer is 17.", "17", last_number_fallback=True) == 1.0
-    assert math_reward("I got 1,234 apples", "1234", last_number_fallback=True) == 1.0
+def test_strict_boxed_mode_and_older_switch() -> None:
+    assert math_reward("the answer is 17.", "17") == 1.0
+    assert math_reward("the answer is 17.", "17", extraction="boxed") == 0.0
+    assert math_reward("so 17", "17", extraction="answer") == 0.0
+    assert math_reward("so 17", "17", last_number_fallback=False) == 0.0
+    assert math_reward("so 17", "17", last_number_fallback=True) == 1.0
+    assert math_reward("I got 1,234 apples", "1234") == 1.0
+    assert math_reward(r"\boxed{17}", "17", extraction="boxed") == 1.0
+    with pytest.raises(ValueError, match="extraction"):
+        math_reward("x", "1", extraction="loose")
 
 
 def test_extraction_helpers() -> None:
@@ -106,7 +112,7 @@ HOSTILE = [
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_outputs_score_zero_fast(text: str) -> None:
     t0 = time.perf_counter()
-    assert math_reward(text, "1") == 0.0
+    assert math_reward(text, "7") == 0.0
     assert time.perf_counter() - t0 < 2.0
 
 
@@ -171,3 +177,15 @@ def test_brace_free_latex_operators_are_equivalent() -> None:
     assert math_reward(r"so \boxed{\frac12}", r"\frac{1}{2}") == 1.0
     assert math_reward(r"\boxed{\sqrt2}", r"\sqrt{2}") == 1.0
     assert math_reward(r"\boxed{\frac13}", r"\frac{1}{2}") == 0.0
+
+
+def test_recipe_params_validated() -> None:
+    validate = math_accuracy.__rlvr_validate__
+    validate(extraction="boxed")
+    validate(last_number_fallback=True, max_answer_chars=50)
+    with pytest.raises(ValueError, match="extraction"):
+        validate(extraction="strict")
+    with pytest.raises(ValueError, match="max_answer_chars"):
+        validate(max_answer_chars=0)
+    assert math_accuracy("so 5", {"answer": "5"}, extraction="boxed") == 0.0
+    assert math_accuracy(r"\boxed{5}", {"answer": "5"}, extraction="boxed") == 1.0

@@ -192,6 +192,13 @@ def _hub_rows(suite: Suite) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
     return where, [(f"{where} row {i}", dict(r)) for i, r in enumerate(ds, start=1)]
 
 
+#: The benchmark files shipped with rlvr (``eval/data``; sources and licences in its
+#: ``PROVENANCE.md``).
+SHIPPED_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+#: ``data_dir`` value that skips local and shipped files and loads from the Hugging Face hub.
+HUB = "hub"
+
+
 def load_examples(
     suite: Suite,
     data_dir: str | Path | None = None,
@@ -201,12 +208,18 @@ def load_examples(
     """Load and validate a suite's examples.
 
     Lookup order: an explicit ``path``; then the suite's file names in ``data_dir``; then the
-    suite's built-in generator (synthetic suites); then the Hugging Face hub when allowed
-    (default: only when no ``data_dir`` is given and neither ``HF_HUB_OFFLINE`` nor
-    ``HF_DATASETS_OFFLINE`` is set: a data directory that lacks the file is an error, not a
-    silent download).
+    suite's built-in generator (synthetic suites); then, with no ``data_dir``, the files
+    shipped in :data:`SHIPPED_DATA_DIR`; then the Hugging Face hub when allowed (default: only
+    when no ``data_dir`` is given, or ``data_dir == "hub"`` (:data:`HUB`, which skips the
+    shipped files), and neither ``HF_HUB_OFFLINE`` nor ``HF_DATASETS_OFFLINE`` is set: a data
+    directory that lacks the file is an error, not a silent download).
     """
     rows: list[tuple[str, dict[str, Any]]]
+    from_hub = data_dir is not None and str(data_dir) == HUB
+    if from_hub:
+        data_dir = None
+    elif data_dir is None and _find_local(suite, SHIPPED_DATA_DIR) is not None:
+        data_dir, allow_hub = SHIPPED_DATA_DIR, False
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -228,7 +241,7 @@ def load_examples(
             tried = ", ".join(str(Path(data_dir or ".") / n) for n in suite.files)
             if suite.hub is None or not allow_hub:
                 why = (
-                    "leave --data-dir out to download it"
+                    "use --data-dir hub to download it"
                     if data_dir is not None
                     else "the hub is off (HF_HUB_OFFLINE)"
                 )

@@ -6,6 +6,11 @@ is one token), plus Qwen-style chat special tokens and ``<think>``/``</think>`` 
 that are not special, as in Qwen3, so decoded completions keep them). Its chat
 template is the ChatML layout Qwen models use. head_dim is 32 or more because vLLM's CPU
 attention rejects 16.
+
+``vocab_size`` pads the vocabulary to a real model's size (Qwen2.5: 151,936) with filler entries
+``<v0>``, ``<v1>``, ... that text never encodes to (the BPE has no merges) but that decode, so a
+random model that samples them still decodes: the embedding and the LM head then cost what they
+cost in a real-size model (benchmarks, memory checks).
 """
 
 from __future__ import annotations
@@ -28,10 +33,17 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level tokenizer (256 byte tokens + specials) with a ChatML chat template."""
+def build_tokenizer(vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """Byte-level tokenizer (256 byte tokens + specials) with a ChatML chat template; with
+    ``vocab_size``, padded with filler tokens to exactly that many ids."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    extra = len(SPECIAL_TOKENS) + len(THINK_TOKENS)
+    if vocab_size is not None:
+        if vocab_size < len(vocab) + extra:
+            raise ValueError(f"vocab_size {vocab_size} < {len(vocab) + extra} (bytes + specials)")
+        base = len(vocab)
+        vocab.update({f"<v{i}>": base + i for i in range(vocab_size - extra - base)})
     bpe = models.BPE(vocab=vocab, merges=[], unk_token=None)
     tok = Tokenizer(bpe)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
@@ -95,11 +107,13 @@ def build_tiny_model(
     num_kv_heads: int = 2,
     intermediate_size: int = 512,
     max_position_embeddings: int = 512,
+    vocab_size: int | None = None,
 ) -> Path:
-    """Build a randomly initialised tiny Qwen2 model and its tokenizer into ``out_dir``."""
+    """Build a randomly initialised tiny Qwen2 model and its tokenizer into ``out_dir``
+    (``vocab_size``: pad the vocabulary to that many ids, see the module docstring)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(vocab_size)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = tiny_config(

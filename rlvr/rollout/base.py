@@ -3,7 +3,8 @@
 An engine takes prompt token ids and returns, for each prompt, ``n`` completions with their
 token ids, the sampling log-prob of every generated token (under the processed distribution
 softmax(logits / T), after top-k / top-p), and a finish reason ("stop" when the EOS token
-ended it, "length" when ``max_tokens`` did). After each optimizer step the trainer pushes new
+ended it, "length" when ``max_tokens`` did, "abstain" when the abstention gate forced the EOS:
+rlvr/abstention/gate.py, hf engine only). After each optimizer step the trainer pushes new
 weights with :meth:`RolloutEngine.update_weights`.
 """
 
@@ -47,6 +48,13 @@ class Completion:
     text: str = ""
     context_len: int = 0  # leading tokens that were context for this draw (a CURE branch's prefix)
     soft: SoftTrace | None = None  # soft-thinking engine only
+    # dynamic abstention (rlvr/abstention/gate.py; hf engine): the gate forced EOS after
+    # ``abstain_step`` generated tokens; ``value_trace[t]`` = V̂ before token t was drawn;
+    # ``features`` = [T, H] fp16 decode-time hidden states (when capturing)
+    abstained: bool = False
+    abstain_step: int | None = None
+    value_trace: list[float] | None = None
+    features: torch.Tensor | None = None
 
     @property
     def truncated(self) -> bool:

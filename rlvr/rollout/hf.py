@@ -5,6 +5,11 @@ applied by rlvr's own warpers), recorded one step at a time by a logits processo
 log-prob of each sampled token under the distribution it was drawn from; the [batch, steps,
 vocab] score tensor of ``output_scores=True`` is never built. Seeding forks torch's RNG, so
 generation is reproducible for a given seed and does not disturb the trainer's RNG stream.
+
+Dynamic abstention: with ``engine.abstention`` set to an
+:class:`rlvr.abstention.AbstentionGate`, the gate runs after the warpers and before the
+recorder at every step; a completion it stopped has ``finish_reason="abstain"``,
+``abstained=True`` and ``abstain_step``, plus its value trace / features when asked.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class HFEngine(RolloutEngine):
             tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         )
         self.stats = EngineStats()
+        self.abstention: Any = None  # rlvr.abstention.AbstentionGate, or None
 
     @classmethod
     def from_pretrained(
@@ -94,6 +100,11 @@ class HFEngine(RolloutEngine):
         # default sampling settings (top_k, repetition penalty, ...).
         processors = [] if greedy else _warpers(sp)
         recorder = _LogprobRecorder()
+        gate = (
+            self.abstention.start(self.model, width, len(prompts), self.eos_ids)
+            if self.abstention is not None
+            else None
+        )
         config = GenerationConfig(
             max_new_tokens=sp.max_tokens,
             do_sample=not greedy,
@@ -104,12 +115,18 @@ class HFEngine(RolloutEngine):
             pad_token_id=self.pad_id,
             return_dict_in_generate=False,
         )
-        sequences = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([*processors, recorder]),
-        )
+        try:
+            sequences = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                generation_config=config,
+                logits_processor=LogitsProcessorList(
+                    [*processors, *([gate] if gate is not None else []), recorder]
+                ),
+            )
+        finally:
+            if gate is not None:
+                gate.close()
         gen = sequences[:, width:].cpu()
         logps = recorder.finish(sequences).cpu()  # [batch, steps]
         results = []
@@ -121,14 +138,21 @@ class HFEngine(RolloutEngine):
                     end, reason = t + 1, "stop"
                     break
             ids = tokens[:end]
-            results.append(
-                Completion(
-                    token_ids=ids,
-                    logprobs=logps[row, :end].tolist(),
-                    finish_reason=reason,
-                    text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                )
+            c = Completion(
+                token_ids=ids,
+                logprobs=logps[row, :end].tolist(),
+                finish_reason=reason,
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),
             )
+            if gate is not None:
+                step = gate.abstain_step[row]
+                if step is not None and step + 1 == end:
+                    c.finish_reason, c.abstained, c.abstain_step = "abstain", True, step
+                if gate.gate.trace:
+                    c.value_trace = gate.traces[row][:end]
+                if gate.gate.capture:
+                    c.features = gate.row_features(row, end)
+            results.append(c)
         return results
 
     @torch.no_grad()
