@@ -33,6 +33,8 @@ from rlvr.config import Recipe, dump_recipe
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
 from rlvr.rollout import RolloutEngine, build_engine
+from rlvr.rollout.receipt import WeightSyncError
+from rlvr.rollout.server import VLLMServerEngine, server_engine, start_servers
 from rlvr.sampler import Sampler
 from rlvr.stages.warmup import apply_warmup
 
@@ -139,16 +141,26 @@ class Trainer:
         self.token_entropies = result.token_entropies
         metrics["time/train"] = time.perf_counter() - t0
         metrics["time/sync"] = self.sync_weights()
+        metrics.update(self.engine.sync_metrics())  # server mode: sync/receipt_max_abs
         metrics["time/step"] = time.perf_counter() - start
         metrics["tokens_per_s"] = batch.num_completion_tokens / max(metrics["time/step"], 1e-9)
         return metrics
 
     def sync_weights(self) -> float:
-        """Push the learner's weights to the rollout engine (in memory); returns seconds."""
+        """Push the learner's weights to the rollout engine (in memory, or to the servers with
+        a receipt); returns seconds. A sync that did not land stops the run after a
+        checkpoint of the update just made (resume once the servers are restarted)."""
         if self.engine_shares_model:
             return 0.0
         t0 = time.perf_counter()
-        self.engine.update_weights(self.learner.weights())
+        try:
+            self.engine.update_weights(self.learner.weights())
+        except WeightSyncError as e:
+            if self.learner.updates_done > self.step:  # an update the checkpoint must keep
+                self.step = self.learner.updates_done
+                e.checkpoint = str(self._checkpoint())
+                log.error("%s; checkpoint written: %s", e, e.checkpoint)
+            raise
         return time.perf_counter() - t0
 
     def evaluate(self, tag: str) -> dict[str, float]:
@@ -198,7 +210,11 @@ class Trainer:
         injected = engine is not None
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
-        self.engine_shares_model = not injected and r.engine == "hf" and rollout_dtype == m.dtype
+        self.engine_shares_model = (
+            not injected and r.mode == "colocate" and r.engine == "hf" and rollout_dtype == m.dtype
+        )
+        if engine is None and r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
+            engine = server_engine(recipe, self.tokenizer)
         if engine is None:
             engine = build_engine(
                 r.engine,
@@ -234,7 +250,9 @@ class Trainer:
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
             self._apply_resume_changes()
-        if injected:  # an engine built elsewhere starts from this run's weights
+        if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
+            start_servers(engine, self.learner.model, self.sampler, sync=injected or self.step > 0)
+        elif injected:  # an engine built elsewhere starts from this run's weights
             self.sync_weights()
         self._stop_requested = False
 
