@@ -251,7 +251,11 @@ class Trainer:
             log.info("resumed from %s at step %d", self.resume_from, self.step)
             self._apply_resume_changes()
         if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
-            start_servers(engine, self.learner.model, self.sampler, sync=injected or self.step > 0)
+            try:
+                start_servers(engine, self.model, self.sampler, sync=injected or self.step > 0)
+            except Exception:
+                self.close()
+                raise
         elif injected:  # an engine built elsewhere starts from this run's weights
             self.sync_weights()
         self._stop_requested = False
