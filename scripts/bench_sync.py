@@ -166,7 +166,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--no-steps", action="store_true", help="sync figures only")
+    parser.add_argument(
+        "--steps-only",
+        type=int,
+        default=0,
+        metavar="R",
+        help="step times only: R rounds of (server run, colocated run) interleaved, so a "
+        "change of load on a shared machine hits both modes alike",
+    )
     args = parser.parse_args()
+    if args.steps_only:
+        return interleaved_steps(args)
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench_sync_"))
     models = {"quickstart": REPO / "models" / "quickstart"}
@@ -192,6 +202,69 @@ def main() -> None:
         )
         print(json.dumps(results["models"]["quickstart"]["colocate_vllm"], indent=1))
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of one process group."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def restore_base(model_dir: Path, url: str) -> None:
+    """Sync the model's own weights back to the server (a finished run leaves its last ones)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlvr.rollout.receipt import build_probe, trainer_logprobs
+    from rlvr.rollout.server import VLLMServerEngine
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    engine = VLLMServerEngine([url], tokenizer=tok, timeout_s=300, max_model_len=256)
+    try:
+        engine.attach_probe(
+            build_probe([tok.encode("12+34=46")]), lambda ids: trainer_logprobs(base, ids)
+        )
+        engine.update_weights(base.state_dict().items())
+    finally:
+        engine.close()
+
+
+def interleaved_steps(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_steps_"))
+    model = REPO / "models" / "quickstart"
+    proc, url, up_s = start_server(model, tmp / "server.log", 256)
+    rounds = []
+    try:
+        for i in range(args.steps_only):
+            cpu0, t0 = group_cpu_s(proc.pid), time.perf_counter()
+            server = step_times(url, tmp / f"runs{i}", args.steps)
+            server["server_cpu_s"] = group_cpu_s(proc.pid) - cpu0
+            server["wall_s"] = time.perf_counter() - t0
+            restore_base(model, url)  # else the next run's step-0 gate refuses the server
+            cpu0, t0 = group_cpu_s(proc.pid), time.perf_counter()
+            colocate = step_times(None, tmp / f"runs{i}", args.steps)
+            colocate["idle_server_cpu_s"] = group_cpu_s(proc.pid) - cpu0
+            colocate["wall_s"] = time.perf_counter() - t0
+            rounds.append({"server_mode": server, "colocate_vllm": colocate})
+            print(json.dumps(rounds[-1], indent=1), flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    result = {"machine": f"{os.cpu_count()} CPU cores (shared)", "server_start_s": up_s}
+    result["rounds"] = rounds
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 
