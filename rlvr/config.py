@@ -125,7 +125,7 @@ class ServerConfig(_Section):
         1e-4,
         gt=0,
         description="Largest |server - trainer| probe log-prob after a sync (float32; the "
-        "measured gap is ~1e-6); above it the run stops with WeightSyncError.",
+        "measured gap after a correct sync is < 1e-5); above it the run stops with WeightSyncError.",
     )
     transport: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="Weight-transfer data plane: auto = nccl with CUDA, gloo without."

@@ -252,7 +252,9 @@ class Trainer:
             self._apply_resume_changes()
         if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
             try:
-                start_servers(engine, self.model, self.sampler, sync=injected or self.step > 0)
+                start_servers(
+                    engine, self.model, self.sampler, step=self.step, sync=injected or self.step > 0
+                )
             except Exception:
                 self.close()
                 raise

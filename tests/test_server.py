@@ -114,9 +114,10 @@ def restore(server):
         engine.close()
 
 
-def _recipe(url: str, out: Path, **rollout) -> Recipe:
+def _recipe(url: str, out: Path, resume: bool = False, **rollout) -> Recipe:
     return Recipe.model_validate(
         {
+            "resume": resume,
             "name": "server",
             "output_dir": str(out),
             "seed": 0,
@@ -179,6 +180,17 @@ def test_tied_head_left_out_stops_the_run_with_a_checkpoint(server, restore, tmp
     assert err.server == server["url"] and err.delta is not None and err.delta > 1e-2
     assert err.checkpoint is not None and (Path(err.checkpoint) / "model.safetensors").is_file()
     assert trainer.step == 1  # the checkpoint holds the first (applied) update
+    # a correct sync on resume: weights of update 1 go out tagged v1, then steps 2-3
+    resumed = Trainer(_recipe(server["url"], tmp_path, resume=True))
+    try:
+        assert resumed.step == 1 and resumed.engine.weight_version == 1
+        resumed.train()
+        assert resumed.engine.weight_version == 3
+    finally:
+        resumed.close()
+    rows = read_metrics(resumed.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows][-2:] == [2, 3]
+    assert all(r["sync/receipt_max_abs"] <= 1e-4 for r in rows[-2:])
 
 
 def test_missing_tensor_fails_and_the_step0_gate_refuses_the_server(server, restore, tmp_path):

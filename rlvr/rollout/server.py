@@ -165,7 +165,7 @@ class VLLMServerEngine(RolloutEngine):
         self.trainer_host = trainer_host
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency) * len(self.urls))
         self.stats = EngineStats()
-        self.weight_version = 0  # syncs done; the server tags tokens with f"v{version}"
+        self.weight_version = 0  # of the weights served; tokens are tagged f"v{version}"
         self.senders: dict[str, Any] = {}  # url -> trainer-side weight-transfer engine
         self.probe: list[int] | None = None
         self.reference: ReferenceFn | None = None
@@ -382,11 +382,14 @@ def server_engine(recipe: Any, tokenizer: Any) -> VLLMServerEngine:
     )
 
 
-def start_servers(engine: VLLMServerEngine, model: Any, sampler: Any, *, sync: bool) -> float:
+def start_servers(
+    engine: VLLMServerEngine, model: Any, sampler: Any, *, step: int, sync: bool
+) -> float:
     """Attach the receipt probe (held-out prompts of the training task, else a fixed text) and
     gate the start: with ``sync`` (a resumed run, or a server shared with an earlier run) the
-    trainer's weights are sent and receipted; otherwise the servers must already serve them.
-    Returns the largest delta."""
+    trainer's weights (those after ``step`` updates) are sent, tagged ``v{step}``, and
+    receipted; otherwise the servers must already serve them. The sync after update k is
+    tagged ``v{k}``. Returns the largest delta."""
     from rlvr.rollout.receipt import build_probe, trainer_logprobs
 
     examples = list(sampler.eval_examples[:8])
@@ -394,6 +397,7 @@ def start_servers(engine: VLLMServerEngine, model: Any, sampler: Any, *, sync: b
     if sum(len(ids) for ids in lists) < 2:
         lists = [sampler.tokenizer.encode("The quick brown fox jumps over the lazy dog. 12+34=46")]
     engine.attach_probe(build_probe(lists), lambda ids: trainer_logprobs(model, ids))
+    engine.weight_version = step - 1 if sync else step
     if sync:
         engine.update_weights(model.state_dict().items())
         return max(r.delta for r in engine.last_receipts)
