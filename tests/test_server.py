@@ -231,8 +231,10 @@ def test_wrong_name_then_killed_server_fail_within_the_timeout(server):
             engine.update_weights(bad.items())
         assert time.monotonic() - start < TIMEOUT_S
         # vLLM's engine is dead now (/health may still say 200): nothing continues on it
+        start = time.monotonic()
         with pytest.raises(WeightSyncError):
             engine.generate([[1, 2, 3]], SamplingParams(max_tokens=2))
+        assert time.monotonic() - start < TIMEOUT_S
         with pytest.raises(WeightSyncError, match="not serving"):
             engine.update_weights(model.state_dict().items())
         os.killpg(server["proc"].pid, signal.SIGKILL)
@@ -241,5 +243,8 @@ def test_wrong_name_then_killed_server_fail_within_the_timeout(server):
         with pytest.raises(WeightSyncError, match="not serving"):
             engine.update_weights(model.state_dict().items())
         assert time.monotonic() - start < TIMEOUT_S
+        start = time.monotonic()
+        engine.close()
+        assert time.monotonic() - start < 10  # no wait on the dead server's transfer group
     finally:
         engine.close()

