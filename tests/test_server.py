@@ -230,13 +230,16 @@ def test_wrong_name_then_killed_server_fail_within_the_timeout(server):
         with pytest.raises(WeightSyncError, match="bogus"):
             engine.update_weights(bad.items())
         assert time.monotonic() - start < TIMEOUT_S
-        # vLLM's engine is dead now (/health may still say 200): nothing continues on it
+        # vLLM's engine is dead now (/health may still say 200): nothing continues on it; a
+        # request may go unanswered, then it fails at the timeout
         start = time.monotonic()
         with pytest.raises(WeightSyncError):
             engine.generate([[1, 2, 3]], SamplingParams(max_tokens=2))
-        assert time.monotonic() - start < TIMEOUT_S
+        assert time.monotonic() - start < TIMEOUT_S + 15
+        start = time.monotonic()
         with pytest.raises(WeightSyncError, match="not serving"):
             engine.update_weights(model.state_dict().items())
+        assert time.monotonic() - start < TIMEOUT_S + 15
         os.killpg(server["proc"].pid, signal.SIGKILL)
         server["proc"].wait(timeout=30)
         start = time.monotonic()
