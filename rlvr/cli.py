@@ -1,9 +1,10 @@
-"""Command line: ``rlvr train | sft | redi | specs | int | abstain-train | pipeline | eval |
-report | tiny-model``.
+"""Command line: ``rlvr train | serve | sft | redi | specs | int | abstain-train | pipeline |
+eval | report | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
 writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
-harness (``python -m eval`` is the same). ``rlvr report RUN ...`` writes an HTML report
+harness (``python -m eval`` is the same). ``rlvr serve MODEL`` starts a vLLM rollout server
+for ``rollout.mode=server`` (rlvr/serve.py). ``rlvr report RUN ...`` writes an HTML report
 (rlvr/report.py). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
 model with an offline tokenizer (for tests and experiments).
 """
@@ -27,7 +28,8 @@ main recipe sections (see recipes/*.yaml for complete examples):
   model       path, dtype, trust_remote_code, gradient_checkpointing
   data        source (arithmetic|file|hf), path, prompt_field, answer_field, prompt_template,
               system_prompt, use_chat_template
-  rollout     engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k,
+  rollout     mode (colocate|server: vLLM servers from rlvr serve, with server.urls,
+              server.timeout_s, server.receipt_tol), engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k,
               dtype (rollout precision, e.g. bfloat16 with float32 training; the gap is
               logprob_mismatch), enforce_eager / sleep (vLLM on GPU: CUDA graphs, KV cache
               freed between rollouts); soft_thinking {top_k, top_p, tau_g, noise_scale,
@@ -350,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
+    serve = sub.add_parser(
+        "serve",
+        help="start a vLLM rollout server for rollout.mode=server (rlvr serve MODEL --help)",
+        add_help=False,
+    )
+    serve.set_defaults(func=None)
+
     ev = sub.add_parser(
         "eval",
         help="evaluate a checkpoint on benchmark suites (same as python -m eval)",
@@ -441,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
     while argv and argv[0] in ("-v", "--verbose"):
         verbose = True
         argv.pop(0)
+    if argv and argv[0] == "serve":
+        from rlvr.serve import main as serve_main
+
+        _setup_logging(verbose)
+        return serve_main(argv[1:])
     if argv and argv[0] == "eval":
         from eval.cli import main as eval_main
 

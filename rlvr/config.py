@@ -121,8 +121,39 @@ class RolloutAbstentionConfig(_Section):
     min_tokens: int = Field(1, ge=1, description="Policy tokens before the gate may act.")
 
 
+class ServerConfig(_Section):
+    """Rollout servers in their own processes (``rollout.mode: server``; rlvr/rollout/server.py):
+    each started with ``rlvr serve MODEL``; weights synced after every optimizer step, each
+    sync checked by a log-prob receipt (rlvr/rollout/receipt.py)."""
+
+    urls: list[str] = Field(
+        [], description="Server base URLs, e.g. [http://127.0.0.1:8000]; prompts spread over them."
+    )
+    timeout_s: float = Field(
+        600.0, gt=0, description="Bound on every request and weight transfer to a server."
+    )
+    receipt_tol: float = Field(
+        1e-4,
+        gt=0,
+        description="Largest |server - trainer| probe log-prob after a sync (float32; the "
+        "measured gap after a correct sync is < 1e-5); above it the run stops with WeightSyncError.",
+    )
+    transport: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="Weight-transfer data plane: auto = nccl with CUDA, gloo without."
+    )
+    trainer_host: str = Field(
+        "127.0.0.1", description="Address the servers reach this trainer at (data plane)."
+    )
+
+
 class RolloutConfig(_Section):
     engine: Literal["hf", "vllm"] = "hf"
+    mode: Literal["colocate", "server"] = Field(
+        "colocate",
+        description="colocate: the engine runs in the trainer process; server: vLLM servers "
+        "started by rlvr serve (rollout.server), weights synced over vLLM's control plane.",
+    )
+    server: ServerConfig = ServerConfig()
     group_size: int = Field(8, ge=1, description="Completions per prompt (G).")
     max_new_tokens: int = Field(64, ge=1)
     temperature: float = Field(1.0, gt=0)
@@ -158,6 +189,14 @@ class RolloutConfig(_Section):
 
     @model_validator(mode="after")
     def _soft_thinking_fits(self) -> RolloutConfig:
+        if self.mode == "server":
+            if not self.server.urls:
+                raise ValueError(
+                    "rollout.mode=server needs rollout.server.urls, e.g. "
+                    "[http://127.0.0.1:8000] (start one with: rlvr serve MODEL)"
+                )
+            if self.soft_thinking is not None:
+                raise ValueError("rollout.soft_thinking runs in-process (hf): not with mode=server")
         if self.soft_thinking is not None:
             if self.engine != "hf":
                 raise ValueError(

@@ -36,6 +36,8 @@ from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
 from rlvr.recovery import StepCounter, save_on_crash, snapshot
 from rlvr.rollout import RolloutEngine, build_engine
+from rlvr.rollout.receipt import WeightSyncError
+from rlvr.rollout.server import VLLMServerEngine, server_engine, start_servers
 from rlvr.sampler import Sampler
 from rlvr.stages.warmup import apply_warmup
 
@@ -155,16 +157,26 @@ class Trainer:
         self.token_entropies = result.token_entropies
         metrics["time/train"] = time.perf_counter() - t0
         metrics["time/sync"] = self.sync_weights()
+        metrics.update(self.engine.sync_metrics())  # server mode: sync/receipt_max_abs
         metrics["time/step"] = time.perf_counter() - start
         metrics["tokens_per_s"] = batch.num_completion_tokens / max(metrics["time/step"], 1e-9)
         return metrics
 
     def sync_weights(self) -> float:
-        """Push the learner's weights to the rollout engine (in memory); returns seconds."""
+        """Push the learner's weights to the rollout engine (in memory, or to the servers with
+        a receipt); returns seconds. A sync that did not land stops the run after a
+        checkpoint of the update just made (resume once the servers are restarted)."""
         if self.engine_shares_model:
             return 0.0
         t0 = time.perf_counter()
-        self.engine.update_weights(self.learner.weights())
+        try:
+            self.engine.update_weights(self.learner.weights())
+        except WeightSyncError as e:
+            if self.learner.updates_done > self.step:  # an update the checkpoint must keep
+                self.step = self.learner.updates_done
+                e.checkpoint = str(self._checkpoint())
+                log.error("%s; checkpoint written: %s", e, e.checkpoint)
+            raise
         return time.perf_counter() - t0
 
     def evaluate(self, tag: str) -> dict[str, float]:
@@ -223,7 +235,9 @@ class Trainer:
         injected = engine is not None
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
-        self.engine_shares_model = not injected and r.engine == "hf" and rollout_dtype == m.dtype
+        self.engine_shares_model = (
+            not injected and r.mode == "colocate" and r.engine == "hf" and rollout_dtype == m.dtype
+        )
         if (
             recipe.lora is not None
             and recipe.lora.sync == "adapter"
@@ -233,6 +247,8 @@ class Trainer:
                 "lora.sync=adapter (the adapter as a vLLM LoRA request) is not implemented "
                 "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
             )
+        if engine is None and r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
+            engine = server_engine(recipe, self.tokenizer)
         if engine is None:
             with status(f"starting the {r.engine} rollout engine", self.show_progress):
                 engine = build_engine(
@@ -277,7 +293,15 @@ class Trainer:
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
             self._apply_resume_changes()
-        if injected or (recipe.lora is not None and self.resume_from is not None):
+        if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
+            try:
+                start_servers(
+                    engine, self.model, self.sampler, step=self.step, sync=injected or self.step > 0
+                )
+            except Exception:
+                self.close()
+                raise
+        elif injected or (recipe.lora is not None and self.resume_from is not None):
             # an engine built elsewhere, or a LoRA run's base, starts from this run's weights
             self.sync_weights()
         self._stop_requested = False

