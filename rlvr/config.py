@@ -295,7 +295,7 @@ class TrainConfig(_Section):
     steps: int = Field(100, ge=1)
     prompts_per_step: int = Field(8, ge=1, description="B prompts per step.")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward.")
-    lr: float = Field(1e-5, gt=0)
+    lr: float = Field(1e-5, ge=0, description="Peak learning rate (0: the policy stays put).")
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = Field(0, ge=0)
