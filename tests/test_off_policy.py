@@ -150,5 +150,9 @@ def test_vllm_engine_one_step_off_policy(tiny_model_dir, tmp_path, fixtures_dir,
         vllm_engine.update_weights(base.state_dict().items())  # the session engine's weights
     rows = read_metrics(recipe.run_dir / "metrics.jsonl")
     assert [r["rollout/staleness"] for r in rows] == [0.0, 1.0, 1.0]
-    for r in rows:  # vLLM vs the trainer in fp32: rho near 1, nothing masked
-        assert r["rollout_correction/rho_mean"] == pytest.approx(1.0, abs=1e-2)
+    # step 1 is on-policy: rho is vLLM's numeric gap to the trainer in fp32; later steps
+    # also carry one optimizer step of staleness
+    for key in ("rho_min", "rho_max"):
+        assert rows[0][f"rollout_correction/{key}"] == pytest.approx(1.0, abs=1e-4)
+    for r in rows[1:]:  # measured here: rho in about [0.4, 2.0] at lr 3e-3
+        assert r["rollout_correction/rho_min"] < 0.99 < 1.01 < r["rollout_correction/rho_max"]
