@@ -258,9 +258,12 @@ class Trainer:
         self.off_policy: OneStepOffPolicy | None = None
         if r.max_staleness >= 1:
             self.off_policy = OneStepOffPolicy(
-                self.sampler, self.learner, self.sync_weights, steps=recipe.train.steps
+                self.sampler,
+                self.learner,
+                self.sync_weights,
+                steps=recipe.train.steps,
+                engine_version=self.learner.updates_done,
             )
-            self.off_policy.engine_version = self.learner.updates_done
             if self.resume_from is not None:  # the batch that was in flight: generated again
                 self.off_policy.resume(state, self.resume_from, engine)
         self._stop_requested = False

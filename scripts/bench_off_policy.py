@@ -6,7 +6,8 @@ no checkpoints, in one process (one engine start each), then prints per mode: th
 time/step over steps 2..N (step 1 generates before training in both modes), its parts, the
 measured overlap of each generation with the previous update, and the wall time of the loop.
 
-Usage:  python scripts/bench_off_policy.py [--steps 8] [--engine vllm|hf] [override ...]
+Usage:  python scripts/bench_off_policy.py [--steps 8] [--engine vllm|hf] [--modes 0,1]
+        [override ...]    (vLLM: one mode per process, --modes 0 then --modes 1)
 """
 
 from __future__ import annotations
@@ -85,11 +86,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--engine", default="vllm", choices=["vllm", "hf"])
     parser.add_argument("--out", default="runs")
+    parser.add_argument(
+        "--modes", default="0,1", help="max_staleness values to run (one per process for vLLM)"
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    results = [run(s, args, Path(args.out)) for s in (0, 1)]
+    results = [run(int(s), args, Path(args.out)) for s in args.modes.split(",")]
     for r in results:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}))
+    if len(results) != 2:
+        return
     a, b = results
     print(
         f"time/step (steps 2..{args.steps}): synchronous {a['step_s']:.2f} s, one-step "
