@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,10 @@ def save_checkpoint(
     scheduler: Any,
     trainer_state: dict[str, Any],
     keep_last: int,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
+    """``write_extra(dir)`` adds files to the checkpoint before it is made visible (the
+    off-policy rollout weights, rlvr/off_policy.py)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -83,6 +87,8 @@ def save_checkpoint(
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=1))
+    if write_extra is not None:
+        write_extra(tmp)
     _fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)

@@ -177,6 +177,14 @@ class RolloutConfig(_Section):
         description="vLLM sleep mode on GPU: free the KV cache between rollouts (colocated "
         "training); ignored on CPU.",
     )
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="0: synchronous (generate, then train). 1: one-step off-policy: batch n+1 "
+        "is generated (weights of step n-1) while the learner trains on batch n "
+        "(rlvr/off_policy.py; docs/off_policy.md).",
+    )
     cure: CureConfig | None = Field(None, description="CURE critical-token branching.")
     soft_thinking: SoftThinkingConfig | None = Field(
         None, description="SofT-GRPO soft-thinking rollouts (hf engine)."
@@ -213,6 +221,12 @@ class RolloutConfig(_Section):
                 )
             if self.soft_thinking is not None or self.cure is not None:
                 raise ValueError("rollout.abstention cannot be combined with soft_thinking or cure")
+        if self.max_staleness >= 1 and self.cure is not None:
+            raise ValueError(
+                "rollout.cure needs the policy's entropies while it generates, and with "
+                "rollout.max_staleness: 1 the policy is being updated at that time: use "
+                "rollout.max_staleness: 0 with rollout.cure"
+            )
         return self
 
 
@@ -258,6 +272,35 @@ class TokenWeightConfig(_Section):
     params: dict[str, Any] = {}
 
 
+class RolloutCorrectionConfig(_Section):
+    """Importance weights pi_old / mu on the surrogate (rlvr/algos/rollout_correction.py)."""
+
+    mode: Literal["off", "truncate", "mask"] | None = Field(
+        None,
+        description="truncate: w = min(rho, C); mask: w = rho * 1[low <= rho <= C]; off. "
+        "Default: truncate when rollout.max_staleness >= 1, off otherwise.",
+    )
+    level: Literal["token", "sequence"] = Field(
+        "token", description="token: rho per token; sequence: the product over the sequence."
+    )
+    threshold: float = Field(2.0, gt=0, description="C: truncate's cap, mask's upper bound.")
+    low_threshold: float = Field(0.0, ge=0, description="mask's lower bound (0: none).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_mode(cls, value: Any) -> Any:
+        """``algo.rollout_correction: truncate`` is short for ``{mode: truncate}``."""
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> RolloutCorrectionConfig:
+        if self.low_threshold >= self.threshold:
+            raise ValueError(
+                f"low_threshold ({self.low_threshold}) must be below threshold ({self.threshold})"
+            )
+        return self
+
+
 class AlgoConfig(_Section):
     advantage: str = "grpo"
     advantage_params: dict[str, Any] = {}
@@ -280,6 +323,11 @@ class AlgoConfig(_Section):
     updates_per_batch: int = Field(1, ge=1, description="Optimizer steps per rollout batch.")
     old_logprobs: Literal["trainer", "rollout"] = Field(
         "trainer", description="Behaviour log-probs for the ratio: recomputed or the engine's."
+    )
+    rollout_correction: RolloutCorrectionConfig = Field(
+        RolloutCorrectionConfig(),
+        description="Rollout-policy importance correction (off | truncate | mask, or a "
+        "section with mode / level / threshold / low_threshold).",
     )
 
     @model_validator(mode="after")
@@ -310,7 +358,7 @@ class TrainConfig(_Section):
     steps: int = Field(100, ge=1)
     prompts_per_step: int = Field(8, ge=1, description="B prompts per step.")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward.")
-    lr: float = Field(1e-5, gt=0)
+    lr: float = Field(1e-5, ge=0, description="Peak learning rate (0: the policy stays put).")
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = Field(0, ge=0)
@@ -440,6 +488,27 @@ class Recipe(_Section):
                     "at </think> (LC-R1's placement); set cmp_coef: 0 on the lc_r1 reward so "
                     "it is not also in the sequence reward",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_rollout_correction(self) -> Recipe:
+        """Fill in the default mode (truncate when rollouts may be stale, off otherwise);
+        refuse a correction in bypass mode, where mu is already the ratio's denominator."""
+        from rlvr.algos.registry import BindError
+        from rlvr.algos.rollout_correction import resolve_mode
+
+        rc, a = self.algo.rollout_correction, self.algo
+        if rc.mode is None:
+            rc.mode = resolve_mode(
+                None, max_staleness=self.rollout.max_staleness, old_logprobs=a.old_logprobs
+            )
+        elif rc.mode != "off" and a.old_logprobs == "rollout":
+            raise BindError(
+                "",
+                f"algo.rollout_correction.mode: {rc.mode} weights pi_old / mu, but "
+                "algo.old_logprobs: rollout makes mu the ratio's denominator already (bypass "
+                "mode): set algo.rollout_correction: off or algo.old_logprobs: trainer",
+            )
         return self
 
     @property

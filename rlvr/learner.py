@@ -9,7 +9,8 @@ and entropies come from the fused kernel (rlvr/kernels), and the clipped surroga
     r_t = exp(logp_t - logp_old_t)
 
 (rlvr/algos/losses.py; ``w_t`` the batch-level aggregation weights, optionally multiplied by
-the token rules' weights, rlvr/algos/token_weighting) is back-propagated; then grad-norm
+the token rules' weights, rlvr/algos/token_weighting, and on the surrogate by the rollout
+correction's importance weights f(pi_old / mu), rlvr/algos/rollout_correction.py) is back-propagated; then grad-norm
 clipping, AdamW and the LR schedule. Token rules make their whole-batch choices from one no-grad
 pass first. Rows with soft-thinking steps (SofT-GRPO: ``batch.extras`` soft_*) get inputs
 rebuilt from the recorded (ids, g') and the reparameterised log-prob there
@@ -31,6 +32,7 @@ from typing import Any
 import torch
 
 from rlvr.algos import policy_loss, token_weights
+from rlvr.algos.rollout_correction import CorrectionStats, RolloutCorrection
 from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_token_weights
 from rlvr.batch import TrainBatch
 from rlvr.config import Recipe
@@ -103,6 +105,12 @@ class Learner:
             self.ref_model = load_policy(recipe, m.path, revision=m.revision).eval()
             self.ref_model.requires_grad_(False)
         self.token_rules = build_token_weights(recipe.algo.token_weights)
+        rc = recipe.algo.rollout_correction
+        self.rollout_correction = (  # algo.rollout_correction: w_t = f(pi_old / mu) on the surrogate
+            RolloutCorrection(rc.mode, rc.level, rc.threshold, rc.low_threshold)
+            if rc.mode not in (None, "off")
+            else None
+        )
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=t.lr,
@@ -301,6 +309,7 @@ class Learner:
             )
             rule_metrics = self.token_rules.prepare(stats)
         entropies = torch.zeros_like(rollout_lp)
+        correction = CorrectionStats()
         sums = {"clip": 0.0, "kl": 0.0, "ratio": 0.0, "loss": 0.0, "mismatch": 0.0, "ent": 0.0}
         grad_norms = []
         skipped: str | None = None
@@ -333,6 +342,15 @@ class Learner:
                         idx, logp, old, ent.detach(), token_adv[idx, : ln - 1], mask.float()
                     )
                 )
+                multipliers = rules.weights if self.token_rules else None
+                if self.rollout_correction is not None:  # rho = pi_old / mu, a constant
+                    is_w = self.rollout_correction.weights(
+                        old.detach(),
+                        rollout_lp[idx, : ln - 1],
+                        weights > 0,
+                        correction if update == 0 else None,
+                    )
+                    multipliers = is_w if multipliers is None else multipliers * is_w
                 terms = policy_loss(
                     logp,
                     old,
@@ -344,7 +362,7 @@ class Learner:
                     kl_coef=a.kl_coef,
                     entropy=ent,
                     entropy_coef=a.entropy_coef,
-                    multipliers=rules.weights if self.token_rules else None,
+                    multipliers=multipliers,
                     penalty=rules.penalty,
                 )
                 terms.loss.backward()
@@ -395,6 +413,7 @@ class Learner:
             "world_size": float(dist.world_size),
             "train/nonfinite": float(skipped is not None),
             **rule_metrics,
+            **correction.metrics(),
         }
         metrics.update(entropy_metrics(entropies, target, batch.correct))
         return UpdateResult(metrics, entropies[target], skipped)

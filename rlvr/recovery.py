@@ -79,6 +79,15 @@ def save_on_crash(
         )
         log.error(note)
         return note
+    if getattr(trainer, "off_policy", None) is not None:
+        # rollout.max_staleness=1: the sampler ran ahead in the rollout thread, so the step's
+        # start cannot be restored here; the last periodic checkpoint resumes exactly
+        note = (
+            f"step {snap.step + 1} {what}; one-step off-policy: no crash checkpoint. "
+            + _resume_hint(latest_checkpoint(trainer.run_dir))
+        )
+        log.error(note)
+        return note
     learner = trainer.learner
     completed = trainer.step
     update_done = learner.updates_done > snap.updates_done

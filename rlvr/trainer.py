@@ -7,6 +7,10 @@
         sync(sampler.engine, learner)          # new weights to the rollout engine, in memory
         log(m); checkpoint every N steps       # atomic; a killed run resumes where it stopped
 
+With ``rollout.max_staleness: 1`` the batch comes from rlvr/off_policy.py instead: generated
+during the previous update (one version stale), the sync happens before the next generation
+is launched, and that generation overlaps this update.
+
 rlvr/sampler.py holds the rollout side (../DESIGN.md steps 1-5), rlvr/learner.py the learner
 side (steps 6-8). An optional supervised warm-up (``warmup``, rlvr/stages/warmup.py) runs once
 before the first step. Signals (Ctrl-C, SIGTERM) finish the current step, write a checkpoint
@@ -34,6 +38,7 @@ from rlvr.console import console, status
 from rlvr.guard import NonFiniteGuard, parameters_finite
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
+from rlvr.off_policy import OneStepOffPolicy
 from rlvr.recovery import StepCounter, save_on_crash, snapshot
 from rlvr.rollout import RolloutEngine, build_engine
 from rlvr.rollout.receipt import WeightSyncError
@@ -101,6 +106,8 @@ class Trainer:
                             self._checkpoint()
                         summary["interrupted"] = True
                         break
+            if self.off_policy is not None:  # the batch in flight is not trained
+                self.off_policy.stop()
             summary["final_metrics"] = last
             if not summary["interrupted"]:
                 if r.checkpoint.save_final and (final := self._checkpoint()) is not None:
@@ -109,9 +116,13 @@ class Trainer:
                     summary["eval_after"] = self.evaluate("after")
                     log.info("eval after training: %s", summary["eval_after"])
         except BaseException as e:  # nothing lost: the last completed step is checkpointed
+            if self.off_policy is not None:  # no generation may run while the state is saved
+                self.off_policy.drain()
             self.crash_note = save_on_crash(self, snap, self._optimizer_steps, e)
             raise
         finally:
+            if self.off_policy is not None:  # an error stopped the loop: no sampler call in flight
+                self.off_policy.drain()
             summary["reward_failures"] = self.sampler.rewards.failure_summary()
             if self.guard.total:
                 summary["nonfinite_steps"] = self.guard.total
@@ -149,14 +160,21 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, float]:
         """One RL step: the sampler's batch, the learner's update, the weight sync."""
         start = time.perf_counter()
-        batch, metrics = self.sampler.next_batch(step)
+        if self.off_policy is None:
+            batch, metrics = self.sampler.next_batch(step)
+        else:  # generated during the last update; the next one starts now (rlvr/off_policy.py)
+            batch, metrics = self.off_policy.next_batch(step)
         t0 = time.perf_counter()
         result = self.learner.update(batch)
+        t1 = time.perf_counter()
         self.nonfinite = result.nonfinite  # a NaN/inf that made the update skip (rlvr/guard.py)
         metrics.update(result.metrics)
         self.token_entropies = result.token_entropies
-        metrics["time/train"] = time.perf_counter() - t0
-        metrics["time/sync"] = self.sync_weights()
+        metrics["time/train"] = t1 - t0
+        if self.off_policy is None:
+            metrics["time/sync"] = self.sync_weights()
+        else:
+            metrics["time/sync"] += self.off_policy.after_update(step, t0, t1)
         metrics.update(self.engine.sync_metrics())  # server mode: sync/receipt_max_abs
         metrics["time/step"] = time.perf_counter() - start
         metrics["tokens_per_s"] = batch.num_completion_tokens / max(metrics["time/step"], 1e-9)
@@ -235,8 +253,13 @@ class Trainer:
         injected = engine is not None
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
+        # one-step off-policy generates during the update: the engine needs its own copy
         self.engine_shares_model = (
-            not injected and r.mode == "colocate" and r.engine == "hf" and rollout_dtype == m.dtype
+            not injected
+            and r.mode == "colocate"
+            and r.engine == "hf"
+            and rollout_dtype == m.dtype
+            and not r.max_staleness
         )
         if (
             recipe.lora is not None
@@ -304,6 +327,17 @@ class Trainer:
         elif injected or (recipe.lora is not None and self.resume_from is not None):
             # an engine built elsewhere, or a LoRA run's base, starts from this run's weights
             self.sync_weights()
+        self.off_policy: OneStepOffPolicy | None = None
+        if r.max_staleness >= 1:
+            self.off_policy = OneStepOffPolicy(
+                self.sampler,
+                self.learner,
+                self.sync_weights,
+                steps=recipe.train.steps,
+                engine_version=self.learner.updates_done,
+            )
+            if self.resume_from is not None:  # the batch that was in flight: generated again
+                self.off_policy.resume(state, self.resume_from, engine)
         self._stop_requested = False
         self.guard = NonFiniteGuard(recipe.train.max_nonfinite_steps)
         self.nonfinite: str | None = None
@@ -383,6 +417,7 @@ class Trainer:
                 f"the last good one stays: {last}" if last else "none was written before",
             )
             return None
+        off = self.off_policy
         return save_checkpoint(
             self.run_dir,
             self.step,
@@ -390,8 +425,11 @@ class Trainer:
             tokenizer=self.tokenizer,
             optimizer=self.optimizer,
             scheduler=self.learner.scheduler,
-            trainer_state=self.sampler.state_dict(),
+            trainer_state=self.sampler.state_dict()
+            if off is None
+            else {**off.sampler_state(), "off_policy": off.state_dict()},
             keep_last=self.recipe.checkpoint.keep_last,
+            write_extra=None if off is None else off.save,
         )
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -410,6 +448,8 @@ class Trainer:
         log.warning("signal %d: finishing this step, writing a checkpoint, then stopping", signum)
 
     def close(self) -> None:
+        if self.off_policy is not None:
+            self.off_policy.close()
         self.sampler.close()
 
 
