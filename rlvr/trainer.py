@@ -251,6 +251,7 @@ class Trainer:
                 resumed=bool(self.resume_from),
             )
         injected = engine is not None
+        self.off_policy: OneStepOffPolicy | None = None  # set below; close() may run first
         # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
         rollout_dtype = r.dtype or m.dtype
         # one-step off-policy generates during the update: the engine needs its own copy
@@ -327,7 +328,6 @@ class Trainer:
         elif injected or (recipe.lora is not None and self.resume_from is not None):
             # an engine built elsewhere, or a LoRA run's base, starts from this run's weights
             self.sync_weights()
-        self.off_policy: OneStepOffPolicy | None = None
         if r.max_staleness >= 1:
             self.off_policy = OneStepOffPolicy(
                 self.sampler,
