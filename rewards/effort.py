@@ -1,7 +1,7 @@
 """Adaptive effort control (AEC): reward correct answers that stay within an effort budget.
 
-"e1: Learning Adaptive Control of Reasoning Effort" (Kleinman et al., arXiv 2510.27042), as
-summarised in ../shared/specs/rewards_and_stages.md §4. The prompt carries an effort fraction
+"e1: Learning Adaptive Control of Reasoning Effort" (Kleinman et al., arXiv 2510.27042), .
+The prompt carries an effort fraction
 r in (0, 1] (``example["effort"]``); the budget is r times the *current* mean length for this
 prompt, a running statistic kept per prompt and saved with the checkpoint::
 

@@ -16,7 +16,7 @@ Checks (the answer checks only with ``require_answer=True``):
    ``\\)``, ``**``).
 
 Sources: TRL ``trl/rewards/format_rewards.py``, open-r1 ``format_reward`` / ``tag_count_reward``
-and LC-R1 ``format_reward`` (read via ../shared/specs/rewards_and_stages.md §1.4); our code.
+and LC-R1 ``format_reward``; our code.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Add these to a correctness reward (e.g. ``math``) in the recipe; each returns on
 ``compression`` — mastery-gated, sample-level soft compression ("Reinforcement Learning for
 Chain of Thought Compression with One-Domain-to-All Generalization", arXiv 2601.06052). The
 paper's equation was not available; this follows every stated property with toolkit constants
-(``delta``, ``lam`` are provisional, see ../shared/specs/rewards_and_stages.md §3a)::
+(``delta`` and ``lam`` are provisional: rlvr's choice, not the paper's)::
 
     mastered = pass rate of the group >= mastery (default 1.0: every rollout correct)
     L_ref    = min_{i correct} L_i;  tol = delta * L_ref

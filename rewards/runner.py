@@ -12,7 +12,7 @@ final table); each batch's metrics hold ``reward/<key>/failure_rate`` (failed + 
 share of that reward's scored entries).
 
 Design (read for background: verl's reward-manager process pools, the AReaL / TRL notes on
-math-verify timeouts in ../shared/specs/rewards_and_stages.md §1.1; the code is our own):
+math-verify timeouts; the code is our own):
 
 * Workers are fresh interpreters (``subprocess`` + a socket pair; like multiprocessing's
   ``spawn``, never ``fork``: the trainer holds torch and possibly vLLM threads; unlike

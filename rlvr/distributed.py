@@ -1,8 +1,7 @@
 """Multi-rank training over torch.distributed: rank 0 drives, every rank learns on whole groups.
 
 Launch: ``torchrun --nproc_per_node N -m rlvr train recipe.yaml`` (or ``accelerate launch
---multi_gpu --num_processes N -m rlvr train ...``, which runs torchrun). Layout
-(../shared/specs/scale_out.md §6.2 (C)):
+--multi_gpu --num_processes N -m rlvr train ...``, which runs torchrun). Layout:
 
     rank 0   the whole single-process run, unchanged: sampler (rollout, rewards, filters,
              advantages on the global batch), metrics, checkpoints, eval, engine sync. Before

@@ -1,8 +1,7 @@
 """InT: self-proposed interventions for credit assignment, as an SFT stage before RL.
 
 "Self-Proposed Interventions Enable Credit Assignment in LLM Reasoning" (Yang, Bai, Wu, Yang,
-Setlur, Kumar, arXiv 2601.14209; public code intervention-training/int; notes in
-../shared/specs/rewards_and_stages.md §7). Pipeline, per incorrect attempt of a problem:
+Setlur, Kumar, arXiv 2601.14209; public code intervention-training/int). Pipeline, per incorrect attempt of a problem:
 
 1. split the attempt into substeps on blank lines (``"\\n\\n"``), numbered from 1;
 2. the *same* model, in the source's two turns (``propose_interventions.py``:

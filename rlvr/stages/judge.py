@@ -1,7 +1,7 @@
 """An LLM judge as a second filter on verifier-correct traces (REDI positives, SPECS chosen).
 
-Sources (../shared/specs/rewards_and_stages.md): REDI §6 counts a teacher trace as correct
-iff *both* a Llama judge and Math-Verify say so; SPECS §8 keeps a chosen response only when an
+Sources: REDI counts a teacher trace as correct
+iff *both* a Llama judge and Math-Verify say so; SPECS keeps a chosen response only when an
 LLM judge (Gemini-2.5-flash there) finds its reasoning path consistent. Neither judge prompt is
 public in the notes, so :data:`JUDGE_PROMPT` is our own wording; a recipe can replace it.
 

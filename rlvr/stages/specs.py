@@ -1,8 +1,7 @@
 """SPECS: a self-distilled, preference-based (DPO) cold start before RL.
 
 Source: "Metis-SPECS: Decoupling Multimodal Learning via Self-distilled Preference-based Cold
-Start" (Chen et al., arXiv 2510.25801, ICLR 2026), read via
-../shared/specs/rewards_and_stages.md §8. The paper's claim is that an SFT cold start couples
+Start" (Chen et al., arXiv 2510.25801, ICLR 2026). The paper's claim is that an SFT cold start couples
 format, reasoning style and task content and overfits. A cold start should teach only shallow
 form (format, structure) and leave deep reasoning to RLVR. Its pipeline has four steps:
 (1) a short GRPO-zero on the base model; (2) self-distilled preference pairs from that model,

@@ -1,7 +1,7 @@
 """Token-weight rules: the interface, the composition and the recipe registry.
 
 A token-weight rule changes how much each completion token contributes to the policy loss
-(step 7 of the RL step in ../shared/DESIGN.md). With the aggregation weights w_t of
+(the learner's loss step, rlvr/learner.py). With the aggregation weights w_t of
 :func:`rlvr.algos.losses.token_weights`, the rules r = 1..R of ``algo.token_weights``
 (applied in recipe order) give
 
