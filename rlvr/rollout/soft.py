@@ -29,7 +29,6 @@ trainer and ``rlvr eval`` use it like the HF engine.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,22 +125,11 @@ class SoftThinkingEngine(HFEngine):
     def generate(
         self, prompt_token_ids: list[list[int]], sampling: SamplingParams
     ) -> list[list[Completion]]:
-        start = time.perf_counter()
-        expanded = [ids for ids in prompt_token_ids for _ in range(sampling.n)]
-        flat: list[Completion] = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            for i in range(0, len(expanded), self.max_batch_size):
-                rows = expanded[i : i + self.max_batch_size]
-                seeds = [sample_seed(sampling.seed, i + j) for j in range(len(rows))]
-                flat.extend(self._soft_chunk(rows, seeds, sampling))
-        finally:
-            self.model.train(was_training)
-        self.stats.generated_tokens += sum(len(c.token_ids) for c in flat)
-        self.stats.generate_seconds += time.perf_counter() - start
-        n = sampling.n
-        return [flat[i * n : (i + 1) * n] for i in range(len(prompt_token_ids))]
+        def chunk(rows: list[list[int]], first: int) -> list[Completion]:
+            seeds = [sample_seed(sampling.seed, first + j) for j in range(len(rows))]
+            return self._soft_chunk(rows, seeds, sampling)
+
+        return self._in_chunks(prompt_token_ids, sampling, chunk)
 
     def _soft_chunk(
         self, prompts: list[list[int]], seeds: list[int], sp: SamplingParams
