@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -175,3 +175,46 @@ def fmt(key: str, value: Any) -> str:
     if v == int(v) and abs(v) < 1e9:
         return f"{int(v)}"
     return f"{v:.4g}"
+
+
+class StepProgress:
+    """A rich progress bar over steps (or nothing), as a context manager yielding ``advance``."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self.enabled, self.total, self.start = enabled, total, start
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[dict[str, float]], None]:
+        if not self.enabled:
+            return lambda metrics: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console(),  # the log's console: log lines print above the bar
+        )
+        self._bar.start()
+        task = self._bar.add_task("train", total=self.total, completed=self.start, info="")
+
+        def advance(metrics: dict[str, float]) -> None:
+            info = f"reward {metrics.get('reward/mean', 0):.3f}"
+            if "accuracy" in metrics:
+                info += f"  acc {metrics['accuracy']:.2f}"
+            info += f"  len {metrics.get('length/mean', 0):.0f}  {metrics.get('time/step', 0):.1f}s/step"
+            self._bar.update(task, advance=1, info=info)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

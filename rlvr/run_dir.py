@@ -141,3 +141,28 @@ def recipe_changes(previous: dict[str, Any] | None, current: dict[str, Any]) -> 
         for k in sorted(set(before) | set(now))
         if k not in skip and before.get(k) != now.get(k)
     }
+
+
+def apply_resume_changes(
+    changes: dict[str, tuple[Any, Any]], optimizer: Any, scheduler: Any
+) -> None:
+    """On resume: every setting that differs from the run's recipe.yaml is listed; ``train.lr`` is
+    applied to the restored optimizer and schedule (which would otherwise keep the old
+    one); the rest take effect from the new recipe as it is read."""
+    if not changes:
+        return
+    lines = []
+    for key, (before, now) in changes.items():
+        if key == "train.lr" and now is not None:
+            for group in optimizer.param_groups:
+                group["initial_lr"] = now
+            sched = scheduler
+            sched.base_lrs = [now for _ in sched.base_lrs]
+            for group, factor in zip(optimizer.param_groups, sched.lr_lambdas, strict=False):
+                group["lr"] = now * factor(sched.last_epoch)
+        lines.append(f"  {key}: {before!r} -> {now!r} (applied)")
+    log.warning(
+        "resume: %d setting(s) differ from the run's recipe.yaml:\n%s",
+        len(lines),
+        "\n".join(lines),
+    )

@@ -20,29 +20,34 @@ and stop; ``resume=true`` continues from the run directory's latest checkpoint.
 from __future__ import annotations
 
 import logging
-import random
-import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from rlvr.batch import RolloutBatch, TrainBatch
 from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from rlvr.config import Recipe, dump_recipe
-from rlvr.console import console, status
+from rlvr.console import StepProgress, status
 from rlvr.guard import NonFiniteGuard, parameters_finite
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
 from rlvr.off_policy import OneStepOffPolicy
 from rlvr.recovery import StepCounter, save_on_crash, snapshot
-from rlvr.rollout import RolloutEngine, build_engine
+from rlvr.rollout import RolloutEngine
 from rlvr.rollout.receipt import WeightSyncError
-from rlvr.rollout.server import VLLMServerEngine, server_engine, start_servers
+from rlvr.rollout.server import VLLMServerEngine, start_servers
+from rlvr.run import (
+    check_lora_sync,
+    load_tokenizer,
+    rollout_engine,
+    seed_everything,
+    train_cached,
+    train_recipe,
+)
+from rlvr.run_dir import apply_resume_changes
 from rlvr.sampler import Sampler
 from rlvr.stages.warmup import apply_warmup
 
@@ -76,7 +81,7 @@ class Trainer:
                 log.info("eval before training: %s", summary["eval_before"])
             last: dict[str, float] = {}
             started = time.perf_counter()
-            with _progress(self.show_progress, r.train.steps, self.step) as advance:
+            with StepProgress(self.show_progress, r.train.steps, self.step) as advance:
                 while self.step < r.train.steps:
                     limit = r.train.time_limit_s
                     if limit is not None and time.perf_counter() - started >= limit:
@@ -252,46 +257,13 @@ class Trainer:
             )
         injected = engine is not None
         self.off_policy: OneStepOffPolicy | None = None  # set below; close() may run first
-        # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
-        rollout_dtype = r.dtype or m.dtype
-        # one-step off-policy generates during the update: the engine needs its own copy
-        self.engine_shares_model = (
-            not injected
-            and r.mode == "colocate"
-            and r.engine == "hf"
-            and rollout_dtype == m.dtype
-            and not r.max_staleness
-        )
-        if (
-            recipe.lora is not None
-            and recipe.lora.sync == "adapter"
-            and not self.engine_shares_model
-        ):
-            raise ValueError(
-                "lora.sync=adapter (the adapter as a vLLM LoRA request) is not implemented "
-                "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
-            )
-        if engine is None and r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
-            engine = server_engine(recipe, self.tokenizer)
         if engine is None:
-            with status(f"starting the {r.engine} rollout engine", self.show_progress):
-                engine = build_engine(
-                    r.engine,
-                    # a LoRA checkpoint holds the adapter only: the engine loads the base, then
-                    # syncs
-                    m.path if recipe.lora is not None else weights_path,
-                    dtype=rollout_dtype,
-                    seed=recipe.seed,
-                    max_model_len=r.max_model_len,
-                    trust_remote_code=m.trust_remote_code,
-                    gpu_memory_utilization=r.gpu_memory_utilization,
-                    kv_cache_gib=r.kv_cache_gib,
-                    model=self.model if self.engine_shares_model else None,
-                    tokenizer=self.tokenizer,
-                    soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
-                    enforce_eager=r.enforce_eager,
-                    sleep=r.sleep,
-                )
+            engine, self.engine_shares_model = rollout_engine(
+                recipe, self.model, self.tokenizer, weights_path, self.show_progress
+            )
+        else:  # injected (tests share one engine): never the learner's own module
+            self.engine_shares_model = False
+            check_lora_sync(recipe, False)
         self.engine = engine
         self.sampler = Sampler(
             recipe,
@@ -316,7 +288,7 @@ class Trainer:
                 )
             self.sampler.load_state_dict(state)
             log.info("resumed from %s at step %d", self.resume_from, self.step)
-            self._apply_resume_changes()
+            apply_resume_changes(self.resume_changes, self.optimizer, self.learner.scheduler)
         if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
             try:
                 start_servers(
@@ -343,30 +315,6 @@ class Trainer:
         self.nonfinite: str | None = None
         self._optimizer_steps = StepCounter(self.optimizer)
         self.crash_note: str | None = None  # what a crash saved and how to resume
-
-    def _apply_resume_changes(self) -> None:
-        """Every setting that differs from the run's recipe.yaml is listed; ``train.lr`` is
-        applied to the restored optimizer and schedule (which would otherwise keep the old
-        one); the rest take effect from the new recipe as it is read."""
-        if not self.resume_changes:
-            return
-        lines = []
-        for key, (before, now) in self.resume_changes.items():
-            if key == "train.lr" and now is not None:
-                for group in self.optimizer.param_groups:
-                    group["initial_lr"] = now
-                sched = self.learner.scheduler
-                sched.base_lrs = [now for _ in sched.base_lrs]
-                for group, factor in zip(
-                    self.optimizer.param_groups, sched.lr_lambdas, strict=False
-                ):
-                    group["lr"] = now * factor(sched.last_epoch)
-            lines.append(f"  {key}: {before!r} -> {now!r} (applied)")
-        log.warning(
-            "resume: %d setting(s) differ from the run's recipe.yaml:\n%s",
-            len(lines),
-            "\n".join(lines),
-        )
 
     # ------------------------------------------------------------------ names tests and tools use
 
@@ -451,99 +399,3 @@ class Trainer:
         if self.off_policy is not None:
             self.off_policy.close()
         self.sampler.close()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def load_tokenizer(recipe: Recipe) -> Any:
-    from transformers import AutoTokenizer
-
-    m = recipe.model
-    try:
-        return AutoTokenizer.from_pretrained(
-            m.path, trust_remote_code=m.trust_remote_code, revision=m.revision
-        )
-    except (OSError, ValueError) as e:
-        raise FileNotFoundError(
-            f"model.path {m.path!r}: not a local model directory (relative paths start at "
-            f"{Path.cwd()}) and not loadable from the Hugging Face hub: {e}"
-        ) from e
-
-
-def train_recipe(recipe: Recipe, **kwargs: Any) -> tuple[dict[str, Any], Trainer]:
-    """Build a :class:`Trainer` for ``recipe``, train it, and always release its engine and
-    reward workers. Returns the run summary and the closed trainer (its model stays usable)."""
-    trainer = Trainer(recipe, **kwargs)
-    try:
-        return trainer.train(), trainer
-    finally:
-        trainer.close()
-
-
-def train_cached(recipe: Recipe, steps: int) -> list[dict[str, Any]]:
-    """Metrics of ``recipe`` run for ``steps`` steps, reusing a finished run in its run
-    directory when it covers exactly those steps (with a constant LR schedule, the first
-    ``steps`` steps of a longer run are the same run). For comparison scripts."""
-    from rlvr.metrics import read_metrics
-
-    done = recipe.run_dir / "metrics.jsonl"
-    if done.is_file():
-        rows = read_metrics(done)
-        same = len(rows) == steps or recipe.train.schedule == "constant"
-        if (
-            same
-            and len(rows) >= steps
-            and [r["step"] for r in rows[:steps]] == list(range(1, steps + 1))
-        ):
-            return rows[:steps]
-    if recipe.run_dir.exists():
-        shutil.rmtree(recipe.run_dir)
-    train_recipe(recipe)
-    return read_metrics(done)
-
-
-class _progress:
-    """A rich progress bar over steps (or nothing), as a context manager yielding ``advance``."""
-
-    def __init__(self, enabled: bool, total: int, start: int) -> None:
-        self.enabled, self.total, self.start = enabled, total, start
-        self._bar: Any = None
-
-    def __enter__(self) -> Callable[[dict[str, float]], None]:
-        if not self.enabled:
-            return lambda metrics: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console(),  # the log's console: log lines print above the bar
-        )
-        self._bar.start()
-        task = self._bar.add_task("train", total=self.total, completed=self.start, info="")
-
-        def advance(metrics: dict[str, float]) -> None:
-            info = f"reward {metrics.get('reward/mean', 0):.3f}"
-            if "accuracy" in metrics:
-                info += f"  acc {metrics['accuracy']:.2f}"
-            info += f"  len {metrics.get('length/mean', 0):.0f}  {metrics.get('time/step', 0):.1f}s/step"
-            self._bar.update(task, advance=1, info=info)
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -1,0 +1,126 @@
+"""Running a recipe: seeding, the tokenizer, the rollout engine a recipe asks for, and training a recipe to the end
+(:func:`train_recipe`) or reusing a finished run of it (:func:`train_cached`, for comparison
+scripts). The loop itself is rlvr/trainer.py."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rlvr.config import Recipe
+
+if TYPE_CHECKING:
+    from rlvr.rollout import RolloutEngine
+    from rlvr.trainer import Trainer
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_tokenizer(recipe: Recipe) -> Any:
+    from transformers import AutoTokenizer
+
+    m = recipe.model
+    try:
+        return AutoTokenizer.from_pretrained(
+            m.path, trust_remote_code=m.trust_remote_code, revision=m.revision
+        )
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(
+            f"model.path {m.path!r}: not a local model directory (relative paths start at "
+            f"{Path.cwd()}) and not loadable from the Hugging Face hub: {e}"
+        ) from e
+
+
+def train_recipe(recipe: Recipe, **kwargs: Any) -> tuple[dict[str, Any], Trainer]:
+    """Build a :class:`Trainer` for ``recipe``, train it, and always release its engine and
+    reward workers. Returns the run summary and the closed trainer (its model stays usable)."""
+    from rlvr.trainer import Trainer
+
+    trainer = Trainer(recipe, **kwargs)
+    try:
+        return trainer.train(), trainer
+    finally:
+        trainer.close()
+
+
+def train_cached(recipe: Recipe, steps: int) -> list[dict[str, Any]]:
+    """Metrics of ``recipe`` run for ``steps`` steps, reusing a finished run in its run
+    directory when it covers exactly those steps (with a constant LR schedule, the first
+    ``steps`` steps of a longer run are the same run). For comparison scripts."""
+    from rlvr.metrics import read_metrics
+
+    done = recipe.run_dir / "metrics.jsonl"
+    if done.is_file():
+        rows = read_metrics(done)
+        same = len(rows) == steps or recipe.train.schedule == "constant"
+        if (
+            same
+            and len(rows) >= steps
+            and [r["step"] for r in rows[:steps]] == list(range(1, steps + 1))
+        ):
+            return rows[:steps]
+    if recipe.run_dir.exists():
+        shutil.rmtree(recipe.run_dir)
+    train_recipe(recipe)
+    return read_metrics(done)
+
+
+def rollout_engine(
+    recipe: Recipe, model: Any, tokenizer: Any, weights_path: str, show_progress: bool
+) -> tuple[RolloutEngine, bool]:
+    """The rollout engine of ``recipe`` (vLLM servers, in-process vLLM, or HF generate) and
+    whether it shares the learner's ``model`` (no sync needed): only the colocated HF engine
+    at the training dtype, synchronous (one-step off-policy generates during the update, so
+    it needs its own copy)."""
+    from rlvr.console import status
+    from rlvr.rollout import build_engine
+    from rlvr.rollout.server import server_engine
+
+    m, r = recipe.model, recipe.rollout
+    # rollout.dtype other than model.dtype: the HF engine holds its own copy, synced
+    rollout_dtype = r.dtype or m.dtype
+    shares = (
+        r.mode == "colocate"
+        and r.engine == "hf"
+        and rollout_dtype == m.dtype
+        and not r.max_staleness
+    )
+    check_lora_sync(recipe, shares)
+    if r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
+        return server_engine(recipe, tokenizer), False
+    with status(f"starting the {r.engine} rollout engine", show_progress):
+        engine = build_engine(
+            r.engine,
+            # a LoRA checkpoint holds the adapter only: the engine loads the base, then syncs
+            m.path if recipe.lora is not None else weights_path,
+            dtype=rollout_dtype,
+            seed=recipe.seed,
+            max_model_len=r.max_model_len,
+            trust_remote_code=m.trust_remote_code,
+            gpu_memory_utilization=r.gpu_memory_utilization,
+            kv_cache_gib=r.kv_cache_gib,
+            model=model if shares else None,
+            tokenizer=tokenizer,
+            soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
+            enforce_eager=r.enforce_eager,
+            sleep=r.sleep,
+        )
+    return engine, shares
+
+
+def check_lora_sync(recipe: Recipe, shares_model: bool) -> None:
+    """``lora.sync=adapter`` works only where the engine is the learner's own peft model."""
+    if recipe.lora is not None and recipe.lora.sync == "adapter" and not shares_model:
+        raise ValueError(
+            "lora.sync=adapter (the adapter as a vLLM LoRA request) is not implemented "
+            "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
+        )
