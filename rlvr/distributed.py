@@ -11,7 +11,7 @@ Launch: ``torchrun --nproc_per_node N -m rlvr train recipe.yaml`` (or ``accelera
 
 Every rank holds the global batch; rank r trains on the rows of the whole groups
 :func:`balance_groups` gives it (greedy by tokens, verl's ``_balance_batch``). The aggregation
-weights w come from the global counts (``token_weights(..., num_sequences=N, num_tokens=T)``
+weights w come from the global counts (``aggregation_weights(..., num_sequences=N, num_tokens=T)``
 with the global N and T, unchanged code), so each rank's loss is a partial sum of the
 one-process loss and the gradient is their all-reduced SUM:
 

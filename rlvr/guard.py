@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from rlvr.checkpoint import latest_checkpoint
+
 log = logging.getLogger("rlvr")
 
 
@@ -93,6 +95,20 @@ class NonFiniteGuard:
         if not parameters_finite(model):
             return "the policy's parameters hold NaN or inf"
         return None
+
+    def may_checkpoint(self, model: Any, step: int, run_dir: Path) -> bool:
+        """Whether step ``step``'s state may be checkpointed; when not, a warning says why and
+        which checkpoint stays the last good one."""
+        refusal = self.refuse_checkpoint(model)
+        if refusal is not None:
+            last = latest_checkpoint(run_dir)
+            log.warning(
+                "no checkpoint of step %d: %s; %s",
+                step,
+                refusal,
+                f"the last good one stays: {last}" if last else "none was written before",
+            )
+        return refusal is None
 
     def summary(self) -> dict[str, Any]:
         return {"count": self.total, "steps": list(self.steps)}

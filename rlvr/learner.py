@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algos import policy_loss, token_weights
+from rlvr.algos import aggregation_weights, policy_loss
 from rlvr.algos.rollout_correction import CorrectionStats, RolloutCorrection
 from rlvr.algos.token_weighting import BatchTokenStats, MicroBatchTokens, build_token_weights
 from rlvr.batch import TrainBatch
@@ -330,7 +330,7 @@ class Learner:
                 )
                 old = logp.detach() if old_lp is None else old_lp[idx, : ln - 1]
                 ref = None if ref_lp is None else ref_lp[idx, : ln - 1]
-                weights = token_weights(
+                weights = aggregation_weights(
                     loss_mask[idx, : ln - 1],
                     a.loss_aggregation,
                     n,

@@ -4,6 +4,7 @@ scripts). The loop itself is rlvr/trainer.py."""
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 
 from rlvr.config import Recipe
+
+log = logging.getLogger("rlvr")
 
 if TYPE_CHECKING:
     from rlvr.rollout import RolloutEngine
@@ -124,3 +127,28 @@ def check_lora_sync(recipe: Recipe, shares_model: bool) -> None:
             "lora.sync=adapter (the adapter as a vLLM LoRA request) is not implemented "
             "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
         )
+
+
+def resume_training_state(
+    checkpoint: Path, learner: Any, sampler: Any, changes: dict[str, tuple]
+) -> dict[str, Any]:
+    """Continue from ``checkpoint``: optimizer, schedule and sampler state (data stream,
+    estimator state, RNG), the learner's update count, and the recipe changes allowed on
+    resume (rlvr/run_dir.py). Refuses weights holding NaN / inf. Returns the loaded state."""
+    from rlvr.checkpoint import load_training_state
+    from rlvr.guard import parameters_finite
+    from rlvr.run_dir import apply_resume_changes
+
+    state = load_training_state(
+        checkpoint, optimizer=learner.optimizer, scheduler=learner.scheduler
+    )
+    learner.updates_done = int(state["step"])
+    if not parameters_finite(learner.model):  # e.g. written before the guard existed
+        raise ValueError(
+            f"{checkpoint}: the checkpoint's weights hold NaN or inf; delete it "
+            "to resume from the checkpoint before it"
+        )
+    sampler.load_state_dict(state)
+    log.info("resumed from %s at step %d", checkpoint, learner.updates_done)
+    apply_resume_changes(changes, learner.optimizer, learner.scheduler)
+    return state

@@ -166,3 +166,19 @@ def apply_resume_changes(
         len(lines),
         "\n".join(lines),
     )
+
+
+def open_run_dir(recipe: Any) -> dict[str, tuple]:
+    """Claim ``recipe.run_dir`` (never replacing an earlier run silently, :func:`claim_run_dir`),
+    log to its ``log.txt`` and write the resolved ``recipe.yaml``; returns what changed
+    against the run being resumed (:func:`recipe_changes`, empty for a new run)."""
+    from rlvr.config import dump_recipe
+    from rlvr.console import log_to_file
+
+    run_dir = recipe.run_dir
+    claim = claim_run_dir(run_dir, resume=recipe.resume, overwrite=recipe.overwrite)
+    changes = recipe_changes(claim.previous_recipe, recipe.model_dump(mode="json"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_to_file(run_dir)
+    dump_recipe(recipe, run_dir / "recipe.yaml")
+    return changes

@@ -20,18 +20,16 @@ and stop; ``resume=true`` continues from the run directory's latest checkpoint.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlvr.batch import RolloutBatch, TrainBatch
-from rlvr.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-from rlvr.config import Recipe, dump_recipe
+from rlvr.checkpoint import latest_checkpoint, save_checkpoint
+from rlvr.config import Recipe
 from rlvr.console import StepProgress, status
-from rlvr.guard import NonFiniteGuard, parameters_finite
+from rlvr.guard import NonFiniteGuard
 from rlvr.learner import DTYPES, Learner, lr_lambda
 from rlvr.metrics import MetricsLogger, write_plots
 from rlvr.off_policy import OneStepOffPolicy
@@ -42,14 +40,16 @@ from rlvr.rollout.server import VLLMServerEngine, start_servers
 from rlvr.run import (
     check_lora_sync,
     load_tokenizer,
+    resume_training_state,
     rollout_engine,
     seed_everything,
     train_cached,
     train_recipe,
 )
-from rlvr.run_dir import apply_resume_changes
+from rlvr.run_dir import open_run_dir
 from rlvr.sampler import Sampler
 from rlvr.stages.warmup import apply_warmup
+from rlvr.stopping import StopSignals, reward_failure_stop
 
 log = logging.getLogger("rlvr")
 
@@ -73,7 +73,7 @@ class Trainer:
             config=r.model_dump(mode="json"),
             resume_step=self.step,
         )
-        previous = self._install_signal_handlers()
+        self.signals.install()
         snap = None  # the state each step starts from (rlvr/recovery.py)
         try:
             if r.eval.before and self.step == 0:
@@ -102,11 +102,12 @@ class Trainer:
                     due = self.step % r.checkpoint.every == 0 and self.step < r.train.steps
                     if due and not nonfinite_stop:
                         self._checkpoint()
-                    reason = self._reward_failure_stop(metrics) or nonfinite_stop
+                    threshold = r.reward_runner.stop_failure_rate
+                    reason = reward_failure_stop(metrics, threshold, self.step) or nonfinite_stop
                     if reason:
                         summary["stopped_reason"] = reason
                         log.error(reason)
-                    if self._stop_requested or reason:
+                    if self.signals.requested or reason:
                         if not nonfinite_stop:  # that state is never checkpointed
                             self._checkpoint()
                         summary["interrupted"] = True
@@ -131,36 +132,11 @@ class Trainer:
             summary["reward_failures"] = self.sampler.rewards.failure_summary()
             if self.guard.total:
                 summary["nonfinite_steps"] = self.guard.total
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.signals.restore()
             logger.close()
             if r.logging.plots:
                 summary["plots"] = [str(p) for p in write_plots(self.run_dir)]
         return summary
-
-    def _reward_failure_stop(self, metrics: dict[str, float]) -> str | None:
-        """The reason to stop when a reward failed or timed out on more than
-        ``reward_runner.stop_failure_rate`` of this step's calls (None: go on)."""
-        threshold = self.recipe.reward_runner.stop_failure_rate
-        rates = {
-            k.split("/")[1]: v
-            for k, v in metrics.items()
-            if k.startswith("reward/") and k.endswith("/failure_rate")
-        }
-        worst = max(rates.items(), key=lambda kv: kv[1], default=None)
-        if worst is None or worst[1] <= 0.5 and threshold is None:
-            return None
-        if threshold is None or worst[1] <= threshold:
-            log.warning(
-                "reward %s failed or timed out on %.0f %% of this step's calls",
-                *worst[:1],
-                100 * worst[1],
-            )
-            return None
-        return (
-            f"reward {worst[0]!r} failed or timed out on {100 * worst[1]:.0f} % of step "
-            f"{self.step}'s calls (reward_runner.stop_failure_rate={threshold}); checkpoint kept"
-        )
 
     def train_step(self, step: int) -> dict[str, float]:
         """One RL step: the sampler's batch, the learner's update, the weight sync."""
@@ -223,17 +199,9 @@ class Trainer:
         """Build everything a run needs. ``engine`` injects an already running rollout
         engine on the same model (tests share one vLLM engine); it receives this run's
         weights before the first step."""
-        from rlvr.console import log_to_file
-        from rlvr.run_dir import claim_run_dir, recipe_changes
-
         self.recipe = recipe
         self.run_dir: Path = recipe.run_dir
-        # never replace an earlier run silently (rlvr/run_dir.py)
-        claim = claim_run_dir(self.run_dir, resume=recipe.resume, overwrite=recipe.overwrite)
-        self.resume_changes = recipe_changes(claim.previous_recipe, recipe.model_dump(mode="json"))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log_to_file(self.run_dir)
-        dump_recipe(recipe, self.run_dir / "recipe.yaml")
+        self.resume_changes = open_run_dir(recipe)  # never replaces an earlier run silently
         self.show_progress = recipe.logging.progress if progress is None else progress
         if recipe.train.threads:
             torch.set_num_threads(recipe.train.threads)
@@ -276,19 +244,14 @@ class Trainer:
 
         self.step = 0
         if self.resume_from is not None:
-            state = load_training_state(
-                self.resume_from, optimizer=self.optimizer, scheduler=self.learner.scheduler
-            )
-            self.step = self.learner.updates_done = int(state["step"])
-            if not parameters_finite(self.model):  # e.g. written before the guard existed
-                self.sampler.close()
-                raise ValueError(
-                    f"{self.resume_from}: the checkpoint's weights hold NaN or inf; delete it "
-                    "to resume from the checkpoint before it"
+            try:
+                state = resume_training_state(
+                    self.resume_from, self.learner, self.sampler, self.resume_changes
                 )
-            self.sampler.load_state_dict(state)
-            log.info("resumed from %s at step %d", self.resume_from, self.step)
-            apply_resume_changes(self.resume_changes, self.optimizer, self.learner.scheduler)
+            except BaseException:
+                self.sampler.close()
+                raise
+            self.step = self.learner.updates_done
         if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
             try:
                 start_servers(
@@ -310,7 +273,7 @@ class Trainer:
             )
             if self.resume_from is not None:  # the batch that was in flight: generated again
                 self.off_policy.resume(state, self.resume_from, engine)
-        self._stop_requested = False
+        self.signals = StopSignals()
         self.guard = NonFiniteGuard(recipe.train.max_nonfinite_steps)
         self.nonfinite: str | None = None
         self._optimizer_steps = StepCounter(self.optimizer)
@@ -334,36 +297,11 @@ class Trainer:
     def advantage(self) -> Any:
         return self.sampler.advantage
 
-    def rollout(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
-        return self.sampler.rollout(step)
-
-    def compute_advantages(self, batch: RolloutBatch, step: int) -> dict[str, float]:
-        return self.sampler.compute_advantages(batch, step)
-
-    def update_policy(self, batch: RolloutBatch | TrainBatch) -> dict[str, float]:
-        return self.learner.update(self._as_train_batch(batch)).metrics
-
-    def _frozen_logprobs(self, model: Any, batch: RolloutBatch | TrainBatch) -> torch.Tensor:
-        return self.learner.frozen_logprobs(model, self._as_train_batch(batch))
-
-    def _as_train_batch(self, batch: RolloutBatch | TrainBatch) -> TrainBatch:
-        if isinstance(batch, TrainBatch):
-            return batch
-        return batch.to_train_batch(self.pad_id, self.sampler.correct(batch))
-
-    # ------------------------------------------------------------------ checkpoints, signals
+    # ------------------------------------------------------------------ checkpoints
 
     def _checkpoint(self) -> Path | None:
         """Write a checkpoint of the current step (None: refused, the state is not finite)."""
-        refusal = self.guard.refuse_checkpoint(self.model)
-        if refusal is not None:
-            last = latest_checkpoint(self.run_dir)
-            log.warning(
-                "no checkpoint of step %d: %s; %s",
-                self.step,
-                refusal,
-                f"the last good one stays: {last}" if last else "none was written before",
-            )
+        if not self.guard.may_checkpoint(self.model, self.step, self.run_dir):
             return None
         off = self.off_policy
         return save_checkpoint(
@@ -379,21 +317,6 @@ class Trainer:
             keep_last=self.recipe.checkpoint.keep_last,
             write_extra=None if off is None else off.save,
         )
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for s in previous:
-                signal.signal(s, self._request_stop)
-        except ValueError:  # not the main thread: no signal handling
-            return {}
-        return previous
-
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:  # second signal: stop now
-            raise KeyboardInterrupt
-        self._stop_requested = True
-        log.warning("signal %d: finishing this step, writing a checkpoint, then stopping", signum)
 
     def close(self) -> None:
         if self.off_policy is not None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlvr.algos import compute_advantages, k3_kl, policy_loss, token_weights
+from rlvr.algos import aggregation_weights, compute_advantages, k3_kl, policy_loss
 from rlvr.algos.registry import ADVANTAGES
 
 
@@ -53,7 +53,7 @@ def test_unknown_estimator_and_bad_params() -> None:
 def test_clipped_surrogate_hand_computed() -> None:
     logp = torch.tensor([[-1.0, -2.0]])
     old = torch.tensor([[-1.1, -1.5]])
-    w = token_weights(torch.ones(1, 2), "token_mean", 1, 2, 2)
+    w = aggregation_weights(torch.ones(1, 2), "token_mean", 1, 2, 2)
     # ratios exp(0.1) = 1.10517 (inside [0.8, 1.28]) and exp(-0.5) = 0.60653 (below 0.8)
     pos = policy_loss(logp, old, torch.ones(1, 2), w, eps_low=0.2, eps_high=0.28)
     assert pos.loss.item() == pytest.approx(-(math.exp(0.1) + math.exp(-0.5)) / 2, abs=1e-6)
@@ -101,11 +101,11 @@ def test_kl_enters_the_loss() -> None:
 
 def test_aggregation_weights() -> None:
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
-    tm = token_weights(mask, "token_mean", 2, 3, 4)
+    tm = aggregation_weights(mask, "token_mean", 2, 3, 4)
     assert torch.allclose(tm, torch.tensor([[1 / 3, 1 / 3, 0], [1 / 3, 0, 0]]))
-    sm = token_weights(mask, "seq_mean_token_mean", 2, 3, 4)
+    sm = aggregation_weights(mask, "seq_mean_token_mean", 2, 3, 4)
     assert torch.allclose(sm, torch.tensor([[0.25, 0.25, 0], [0.5, 0, 0]]))
-    dr = token_weights(mask, "seq_mean_token_sum_norm", 2, 3, 4)
+    dr = aggregation_weights(mask, "seq_mean_token_sum_norm", 2, 3, 4)
     assert torch.allclose(dr, torch.tensor([[0.125, 0.125, 0], [0.125, 0, 0]]))
     with pytest.raises(ValueError):
-        token_weights(mask, "nope", 2, 3, 4)
+        aggregation_weights(mask, "nope", 2, 3, 4)

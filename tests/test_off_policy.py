@@ -98,7 +98,7 @@ def test_resume_regenerates_the_batch_in_flight_and_continues_exactly(
     def stop_after_three(step: int) -> dict:
         out = original(step)
         if step == 3:  # batch 4 is in flight now, generated with version 2
-            trainer._request_stop(signal.SIGTERM, None)
+            trainer.signals.request(signal.SIGTERM, None)
         return out
 
     trainer.train_step = stop_after_three  # type: ignore[method-assign]

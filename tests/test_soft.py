@@ -350,11 +350,11 @@ def test_update_moves_soft_step_logprobs_in_the_advantage_direction(
     )
     trainer = Trainer(recipe)
     try:
-        batch, _ = trainer.rollout(1)
+        batch, _ = trainer.sampler.rollout(1)
         # a random model is never right: a reward by soft-step count gives mixed groups
         counts = torch.tensor([[float(sum(c.soft.soft)) for c in g] for g in batch.completions])
         batch.rewards = counts + 0.1 * torch.arange(counts.shape[1]).float()
-        trainer.compute_advantages(batch, 1)
+        trainer.sampler.compute_advantages(batch, 1)
         train = batch.to_train_batch(trainer.pad_id)
         soft = train.extras["soft_mask"][:, 1:].float() * train.target_mask
         learner = trainer.learner

@@ -166,7 +166,7 @@ def test_resume_after_stop_reproduces_uninterrupted_run(
     def stop_after_two(step: int) -> dict:
         out = original(step)
         if step == 2:
-            trainer._request_stop(signal.SIGTERM, None)  # as the signal handler would
+            trainer.signals.request(signal.SIGTERM, None)  # as the signal handler would
         return out
 
     trainer.train_step = stop_after_two  # type: ignore[method-assign]
@@ -270,12 +270,12 @@ def test_update_moves_logprobs_in_the_advantage_direction(
     )
     trainer = Trainer(recipe)
     try:
-        batch, _ = trainer.rollout(1)
-        trainer.compute_advantages(batch, 1)
-        batch.build_tokens(trainer.pad_id)
-        before = trainer._frozen_logprobs(trainer.model, batch).sum(dim=1)
-        trainer.update_policy(batch)
-        after = trainer._frozen_logprobs(trainer.model, batch).sum(dim=1)
+        batch, _ = trainer.sampler.rollout(1)
+        trainer.sampler.compute_advantages(batch, 1)
+        train = batch.to_train_batch(trainer.pad_id)
+        before = trainer.learner.frozen_logprobs(trainer.model, train).sum(dim=1)
+        trainer.learner.update(train)
+        after = trainer.learner.frozen_logprobs(trainer.model, train).sum(dim=1)
     finally:
         trainer.close()
     adv = batch.advantages.reshape(-1)

@@ -13,7 +13,7 @@ from rlvr.algos.advantages import (
     compute_advantages,
 )
 from rlvr.algos.filters import BatchFilter, build_filter
-from rlvr.algos.losses import clipped_surrogate, k3_kl, policy_loss, token_weights
+from rlvr.algos.losses import aggregation_weights, clipped_surrogate, k3_kl, policy_loss
 from rlvr.algos.registry import ADVANTAGES, FILTERS, register_advantage, register_filter
 
 __all__ = [
@@ -30,5 +30,5 @@ __all__ = [
     "policy_loss",
     "register_advantage",
     "register_filter",
-    "token_weights",
+    "aggregation_weights",
 ]

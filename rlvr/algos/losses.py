@@ -50,7 +50,7 @@ def clipped_surrogate(
     return surrogate, was_clipped, ratio
 
 
-def token_weights(
+def aggregation_weights(
     mask: torch.Tensor, aggregation: str, num_sequences: int, num_tokens: int, max_len: int
 ) -> torch.Tensor:
     """Per-token weights w such that loss = sum(w * loss_t) realises the aggregation."""
@@ -80,7 +80,7 @@ def policy_loss(
     multipliers: torch.Tensor | None = None,
     penalty: torch.Tensor | None = None,
 ) -> LossTerms:
-    """All tensors [M, T]; ``weights`` from :func:`token_weights` (zero on padding);
+    """All tensors [M, T]; ``weights`` from :func:`aggregation_weights` (zero on padding);
     ``multipliers`` scale the surrogate term only, ``penalty`` is added per token."""
     surrogate, was_clipped, ratio = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
     per_token = -surrogate if multipliers is None else -surrogate * multipliers

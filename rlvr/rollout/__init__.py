@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
+from rlvr.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlvr.rollout.hf import HFEngine
 from rlvr.rollout.soft import SoftThinkingEngine, SoftThinkingParams
 
 __all__ = [
     "Completion",
-    "EngineStats",
     "HFEngine",
     "RolloutEngine",
     "SamplingParams",

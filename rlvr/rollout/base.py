@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -66,18 +66,8 @@ class Completion:
         return len(self.token_ids) - self.context_len
 
 
-@dataclass
-class EngineStats:
-    generated_tokens: int = 0
-    generate_seconds: float = 0.0
-    sync_seconds: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
-
-
 class RolloutEngine(ABC):
     """Generates completions; receives new weights in memory after each optimizer step."""
-
-    stats: EngineStats
 
     @abstractmethod
     def generate(

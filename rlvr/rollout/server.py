@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
-from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
+from rlvr.rollout.base import Completion, RolloutEngine, SamplingParams
 from rlvr.rollout.receipt import (
     Receipt,
     ServerExpectations,
@@ -164,7 +163,6 @@ class VLLMServerEngine(RolloutEngine):
         self.backend = resolve_backend(transport)
         self.trainer_host = trainer_host
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency) * len(self.urls))
-        self.stats = EngineStats()
         self.weight_version = 0  # of the weights served; tokens are tagged f"v{version}"
         self.senders: dict[str, Any] = {}  # url -> trainer-side weight-transfer engine
         self.probe: list[int] | None = None
@@ -184,7 +182,6 @@ class VLLMServerEngine(RolloutEngine):
     def generate(
         self, prompt_token_ids: list[list[int]], sampling: SamplingParams
     ) -> list[list[Completion]]:
-        start = time.perf_counter()
         futures = []
         for i, ids in enumerate(prompt_token_ids):
             seed = None if sampling.seed is None else sampling.seed + i * sampling.n
@@ -202,8 +199,6 @@ class VLLMServerEngine(RolloutEngine):
             except ServerError as e:
                 self.failed.add(url)
                 raise WeightSyncError(url, f"generation failed: {e}") from e
-        self.stats.generated_tokens += sum(len(c.token_ids) for g in results for c in g)
-        self.stats.generate_seconds += time.perf_counter() - start
         return results
 
     def _generate_one(self, url: str, body: dict[str, Any]) -> list[Completion]:
@@ -293,7 +288,6 @@ class VLLMServerEngine(RolloutEngine):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         from rlvr.rollout.vllm_gloo import NamedTensorSource
 
-        start = time.perf_counter()
         source = NamedTensorSource(named_tensors)
         version = f"v{self.weight_version + 1}"
         for url in self.urls:
@@ -313,7 +307,6 @@ class VLLMServerEngine(RolloutEngine):
                 self.failed.add(url)
                 raise WeightSyncError(url, f"weight update {version} failed: {e}") from e
         self.weight_version += 1
-        self.stats.sync_seconds += time.perf_counter() - start
         self.receipts(what=f"after weight sync {version}", version=version)
 
     def _sender(self, url: str) -> Any:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-from rlvr.rollout.base import Completion, EngineStats, RolloutEngine, SamplingParams
+from rlvr.rollout.base import Completion, RolloutEngine, SamplingParams
 
 
 def _configure_env(kv_cache_gib: int) -> None:
@@ -99,14 +98,12 @@ class VLLMEngine(RolloutEngine):
         self.llm = LLM(**kwargs)
         VLLMEngine._live += 1
         self.tokenizer = self.llm.get_tokenizer()
-        self.stats = EngineStats()
 
     def generate(
         self, prompt_token_ids: list[list[int]], sampling: SamplingParams
     ) -> list[list[Completion]]:
         from vllm import SamplingParams as VSamplingParams
 
-        start = time.perf_counter()
         self._wake(["weights", "kv_cache"])
         params = []
         for i in range(len(prompt_token_ids)):
@@ -136,17 +133,13 @@ class VLLMEngine(RolloutEngine):
                 reason = "stop" if c.finish_reason == "stop" else "length"
                 group.append(Completion(ids, lps, reason, c.text))
             results.append(group)
-        self.stats.generated_tokens += sum(len(c.token_ids) for g in results for c in g)
-        self.stats.generate_seconds += time.perf_counter() - start
         return results
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        start = time.perf_counter()
         weights = [(name, t.detach()) for name, t in named_tensors]
         self._wake(["weights"])  # the KV cache stays released until generate
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         self.llm.reset_prefix_cache()
-        self.stats.sync_seconds += time.perf_counter() - start
 
     def _wake(self, tags: list[str]) -> None:
         wanted = [t for t in tags if t in self._asleep]
