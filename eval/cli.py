@@ -1,7 +1,11 @@
 """Command line of the eval harness: ``python -m eval`` and ``rlvr eval``.
 
-Every flag has a YAML twin (``--config FILE``; keys are the flag names with ``_`` for ``-``,
-e.g. ``max_tokens``); flags given on the command line override the file.  Sampling flags left
+``rlvr eval [RECIPE.yaml] [key=value ...] [flags]``: the settings are one typed section,
+:class:`eval.config.EvalRecipe`, loaded like a training recipe (unknown keys and wrong types stop
+with the file, the key and a close match; ``--print-recipe`` prints the resolved section).
+Every flag is a key of that section (the flag name with ``_`` for ``-``, e.g. ``max_tokens``);
+``--config FILE`` is the recipe file too.  Precedence: file < dotted overrides < flags.  Sampling
+flags left
 unset take each suite's default (printed in the summary): AIME n=16, MATH-500 n=4, both at
 temperature 0.6 / top-p 0.95 / 32,768 tokens (DeepSeek-R1 protocol); IFEval / IFBench greedy,
 n=1.  ``--oracle`` runs the self-checks of :mod:`eval.oracle` instead of a model.
@@ -14,14 +18,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from eval.config import EvalRecipe, normalize_keys, require_model
 from eval.runner import EvalSettings, ResumeError, run_eval
 from eval.suites import PROMPT_TEMPLATES, SUITES, DataError
+from rlvr.config import RecipeError, apply_override, parse_override, read_tree, validate_tree
 
-__all__ = ["build_parser", "load_settings", "main"]
+__all__ = ["build_parser", "load_recipe_args", "load_settings", "main"]
 
-_SETTING_KEYS = set(EvalSettings.__dataclass_fields__)
+# argparse destinations that are not keys of the eval section
+_NOT_SETTINGS = ("config", "items", "print_recipe", "progress", "oracle")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     S = argparse.SUPPRESS  # unset flags stay unset so YAML values and suite defaults apply
-    p.add_argument("--config", help="YAML file with any of these settings", default=S)
+    p.add_argument(
+        "items",
+        nargs="*",
+        default=[],
+        metavar="RECIPE.yaml | key=value",
+        help="an eval recipe file (see recipes/eval_*.yaml) and dotted key=value overrides "
+        "(values parsed as YAML), e.g. n=4 suite_overrides.aime24.n=1",
+    )
+    p.add_argument("--config", help="the eval recipe file (same as the positional)", default=S)
+    p.add_argument(
+        "--print-recipe",
+        action="store_true",
+        default=False,
+        help="print the resolved settings (file + overrides + flags + defaults) and exit",
+    )
     p.add_argument("--model", help="local model directory or hub name", default=S)
     p.add_argument(
         "--suites",
@@ -173,63 +192,40 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
-def _parse_suites(value: Any, where: str) -> tuple[list[str], dict[str, str]]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names, files = [], {}
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        if "=" in item:
-            name, path = item.split("=", 1)
-            files[name.strip().lower()] = path.strip()
-            item = name.strip()
-        names.append(item.lower())
-    if not names:
-        raise ValueError(f"{where}: no suites given")
-    return names, files
+def load_recipe_args(args: argparse.Namespace) -> EvalRecipe:
+    """The eval section from the recipe file, the dotted overrides and the flags."""
+    items = list(getattr(args, "items", []) or [])
+    files = [a for a in items if "=" not in a]
+    overrides = [a for a in items if "=" in a]
+    config = getattr(args, "config", None)
+    if config:
+        files.insert(0, config)
+    if len(files) > 1:
+        raise RecipeError(
+            f"one recipe file at most, got {', '.join(map(repr, files))} "
+            "(overrides look like key.sub=value)"
+        )
+    tree, source = read_tree(files[0] if files else None)
+    for text in overrides:
+        keys, value = parse_override(text)
+        try:
+            apply_override(tree, keys, value)
+        except (IndexError, ValueError) as e:
+            raise RecipeError(f"override '{text}': {e}") from e
+    tree = normalize_keys(tree)
+    tree.update({k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS})
+    require_model(tree)
+    return validate_tree(tree, source if files else "command line", EvalRecipe)
 
 
 def load_settings(args: argparse.Namespace) -> tuple[EvalSettings, dict[str, Any]]:
-    """Merge YAML (``--config``) and flags into :class:`EvalSettings`."""
-    values: dict[str, Any] = {}
-    config = getattr(args, "config", None)
-    if config:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-        for key, value in loaded.items():
-            key = str(key).replace("-", "_")
-            if key == "score_timeout":
-                key = "score_timeout_s"
-            if key not in _SETTING_KEYS:
-                raise ValueError(
-                    f"{path}: unknown setting {key!r}; known: {', '.join(sorted(_SETTING_KEYS))}"
-                )
-            values[key] = value
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "progress", "oracle")}
-    values.update(flags)
-    files: dict[str, str] = dict(values.pop("data_files", {}) or {})
-    if "suites" in values:
-        names, more = _parse_suites(values["suites"], "suites")
-        values["suites"] = names
-        files.update(more)
-    values["data_files"] = files
-    if values.get("soft_thinking") and "backend" not in values:
-        values["backend"] = "hf"  # the soft-thinking sampler exists on the hf path only
-    if values.get("abstain") and "backend" not in values:
-        values["backend"] = "hf"  # the abstention gate needs per-step hidden states
-    if "model" not in values or not values["model"]:
-        raise ValueError("--model is required (or 'model:' in --config)")
-    return EvalSettings(**values), {"progress": args.progress}
+    """The :class:`EvalSettings` of the command line (see :func:`load_recipe_args`)."""
+    return load_recipe_args(args).settings(), {"progress": args.progress}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.oracle:
         from eval.oracle import main as oracle_main
 
@@ -243,12 +239,18 @@ def main(argv: list[str] | None = None) -> int:
         return oracle_main(oracle_args)
     settings = None
     try:
-        settings, opts = load_settings(args)
+        recipe = load_recipe_args(args)
+        if args.print_recipe:
+            import yaml
+
+            print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+            return 0
+        settings = recipe.settings()
         _check_inputs(settings)
         from rlvr.console import log_to_file
 
         log_to_file(settings.out)  # third-party warnings go there, not to the terminal
-        summary = run_eval(settings, progress=opts["progress"])
+        summary = run_eval(settings, progress=args.progress)
     except (DataError, ResumeError, ValueError, FileNotFoundError, KeyError) as e:
         print(f"rlvr eval: error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Process-pool reward runner: scores [B][G] completions with a hard wall-clock limit per call.
+"""Reward runner: scores [B][G] completions with the recipe's rewards, each call under a hard
+wall-clock limit (the process pool of :mod:`rewards.pool`).
 
 For reward specs k with weights w_k (see :mod:`rewards.base`):
 
@@ -9,31 +10,26 @@ or one outside ``[-max_abs_score, max_abs_score]`` (default 1e6: a reward of 1e1
 overflow float32 downstream), crashed its worker, or ran past its time limit.
 :meth:`RewardRunner.failure_summary` keeps the counts over the runner's life (for the run's
 final table); each batch's metrics hold ``reward/<key>/failure_rate`` (failed + timed-out
-share of that reward's scored entries).
+share of that reward's scored entries). Failures and time-outs are counted per scored entry
+(a failed group call counts G entries).
 
-Design (read for background: verl's reward-manager process pools, the AReaL / TRL notes on
-math-verify timeouts; the code is our own):
+Limits: ``timeout_s`` for a per-sample call, ``group_timeout_s`` (default ``timeout_s * G``)
+for a per-group call; :class:`rewards.pool.WorkerPool` enforces them.
 
-* Workers are fresh interpreters (``subprocess`` + a socket pair; like multiprocessing's
-  ``spawn``, never ``fork``: the trainer holds torch and possibly vLLM threads; unlike
-  ``spawn`` / ``forkserver`` they do not re-import the trainer's ``__main__`` script, so an
-  unguarded script cannot recurse). Each worker imports the reward functions itself by the
-  spec's import target, so ``path/to/file.py:fn`` rewards work there too, and is SIGKILLed by
-  the kernel if the trainer dies (Linux ``PR_SET_PDEATHSIG``).
-* Work is sent in chunks (several calls per message, results flushed back every ~0.1 s), but
-  each call has its own limit: ``timeout_s`` for a per-sample call, ``group_timeout_s``
-  (default ``timeout_s * G``) for a per-group call. A worker arms ``SIGALRM`` at 90 % of the
-  limit (it runs rewards in its main thread, so Python-level loops are interrupted cheaply);
-  the parent watches a shared progress record and SIGKILLs a worker whose current call passes
-  the full limit (C-level work such as a huge integer power cannot be interrupted by signals),
-  then respawns it and re-queues the chunk's unfinished calls. The limit therefore holds for
-  any reward code.
-* Failures and time-outs are counted per scored entry (a failed group call counts G entries).
-* Per-group rewards that declare ``components`` run after the per-sample ones and receive their
-  values for the group; stateful rewards run last, their per-prompt state lives in the parent and
-  is saved / restored by :meth:`RewardRunner.state_dict` / :meth:`RewardRunner.load_state_dict`.
-* ``num_workers=0`` runs inline in the caller (debugging only: only the soft SIGALRM limit, and
-  only from the main thread).
+:meth:`RewardRunner.score` runs three phases, each one method:
+
+1. :meth:`RewardRunner._score_per_sample`: per-sample rewards, and per-group rewards that need
+   nothing computed first;
+2. :meth:`RewardRunner._score_per_group`: per-group rewards that declare ``components``; they
+   receive the values of phase 1 for their group;
+3. :meth:`RewardRunner._score_stateful`: stateful rewards, whose per-prompt state lives in the
+   parent and is saved / restored by :meth:`RewardRunner.state_dict` /
+   :meth:`RewardRunner.load_state_dict` (the same prompt twice in a batch: the later visit sees
+   the earlier update).
+
+The specs are validated once: a list of :class:`rewards.base.RewardSpec` (what
+:func:`rewards.base.parse_specs` returns, e.g. ``Recipe.reward_specs``) is taken as it is;
+mappings are validated here.
 """
 
 from __future__ import annotations
@@ -41,45 +37,17 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import mmap
-import pickle
-import signal
-import socket
-import struct
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from rewards.base import (
-    RewardSpec,
-    call_reward,
-    example_key,
-    load_target,
-    parse_specs,
-    weighted_total,
-)
+from rewards.base import RewardSpec, example_key, parse_specs, weighted_total
+from rewards.pool import RewardTimeout, WorkerPool, _Call
 
 __all__ = ["RewardRunner", "RewardBatch", "RewardTimeout"]
 
 log = logging.getLogger(__name__)
-
-_SOFT_FRACTION = 0.9
-_FLUSH_S = 0.1
-_STARTUP_TIMEOUT_S = 180.0
-
-
-class RewardTimeout(BaseException):
-    """Raised inside a worker when a reward call passes its soft deadline.
-
-    A ``BaseException`` so that rewards catching ``Exception`` do not swallow it.
-    """
 
 
 @dataclass
@@ -95,221 +63,37 @@ class RewardBatch:
 
 
 @dataclass
-class _Call:
-    id: int
-    spec: int
-    b: int
-    g: int | None  # None: a group call
-    payload: dict[str, Any]
-    limit: float
+class _Scoring:
+    """The inputs and partial results of one :meth:`RewardRunner.score` call."""
 
-
-# ---------------------------------------------------------------------------------------------
-# worker side
-# ---------------------------------------------------------------------------------------------
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise RewardTimeout()
-
-
-def _execute(
-    fn: Callable,
-    spec: RewardSpec,
-    payload: dict[str, Any],
-    limit: float | None,
-    install_handler: bool = False,
-) -> tuple[str, Any]:
-    """Run one call; returns (status, value|message). status in ok / error / timeout.
-
-    Arms a SIGALRM soft deadline (``limit * 0.9``) when running in a main thread; in a worker
-    the handler is installed once at start-up, inline it is installed around the call.
-    """
-    armed = False
-    old_handler: Any = None
-    try:
-        if (
-            limit is not None
-            and threading.current_thread() is threading.main_thread()
-            and signal.getitimer(signal.ITIMER_REAL)[0] == 0
-        ):
-            if install_handler:
-                old_handler = signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, max(0.01, limit * _SOFT_FRACTION))
-            armed = True
-        try:
-            out = call_reward(fn, spec, payload)
-        finally:
-            if armed:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                if install_handler:
-                    signal.signal(signal.SIGALRM, old_handler)
-        return "ok", out
-    except RewardTimeout:
-        return "timeout", f"{spec.key}: soft time limit {limit:.3g}s"
-    except Exception as e:  # a reward error never stops the run
-        msg = f"{spec.key}: {type(e).__name__}: {e}"
-        return "error", msg[:500]
-
-
-_PROGRESS = struct.Struct("3d")  # chunk id, index of the running call, its start (0 = idle)
-
-# Bootstrap of a worker: a fresh interpreter (never a fork of the trainer, and unlike
-# multiprocessing's spawn / forkserver it does not re-import the trainer's __main__ script).
-_BOOTSTRAP = (
-    "import sys\n"
-    "from multiprocessing.connection import Connection\n"
-    "conn = Connection(int(sys.argv[1]))\n"
-    "sys.path[:] = conn.recv()\n"
-    "from rewards.runner import _worker_main\n"
-    "_worker_main(conn, int(sys.argv[2]), int(sys.argv[3]))\n"
-)
-
-
-def _warmup(fns: Sequence[Callable]) -> None:
-    """Call each reward's optional ``__rlvr_warmup__()`` hook once, before any time limit."""
-    done: set[int] = set()
-    for fn in fns:
-        hook = getattr(fn, "__rlvr_warmup__", None)
-        if callable(hook) and id(hook) not in done:
-            done.add(id(hook))
-            try:
-                hook()
-            except Exception as e:  # a broken warm-up is not fatal; the calls will say more
-                log.warning("reward warm-up %r failed: %s", hook, e)
-
-
-def _worker_main(conn: Connection, progress_fd: int, memory_limit_mb: int = 0) -> None:
-    """Worker entry point: serve chunks until told to stop or the parent goes away."""
-    try:
-        _worker_loop(conn, progress_fd, memory_limit_mb)
-    except (EOFError, OSError):  # the parent closed the pipe (shutdown or crash): just exit
-        return
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this worker when the parent process dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _worker_loop(conn: Connection, progress_fd: int, memory_limit_mb: int) -> None:
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    signal.signal(signal.SIGALRM, _on_alarm)
-    if memory_limit_mb > 0:
-        import resource
-
-        limit = memory_limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    progress = mmap.mmap(progress_fd, _PROGRESS.size)
-    try:
-        specs: list[RewardSpec] = conn.recv()
-        fns = [load_target(s.target) for s in specs]
-    except BaseException as e:
-        conn.send(("init_error", f"{type(e).__name__}: {e}"))
-        return
-    _warmup(fns)
-    conn.send(("ready",))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        chunk_id, examples, calls = msg
-        out: list[tuple[int, str, Any]] = []
-        last = time.monotonic()
-        for i, (call_id, spec_idx, b, payload, limit) in enumerate(calls):
-            _PROGRESS.pack_into(progress, 0, float(chunk_id), float(i), time.monotonic())
-            payload = dict(payload)
-            payload["example"] = examples[b]
-            signal.signal(signal.SIGALRM, _on_alarm)  # a previous reward may have replaced it
-            status, value = _execute(fns[spec_idx], specs[spec_idx], payload, limit)
-            _PROGRESS.pack_into(progress, 0, float(chunk_id), float(i), 0.0)
-            out.append((call_id, status, value))
-            now = time.monotonic()
-            if now - last > _FLUSH_S and i + 1 < len(calls):
-                conn.send(("results", chunk_id, out))
-                out = []
-                last = now
-        conn.send(("done", chunk_id, out))
-
-
-# ---------------------------------------------------------------------------------------------
-# parent side
-# ---------------------------------------------------------------------------------------------
-
-
-class _Worker:
-    def __init__(self, specs: list[RewardSpec], memory_limit_mb: int = 0) -> None:
-        self._progress_file = tempfile.TemporaryFile()
-        self._progress_file.truncate(_PROGRESS.size)
-        pfd = self._progress_file.fileno()
-        self.progress = mmap.mmap(pfd, _PROGRESS.size)
-        parent_sock, child_sock = socket.socketpair()
-        cfd = child_sock.fileno()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP, str(cfd), str(pfd), str(memory_limit_mb)],
-            pass_fds=(cfd, pfd),
-            close_fds=True,
-        )
-        child_sock.close()
-        self.conn = Connection(parent_sock.detach())
-        self.conn.send(list(sys.path))
-        self.conn.send(specs)
-        self.started = time.monotonic()
-        self.ready = False
-        self.chunk_id: int | None = None
-        self.calls: list[_Call] = []
+    completions: list[list[str]]
+    examples: list[dict[str, Any]]
+    num_tokens: list[list[int | None]]
+    finish_reasons: list[list[str | None]]
+    comp: dict[str, list[list[float]]]  # per reward key, failure_score until scored
+    subs: dict[str, list[list[float]]] = field(default_factory=dict)  # "key/name" sub-scores
+    status_count: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    pending_keys: set[str] = field(default_factory=set)  # not yet visible as components
 
     @property
-    def busy(self) -> bool:
-        return self.chunk_id is not None
+    def shape(self) -> list[int]:
+        return [len(row) for row in self.completions]
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
 
-    def current(self) -> tuple[int, float] | None:
-        """(index in chunk, start time) of the running call, or None between calls."""
-        cid, idx, start = _PROGRESS.unpack_from(self.progress, 0)
-        if start <= 0.0 or int(cid) != self.chunk_id:
-            return None
-        return int(idx), start
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
-            pass
-
-    def stop(self) -> None:
-        try:
-            if self.alive():
-                self.conn.send(None)
-            self.proc.wait(timeout=1.0)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-        self.release()
-
-    def release(self) -> None:
-        for res in (self.conn, self.progress, self._progress_file):
-            try:
-                res.close()
-            except (OSError, ValueError, BufferError):
-                pass
+def _as_specs(specs: Sequence[Mapping[str, Any] | RewardSpec]) -> list[RewardSpec]:
+    """Validated specs as given, otherwise :func:`parse_specs` of the mappings."""
+    if (
+        not isinstance(specs, Mapping)
+        and isinstance(specs, Sequence)
+        and len(specs) > 0
+        and all(isinstance(s, RewardSpec) for s in specs)
+    ):
+        out = list(specs)
+        if [s.index for s in out] != list(range(len(out))):
+            raise ValueError("rewards: RewardSpec indices must be 0..K-1 in order")
+        return out
+    return parse_specs(specs)  # type: ignore[arg-type]
 
 
 class RewardRunner:
@@ -317,7 +101,8 @@ class RewardRunner:
 
     Args:
         specs: ``[{"name": ..., "weight": 1.0, "params": {...}, "key": ...}, ...]`` (see
-            :func:`rewards.base.parse_specs`); bad specs raise ``ValueError`` here.
+            :func:`rewards.base.parse_specs`; bad specs raise ``ValueError`` here), or the
+            :class:`rewards.base.RewardSpec` list it returns (used as it is).
         num_workers: worker processes (0 = inline, debugging only).
         timeout_s: hard wall-clock limit of one per-sample call.
         failure_score: score of a call that raised or timed out.
@@ -331,7 +116,7 @@ class RewardRunner:
 
     def __init__(
         self,
-        specs: Sequence[Mapping[str, Any]],
+        specs: Sequence[Mapping[str, Any] | RewardSpec],
         num_workers: int = 2,
         timeout_s: float = 5.0,
         failure_score: float = 0.0,
@@ -341,7 +126,7 @@ class RewardRunner:
         memory_limit_mb: int | None = None,
         max_abs_score: float = 1e6,
     ) -> None:
-        self.specs = parse_specs(specs)
+        self.specs = _as_specs(specs)
         if not isinstance(max_abs_score, int | float) or not 0 < max_abs_score < math.inf:
             raise ValueError(f"max_abs_score: expected a positive number, got {max_abs_score!r}")
         self.max_abs_score = float(max_abs_score)
@@ -357,8 +142,8 @@ class RewardRunner:
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.group_timeout_s = None if group_timeout_s is None else float(group_timeout_s)
-        self.failure_score = float(failure_score)
         self.chunk_size = chunk_size
+        self.failure_score = float(failure_score)
         if memory_limit_mb is not None and (
             not isinstance(memory_limit_mb, int) or memory_limit_mb < 64
         ):
@@ -368,17 +153,18 @@ class RewardRunner:
         self.weights = {s.key: s.weight for s in self.specs}
         self._state: dict[str, dict[str, Any]] = {s.key: {} for s in self.specs if s.info.stateful}
         self._totals = {s.key: {"entries": 0, "failed": 0, "timeout": 0} for s in self.specs}
-        self._closed = False
-        self._chunk_seq = 0
-        self._ids = itertools.count()
-        self.n_respawns = 0
-        self._startup_failures = 0
-        self._inline_fns: list[Callable] | None = None
-        self._workers: list[_Worker] = []
-        if num_workers == 0:
-            self._inline_fns = [load_target(s.target) for s in self.specs]
-        else:
-            self._workers = [_Worker(self.specs, self.memory_limit_mb) for _ in range(num_workers)]
+        self._ids = itertools.count()  # call ids, unique across score() calls
+        self._pool = WorkerPool(
+            self.specs,
+            num_workers,
+            chunk_size=self.chunk_size,
+            memory_limit_mb=self.memory_limit_mb,
+        )
+
+    @property
+    def n_respawns(self) -> int:
+        """Workers respawned so far (after a hard time-out or a crash)."""
+        return self._pool.n_respawns
 
     # -- public API -------------------------------------------------------------------------
 
@@ -390,183 +176,14 @@ class RewardRunner:
         finish_reasons: Sequence[Sequence[str]] | None = None,
     ) -> RewardBatch:
         """Score ``completions[b][g]`` of prompt ``examples[b]``; see :class:`RewardBatch`."""
-        if self._closed:
+        if self._pool.closed:
             raise RuntimeError("RewardRunner is closed")
         t0 = time.monotonic()
-        B = len(completions)
-        if len(examples) != B:
-            raise ValueError(f"score: {B} completion groups but {len(examples)} examples")
-        shape = [len(row) for row in completions]
-        for nm, arr in (("num_tokens", num_tokens), ("finish_reasons", finish_reasons)):
-            if arr is not None and [len(r) for r in arr] != shape:
-                raise ValueError(f"score: {nm} must have the shape of completions [B][G]")
-        for b, row in enumerate(completions):
-            for g, c in enumerate(row):
-                if not isinstance(c, str):
-                    raise TypeError(f"score: completions[{b}][{g}] is {type(c).__name__}, not str")
-        exs = [dict(e) for e in examples]
-        ntok = (
-            [list(r) for r in num_tokens] if num_tokens is not None else [[None] * n for n in shape]
-        )
-        fin = (
-            [list(r) for r in finish_reasons]
-            if finish_reasons is not None
-            else [[None] * n for n in shape]
-        )
-
-        fs = self.failure_score
-        comp: dict[str, list[list[float]]] = {s.key: [[fs] * n for n in shape] for s in self.specs}
-        subs: dict[str, list[list[float]]] = {}
-        status_count = {s.key: {"failed": 0, "timeout": 0} for s in self.specs}
-        errors: list[str] = []
-
-        limit = self.max_abs_score
-
-        def record(spec: RewardSpec, b: int, g: int, status: str, value: Any, msg: str) -> None:
-            if status == "ok":
-                v, sub = value
-                bad = [x for x in (v, *(sub or {}).values()) if not abs(x) <= limit]
-                if bad:
-                    status = "error"
-                    msg = (
-                        f"{spec.key}: value {bad[0]:.3g} outside [-{limit:g}, {limit:g}] "
-                        "(reward_runner.max_abs_score)"
-                    )
-            if status == "ok":
-                comp[spec.key][b][g] = v
-                if sub:
-                    for name, sv in sub.items():
-                        arr = subs.setdefault(f"{spec.key}/{name}", [[fs] * n for n in shape])
-                        arr[b][g] = sv
-                return
-            status_count[spec.key]["timeout" if status == "timeout" else "failed"] += 1
-            if len(errors) < 20 and msg not in errors:
-                errors.append(msg)
-
-        # phase 1: per-sample rewards and group rewards that need nothing computed first;
-        # phase 2: group rewards reading other components; phase 3: stateful rewards.
-        phase1 = [s for s in self.specs if not s.is_group]
-        phase1 += [
-            s
-            for s in self.specs
-            if s.is_group and not s.info.stateful and "components" not in s.runtime_kwargs
-        ]
-        phase2 = [
-            s
-            for s in self.specs
-            if s.is_group and not s.info.stateful and "components" in s.runtime_kwargs
-        ]
-        phase3 = [s for s in self.specs if s.info.stateful]
-
-        def group_payload(spec: RewardSpec, b: int) -> dict[str, Any]:
-            p: dict[str, Any] = {"completions": list(completions[b])}
-            if "num_tokens" in spec.runtime_kwargs:
-                p["num_tokens"] = ntok[b]
-            if "finish_reasons" in spec.runtime_kwargs:
-                p["finish_reasons"] = fin[b]
-            if "components" in spec.runtime_kwargs:
-                done = {**comp, **subs}
-                p["components"] = {k: list(v[b]) for k, v in done.items() if k not in pending_keys}
-            return p
-
-        pending_keys: set[str] = {s.key for s in phase2 + phase3}
-
-        def run_phase(calls: list[_Call]) -> None:
-            if not calls:
-                return
-            results = self._run(calls, exs)
-            for call in calls:
-                spec = self.specs[call.spec]
-                status, value = results[call.id]
-                msg = value if isinstance(value, str) else ""
-                if call.g is not None:
-                    record(spec, call.b, call.g, status, value, msg)
-                    continue
-                n = shape[call.b]
-                if status == "ok" and spec.info.stateful:
-                    value, new_state = value
-                    self._state[spec.key][call.payload["state_key"]] = new_state
-                for g in range(n):
-                    record(spec, call.b, g, status, value[g] if status == "ok" else None, msg)
-
-        ids = self._ids  # unique across calls of score()
-        calls: list[_Call] = []
-        for spec in phase1:
-            if spec.is_group:
-                for b in range(B):
-                    calls.append(
-                        _Call(
-                            next(ids),
-                            spec.index,
-                            b,
-                            None,
-                            group_payload(spec, b),
-                            self._group_limit(shape[b]),
-                        )
-                    )
-                continue
-            for b in range(B):
-                for g in range(shape[b]):
-                    p: dict[str, Any] = {"completion": completions[b][g]}
-                    if "num_tokens" in spec.runtime_kwargs:
-                        p["num_tokens"] = ntok[b][g]
-                    if "finish_reason" in spec.runtime_kwargs:
-                        p["finish_reason"] = fin[b][g]
-                    calls.append(_Call(next(ids), spec.index, b, g, p, self.timeout_s))
-        run_phase(calls)
-
-        run_phase(
-            [
-                _Call(next(ids), s.index, b, None, group_payload(s, b), self._group_limit(shape[b]))
-                for s in phase2
-                for b in range(B)
-            ]
-        )
-        pending_keys.difference_update(s.key for s in phase2)
-
-        for spec in phase3:
-            # the same prompt twice in a batch: later visits must see the earlier update
-            rounds: list[list[int]] = []
-            seen: dict[str, int] = {}
-            for b in range(B):
-                k = example_key(exs[b])
-                r = seen.get(k, 0)
-                seen[k] = r + 1
-                while len(rounds) <= r:
-                    rounds.append([])
-                rounds[r].append(b)
-            for bs in rounds:
-                calls = []
-                for b in bs:
-                    sk = example_key(exs[b])
-                    p = group_payload(spec, b)
-                    p["state"] = self._state[spec.key].get(sk)
-                    p["state_key"] = sk
-                    calls.append(
-                        _Call(next(ids), spec.index, b, None, p, self._group_limit(shape[b]))
-                    )
-                run_phase(calls)
-            pending_keys.discard(spec.key)
-
-        components = {**comp, **subs}
-        total = weighted_total(comp, self.weights)
-        n_failed = sum(c["failed"] for c in status_count.values())
-        n_timeout = sum(c["timeout"] for c in status_count.values())
-        entries = sum(shape)
-        for key, c in status_count.items():
-            t = self._totals[key]
-            t["entries"] += entries
-            t["failed"] += c["failed"]
-            t["timeout"] += c["timeout"]
-        metrics = _metrics(components, total, status_count, entries)
-        metrics["reward/n_failed"] = float(n_failed)
-        metrics["reward/n_timeout"] = float(n_timeout)
-        metrics["reward/time_s"] = time.monotonic() - t0
-        if errors:
-            log.warning(
-                "%d reward call(s) failed, %d timed out; first: %s", n_failed, n_timeout, errors[0]
-            )
-        return RewardBatch(total, components, n_failed, n_timeout, metrics, errors)
+        st = self._start(completions, examples, num_tokens, finish_reasons)
+        self._score_per_sample(st)
+        self._score_per_group(st)
+        self._score_stateful(st)
+        return self._finish(st, t0)
 
     def failure_summary(self) -> dict[str, dict[str, float]]:
         """Per reward key over every :meth:`score` call so far: scored entries, failed,
@@ -603,12 +220,9 @@ class RewardRunner:
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        for w in self._workers:
-            w.stop()
-        self._workers = []
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
 
     def __enter__(self) -> RewardRunner:
         return self
@@ -622,138 +236,201 @@ class RewardRunner:
         except Exception:
             pass
 
-    # -- scheduling -------------------------------------------------------------------------
+    # -- phases -----------------------------------------------------------------------------
+
+    def _start(
+        self,
+        completions: Sequence[Sequence[str]],
+        examples: Sequence[Mapping[str, Any]],
+        num_tokens: Sequence[Sequence[int]] | None,
+        finish_reasons: Sequence[Sequence[str]] | None,
+    ) -> _Scoring:
+        """Check the inputs' shapes and types; every entry starts at ``failure_score``."""
+        B = len(completions)
+        if len(examples) != B:
+            raise ValueError(f"score: {B} completion groups but {len(examples)} examples")
+        shape = [len(row) for row in completions]
+        for nm, arr in (("num_tokens", num_tokens), ("finish_reasons", finish_reasons)):
+            if arr is not None and [len(r) for r in arr] != shape:
+                raise ValueError(f"score: {nm} must have the shape of completions [B][G]")
+        for b, row in enumerate(completions):
+            for g, c in enumerate(row):
+                if not isinstance(c, str):
+                    raise TypeError(f"score: completions[{b}][{g}] is {type(c).__name__}, not str")
+        fs = self.failure_score
+        return _Scoring(
+            completions=[list(row) for row in completions],
+            examples=[dict(e) for e in examples],
+            num_tokens=(
+                [list(r) for r in num_tokens]
+                if num_tokens is not None
+                else [[None] * n for n in shape]
+            ),
+            finish_reasons=(
+                [list(r) for r in finish_reasons]
+                if finish_reasons is not None
+                else [[None] * n for n in shape]
+            ),
+            comp={s.key: [[fs] * n for n in shape] for s in self.specs},
+            status_count={s.key: {"failed": 0, "timeout": 0} for s in self.specs},
+            pending_keys={
+                s.key
+                for s in self.specs
+                if s.info.stateful or (s.is_group and "components" in s.runtime_kwargs)
+            },
+        )
+
+    def _score_per_sample(self, st: _Scoring) -> None:
+        """Phase 1: per-sample rewards, then the group rewards that read no components."""
+        phase = [s for s in self.specs if not s.is_group]
+        phase += [
+            s
+            for s in self.specs
+            if s.is_group and not s.info.stateful and "components" not in s.runtime_kwargs
+        ]
+        calls: list[_Call] = []
+        for spec in phase:
+            if spec.is_group:
+                calls += [self._group_call(st, spec, b) for b in range(len(st.completions))]
+                continue
+            for b, row in enumerate(st.completions):
+                for g, completion in enumerate(row):
+                    p: dict[str, Any] = {"completion": completion}
+                    if "num_tokens" in spec.runtime_kwargs:
+                        p["num_tokens"] = st.num_tokens[b][g]
+                    if "finish_reason" in spec.runtime_kwargs:
+                        p["finish_reason"] = st.finish_reasons[b][g]
+                    calls.append(_Call(next(self._ids), spec.index, b, g, p, self.timeout_s))
+        self._run_calls(st, calls)
+
+    def _score_per_group(self, st: _Scoring) -> None:
+        """Phase 2: per-group rewards reading the phase-1 components of their group (they do
+        not see each other's)."""
+        phase = [
+            s
+            for s in self.specs
+            if s.is_group and not s.info.stateful and "components" in s.runtime_kwargs
+        ]
+        self._run_calls(
+            st, [self._group_call(st, s, b) for s in phase for b in range(len(st.completions))]
+        )
+        st.pending_keys.difference_update(s.key for s in phase)
+
+    def _score_stateful(self, st: _Scoring) -> None:
+        """Phase 3: stateful rewards, in rounds so that the same prompt twice in a batch sees
+        its earlier visit's state."""
+        for spec in (s for s in self.specs if s.info.stateful):
+            rounds: list[list[int]] = []
+            seen: dict[str, int] = {}
+            for b, ex in enumerate(st.examples):
+                k = example_key(ex)
+                r = seen.get(k, 0)
+                seen[k] = r + 1
+                while len(rounds) <= r:
+                    rounds.append([])
+                rounds[r].append(b)
+            for bs in rounds:
+                calls = []
+                for b in bs:
+                    sk = example_key(st.examples[b])
+                    call = self._group_call(st, spec, b)
+                    call.payload["state"] = self._state[spec.key].get(sk)
+                    call.payload["state_key"] = sk
+                    calls.append(call)
+                self._run_calls(st, calls)
+            st.pending_keys.discard(spec.key)
+
+    def _finish(self, st: _Scoring, t0: float) -> RewardBatch:
+        """Weighted total, metrics and the life-long failure counts."""
+        components = {**st.comp, **st.subs}
+        total = weighted_total(st.comp, self.weights)
+        n_failed = sum(c["failed"] for c in st.status_count.values())
+        n_timeout = sum(c["timeout"] for c in st.status_count.values())
+        entries = sum(st.shape)
+        for key, c in st.status_count.items():
+            t = self._totals[key]
+            t["entries"] += entries
+            t["failed"] += c["failed"]
+            t["timeout"] += c["timeout"]
+        metrics = _metrics(components, total, st.status_count, entries)
+        metrics["reward/n_failed"] = float(n_failed)
+        metrics["reward/n_timeout"] = float(n_timeout)
+        metrics["reward/time_s"] = time.monotonic() - t0
+        if st.errors:
+            log.warning(
+                "%d reward call(s) failed, %d timed out; first: %s",
+                n_failed,
+                n_timeout,
+                st.errors[0],
+            )
+        return RewardBatch(total, components, n_failed, n_timeout, metrics, st.errors)
+
+    # -- calls and their results ----------------------------------------------------------------
 
     def _group_limit(self, g: int) -> float:
         return (
             self.group_timeout_s if self.group_timeout_s is not None else self.timeout_s * max(1, g)
         )
 
-    def _run(self, calls: list[_Call], examples: list[dict]) -> dict[int, tuple[str, Any]]:
-        if self._inline_fns is not None:
-            return {
-                c.id: _execute(
-                    self._inline_fns[c.spec],
-                    self.specs[c.spec],
-                    {**c.payload, "example": examples[c.b]},
-                    c.limit,
-                    install_handler=True,
+    def _group_call(self, st: _Scoring, spec: RewardSpec, b: int) -> _Call:
+        """One per-group call on prompt ``b``; its payload has the runtime values the reward
+        accepts (components: those already scored and not pending)."""
+        p: dict[str, Any] = {"completions": list(st.completions[b])}
+        if "num_tokens" in spec.runtime_kwargs:
+            p["num_tokens"] = st.num_tokens[b]
+        if "finish_reasons" in spec.runtime_kwargs:
+            p["finish_reasons"] = st.finish_reasons[b]
+        if "components" in spec.runtime_kwargs:
+            done = {**st.comp, **st.subs}
+            p["components"] = {k: list(v[b]) for k, v in done.items() if k not in st.pending_keys}
+        limit = self._group_limit(len(st.completions[b]))
+        return _Call(next(self._ids), spec.index, b, None, p, limit)
+
+    def _run_calls(self, st: _Scoring, calls: list[_Call]) -> None:
+        """Run ``calls`` in the pool and record their results (a group call: one per entry)."""
+        if not calls:
+            return
+        results = self._pool.run(calls, st.examples)
+        for call in calls:
+            spec = self.specs[call.spec]
+            status, value = results[call.id]
+            msg = value if isinstance(value, str) else ""
+            if call.g is not None:
+                self._record(st, spec, call.b, call.g, status, value, msg)
+                continue
+            if status == "ok" and spec.info.stateful:
+                value, new_state = value
+                self._state[spec.key][call.payload["state_key"]] = new_state
+            for g in range(len(st.completions[call.b])):
+                v = value[g] if status == "ok" else None
+                self._record(st, spec, call.b, g, status, v, msg)
+
+    def _record(
+        self, st: _Scoring, spec: RewardSpec, b: int, g: int, status: str, value: Any, msg: str
+    ) -> None:
+        """Store one entry's (score, sub-scores), or count its failure (a value outside
+        ``[-max_abs_score, max_abs_score]`` is one)."""
+        limit = self.max_abs_score
+        if status == "ok":
+            v, sub = value
+            bad = [x for x in (v, *(sub or {}).values()) if not abs(x) <= limit]
+            if bad:
+                status = "error"
+                msg = (
+                    f"{spec.key}: value {bad[0]:.3g} outside [-{limit:g}, {limit:g}] "
+                    "(reward_runner.max_abs_score)"
                 )
-                for c in calls
-            }
-        for i, w in enumerate(self._workers):
-            if w.busy:  # left over from an interrupted score(): its results are stale
-                w.chunk_id, w.calls = None, []
-                self._respawn(i)
-        results: dict[int, tuple[str, Any]] = {}
-        size = self.chunk_size or max(1, min(64, math.ceil(len(calls) / (4 * len(self._workers)))))
-        queue: deque[list[_Call]] = deque(calls[i : i + size] for i in range(0, len(calls), size))
-        by_id = {c.id: c for c in calls}
-        # a failing signal handler install in the worker must not hang us: bounded start-up
-        while len(results) < len(calls):
-            for i, w in enumerate(self._workers):
-                if not w.alive() and not w.busy:
-                    self._drain(w, results)
-                    self._respawn(i)
-            for w in self._workers:
-                if w.ready and not w.busy and queue:
-                    self._assign(w, queue.popleft(), examples)
-            waitables: list[Any] = [w.conn for w in self._workers]
-            wait(waitables, timeout=0.02)
-            now = time.monotonic()
-            for i, w in enumerate(self._workers):
-                self._drain(w, results)
-                if not w.ready and now - w.started > _STARTUP_TIMEOUT_S:
-                    raise RuntimeError(
-                        f"reward worker did not start within {_STARTUP_TIMEOUT_S:.0f}s"
-                    )
-                if not w.busy:
-                    continue
-                cur = w.current()
-                overran = cur is not None and now - cur[1] > w.calls[cur[0]].limit
-                dead = not w.alive()
-                if not (overran or dead):
-                    continue
-                if overran:
-                    w.kill()
-                self._drain(w, results)  # results sent before the kill are still in the pipe
-                if not w.busy:  # it finished the chunk just in time
-                    continue
-                cur = w.current() if cur is None else cur
-                if cur is not None and w.calls[cur[0]].id not in results:
-                    bad = w.calls[cur[0]]
-                    if overran:
-                        results[bad.id] = (
-                            "timeout",
-                            f"{self.specs[bad.spec].key}: hard time limit {bad.limit:.3g}s",
-                        )
-                    else:
-                        results[bad.id] = (
-                            "error",
-                            f"{self.specs[bad.spec].key}: worker died (exit code {w.proc.returncode})",
-                        )
-                rest = [c for c in w.calls if c.id not in results]
-                if rest:
-                    queue.appendleft(rest)
-                w.chunk_id, w.calls = None, []
-                self._respawn(i)
-        return {cid: results[cid] for cid in by_id}
-
-    def _assign(self, w: _Worker, chunk: list[_Call], examples: list[dict]) -> None:
-        self._chunk_seq += 1
-        w.chunk_id = self._chunk_seq
-        w.calls = chunk
-        exs = {c.b: examples[c.b] for c in chunk}
-        msg = (w.chunk_id, exs, [(c.id, c.spec, c.b, c.payload, c.limit) for c in chunk])
-        try:
-            data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as e:
-            w.chunk_id, w.calls = None, []
-            raise TypeError(f"score: examples and completions must be picklable: {e}") from e
-        try:
-            w.conn.send_bytes(data)
-        except OSError:
-            pass  # the death is handled by the watch loop
-
-    def _drain(self, w: _Worker, results: dict[int, tuple[str, Any]]) -> None:
-        while True:
-            try:
-                if not w.conn.poll():
-                    return
-                msg = w.conn.recv()
-            except (EOFError, OSError):
-                return
-            kind = msg[0]
-            if kind == "ready":
-                w.ready = True
-            elif kind == "init_error":
-                self.close()
-                raise RuntimeError(f"reward worker could not load the rewards: {msg[1]}")
-            elif kind in ("results", "done"):
-                _, chunk_id, items = msg
-                if chunk_id != w.chunk_id:
-                    continue
-                for call_id, status, value in items:
-                    results.setdefault(call_id, (status, value))
-                if kind == "done":
-                    w.chunk_id, w.calls = None, []
-
-    def _respawn(self, i: int) -> None:
-        old = self._workers[i]
-        old.kill()
-        old.release()
-        if not old.ready:
-            self._startup_failures += 1
-            if self._startup_failures > 3:
-                self.close()
-                raise RuntimeError(
-                    "reward workers keep dying before they are ready (exit code "
-                    f"{old.proc.returncode}); see their stderr above"
-                )
-        else:
-            self._startup_failures = 0
-        self.n_respawns += 1
-        self._workers[i] = _Worker(self.specs, self.memory_limit_mb)
+        if status == "ok":
+            st.comp[spec.key][b][g] = v
+            if sub:
+                fs = self.failure_score
+                for name, sv in sub.items():
+                    arr = st.subs.setdefault(f"{spec.key}/{name}", [[fs] * n for n in st.shape])
+                    arr[b][g] = sv
+            return
+        st.status_count[spec.key]["timeout" if status == "timeout" else "failed"] += 1
+        if len(st.errors) < 20 and msg not in st.errors:
+            st.errors.append(msg)
 
 
 def _metrics(

@@ -2,8 +2,9 @@
 eval | report | tiny-model``.
 
 ``rlvr train RECIPE.yaml key.sub=value ...`` validates the recipe (overrides included),
-writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval ...`` runs the eval
-harness (``python -m eval`` is the same). ``rlvr serve MODEL`` starts a vLLM rollout server
+writes the resolved recipe into ``runs/<name>/`` and trains. ``rlvr eval [RECIPE.yaml]
+key=value ... --flags`` runs the eval harness on the same recipe system (eval/config.py;
+``python -m eval`` is the same). ``rlvr serve MODEL`` starts a vLLM rollout server
 for ``rollout.mode=server`` (rlvr/serve.py). ``rlvr report RUN ...`` writes an HTML report
 (rlvr/report.py). ``rlvr tiny-model DIR`` builds a random tiny Qwen2
 model with an offline tokenizer (for tests and experiments).

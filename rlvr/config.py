@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -468,15 +468,16 @@ class Recipe(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()
     eval: EvalConfig = EvalConfig()
+    # (rewards as validated, their RewardSpecs): parse_specs runs once per rewards value
+    _reward_specs: tuple[list[dict[str, Any]], list[Any]] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _load_rewards(self) -> Recipe:
         """Load every reward (registry name or target) and check its parameters now."""
-        from rewards.base import parse_specs
         from rlvr.algos.registry import BindError
 
         try:
-            parse_specs([r.model_dump() for r in self.rewards])
+            self.reward_specs  # noqa: B018 - validates and keeps the specs
         except ValueError as e:
             raise BindError("", str(e)) from None
         crops = any(f.name == "lc_r1" for f in self.algo.filters)
@@ -510,6 +511,19 @@ class Recipe(_Section):
                 "mode): set algo.rollout_correction: off or algo.old_logprobs: trainer",
             )
         return self
+
+    @property
+    def reward_specs(self) -> list[Any]:
+        """The :class:`rewards.base.RewardSpec` of ``rewards``, validated by
+        :func:`rewards.base.parse_specs` when the recipe loads (again only if ``rewards`` was
+        changed since); the reward runner takes them as they are."""
+        from rewards.base import parse_specs
+
+        raw = [r.model_dump() for r in self.rewards]
+        cached = self._reward_specs
+        if cached is None or cached[0] != raw:
+            cached = self._reward_specs = (raw, parse_specs(raw))
+        return cached[1]
 
     @property
     def run_dir(self) -> Path:
@@ -603,11 +617,11 @@ def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
         node[last] = value
 
 
-def load_recipe(
-    path: str | Path | None, overrides: list[str] | None = None, *, schema: type[M] = Recipe
-) -> M:
-    """Load and validate a recipe file (against ``schema``), applying ``key.sub=value``
-    overrides."""
+def read_tree(
+    path: str | Path | None, overrides: list[str] | None = None
+) -> tuple[dict[str, Any], str]:
+    """The raw key tree of a recipe file (``{}`` without one) with ``key.sub=value``
+    overrides applied, and the source name errors are reported under."""
     tree: dict[str, Any] = {}
     source = "<overrides>"
     if path is not None:
@@ -630,10 +644,25 @@ def load_recipe(
             apply_override(tree, keys, value)
         except (IndexError, ValueError) as e:
             raise RecipeError(f"override '{text}': {e}") from e
+    return tree, source
+
+
+def validate_tree(tree: dict[str, Any], source: str, schema: type[M]) -> M:
+    """Validate a key tree against ``schema``; errors name ``source``, the dotted key and,
+    for an unknown key, the closest valid one."""
     try:
         return schema.model_validate(tree)
     except ValidationError as e:
         raise RecipeError(_format_errors(e, source, schema)) from None
+
+
+def load_recipe(
+    path: str | Path | None, overrides: list[str] | None = None, *, schema: type[M] = Recipe
+) -> M:
+    """Load and validate a recipe file (against ``schema``), applying ``key.sub=value``
+    overrides."""
+    tree, source = read_tree(path, overrides)
+    return validate_tree(tree, source, schema)
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:

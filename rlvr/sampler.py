@@ -44,7 +44,7 @@ def build_reward_runner(recipe: Recipe) -> Any:
 
     rr = recipe.reward_runner
     return RewardRunner(
-        [spec.model_dump() for spec in recipe.rewards],
+        recipe.reward_specs,  # validated when the recipe loaded
         num_workers=rr.num_workers,
         timeout_s=rr.timeout_s,
         failure_score=rr.failure_score,

@@ -111,7 +111,11 @@ def test_shipped_recipes_validate(recipe: Path) -> None:
 
     kind = recipe.stem.split("_")[0]
     kind = {"abstention": "abstain-train"}.get(kind, kind)  # abstention_*.yaml
-    if kind == "pipeline":
+    if kind == "eval":  # `rlvr eval` recipes
+        from eval.config import EvalRecipe
+
+        load_recipe(recipe, schema=EvalRecipe)
+    elif kind == "pipeline":
         pipe = load_recipe(recipe, schema=PipelineRecipe)  # `rlvr pipeline` recipes
         for stage in pipe.stages:
             path = Path(__file__).parents[1] / stage.recipe

@@ -1,4 +1,5 @@
-"""CLI settings: YAML + flags merge, suite=file syntax, per-suite defaults, hub fallback."""
+"""CLI settings: recipe YAML + dotted overrides + flags, suite=file syntax, per-suite defaults,
+close-match errors, --print-recipe, hub fallback."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ def test_suite_defaults_when_unset() -> None:
 def test_bad_config_is_named(tmp_path: Path) -> None:
     cfg = tmp_path / "e.yaml"
     cfg.write_text("model: m\ntemprature: 0.6\n")
-    with pytest.raises(ValueError, match=r"e\.yaml: unknown setting 'temprature'"):
+    with pytest.raises(
+        ValueError,
+        match=r"e\.yaml: invalid recipe\n  unknown key 'temprature' \(did you mean 'temperature'\?\)",
+    ):
         _settings(["--config", str(cfg)])
     with pytest.raises(ValueError, match="--model is required"):
         _settings([])
@@ -89,3 +93,76 @@ def test_chat_template_kwargs_flag() -> None:
     assert s.chat_template_kwargs == {"enable_thinking": False}
     with pytest.raises(SystemExit):
         _settings(["--model", "m", "--chat-template-kwargs", "[1]"])
+
+
+def test_recipe_positional_overrides_and_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("model: m\nsuites: aime24=/x/a.jsonl,math500\nn: 8\nseed: 1\n")
+    s = _settings([str(cfg), "n=3", "suite_overrides.math500.n=2", "top_p=0.9", "--seed", "5"])
+    assert (s.model, s.n, s.top_p, s.seed) == ("m", 3, 0.9, 5)  # file < overrides < flags
+    assert s.suites == ["aime24", "math500"] and s.data_files == {"aime24": "/x/a.jsonl"}
+    assert s.sampling_for(get_suite("math500"))["n"] == 2
+    # flags win over a dotted override of the same key
+    assert _settings([str(cfg), "n=3", "--n", "6"]).n == 6
+    # --config is the same file; two files are refused
+    assert _settings(["--config", str(cfg)]).n == 8
+    with pytest.raises(ValueError, match="one recipe file at most"):
+        _settings(["--config", str(cfg), str(cfg)])
+    # no file: overrides alone; soft thinking implies the hf backend unless one is given
+    s = _settings(["model=m", "soft_thinking=true"])
+    assert s.backend == "hf" and s.soft_thinking is True
+    assert _settings(["model=m", "soft_thinking=true", "backend=vllm"]).backend == "vllm"
+
+
+def test_unknown_keys_and_types_are_named(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"command line: invalid recipe\n  unknown key 'max_token' \(did you mean 'max_tokens'\?\)",
+    ):
+        _settings(["--model", "m", "max_token=10"])
+    with pytest.raises(ValueError, match=r"'n': Input should be greater than or equal to 1"):
+        _settings(["--model", "m", "--n", "0"])
+    with pytest.raises(ValueError, match=r"'backend': Input should be 'vllm' or 'hf'"):
+        _settings(["--model", "m", "backend=vlm"])
+    with pytest.raises(
+        ValueError,
+        match=r"suite_overrides\.aime24: unknown key 'temp' \(did you mean 'temperature'",
+    ):
+        _settings(["--model", "m", "suite_overrides.aime24.temp=0.5"])
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("model: m\nsuites: []\n")
+    with pytest.raises(ValueError, match=r"e\.yaml: invalid recipe\n  'suites': .*no suites given"):
+        _settings([str(cfg)])
+
+
+def test_print_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from eval.cli import main
+    from eval.runner import EvalSettings
+
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("model: m\nmax-tokens: 100\n")
+    assert main([str(cfg), "--suites", "ifeval", "limit=3", "--print-recipe"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"] == "m" and printed["max_tokens"] == 100 and printed["limit"] == 3
+    assert printed["suites"] == ["ifeval"] and printed["backend"] == "vllm"
+    # the printed recipe is a recipe: loading it gives the same settings
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(printed))
+    assert _settings([str(again)]) == EvalSettings(**printed)
+    assert main(["--model", "m", "temprature=1", "--print-recipe"]) == 2
+    assert "did you mean 'temperature'" in capsys.readouterr().err
+
+
+def test_recipe_section_matches_settings() -> None:
+    """The eval section and the runner's settings have the same keys and defaults."""
+    import dataclasses
+
+    from eval.config import EvalRecipe
+    from eval.runner import EvalSettings
+
+    fields = {f.name: f for f in dataclasses.fields(EvalSettings)}
+    assert set(EvalRecipe.model_fields) == set(fields)
+    defaults = EvalRecipe(model="m").settings()
+    assert defaults == EvalSettings(model="m")

@@ -137,7 +137,7 @@ def test_time_limits_failures_and_respawn(tmp_path: Path) -> None:
         # the pool keeps working after kills
         again = r.score([["ok", "ok"]], [{"prompt": "p"}], num_tokens=[[3, 4]])
         assert again.total == [[6.0, 8.0]] and again.n_failed == 0
-        workers = list(r._workers)
+        workers = list(r._pool._workers)
     assert all(w.proc.poll() is not None for w in workers)  # closed by the context manager
 
 
@@ -218,7 +218,7 @@ def test_unpicklable_input_and_interrupted_score_leave_the_pool_usable() -> None
         with pytest.raises(TypeError, match="picklable"):
             r.score([["a"]], [{"prompt": "p", "bad": lambda: 0}])
         assert r.score(good, [{"prompt": "p"}]).total == [[1.0, 0.0]]
-        real_drain = r._drain
+        real_drain = r._pool._drain
         calls = {"n": 0}
 
         def interrupting_drain(w, results):  # Ctrl-C while a chunk is in flight
@@ -227,8 +227,41 @@ def test_unpicklable_input_and_interrupted_score_leave_the_pool_usable() -> None
                 raise KeyboardInterrupt
             return real_drain(w, results)
 
-        r._drain = interrupting_drain  # type: ignore[method-assign]
+        r._pool._drain = interrupting_drain  # type: ignore[method-assign]
         with pytest.raises(KeyboardInterrupt):
             r.score([["x"] * 50], [{"prompt": "p"}])
-        r._drain = real_drain  # type: ignore[method-assign]
+        r._pool._drain = real_drain  # type: ignore[method-assign]
         assert r.score(good, [{"prompt": "p"}]).total == [[1.0, 0.0]]
+
+
+def test_specs_are_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe's rewards are parsed when it loads; the runner takes those specs as they are
+    and scores exactly like the runner built from the mappings."""
+    import rewards.base as base
+    import rewards.runner as runner_mod
+    from rlvr.config import Recipe
+
+    calls: list[int] = []
+    real = base.parse_specs
+
+    def counting(specs):
+        calls.append(1)
+        return real(specs)
+
+    monkeypatch.setattr(runner_mod, "parse_specs", counting)
+    monkeypatch.setattr(base, "parse_specs", counting)
+    recipe = Recipe.model_validate({"model": {"path": "m"}, "rewards": RECIPE})
+    assert len(calls) == 1
+    specs = recipe.reward_specs
+    with RewardRunner(specs, num_workers=0) as given:
+        assert len(calls) == 1 and given.specs == specs
+        got = given.score(COMPLETIONS, EXAMPLES, NUM_TOKENS, FINISH)
+    with RewardRunner(RECIPE, num_workers=0) as parsed:
+        assert len(calls) == 2
+        want = parsed.score(COMPLETIONS, EXAMPLES, NUM_TOKENS, FINISH)
+    assert got.total == want.total and got.components == want.components
+    # a changed reward is parsed again, not served stale
+    recipe.rewards[1].weight = 2.0
+    assert recipe.reward_specs[1].weight == 2.0 and len(calls) == 3
+    with pytest.raises(ValueError, match="indices must be 0..K-1"):
+        RewardRunner(specs[1:], num_workers=0)
