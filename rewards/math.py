@@ -347,6 +347,17 @@ def _canonical_int(s: str) -> str:
     return "0" if digits == "0" else sign + digits
 
 
+# math-verify's defaults for the reference, less its unit stripping: that drops a trailing
+# word from a list of unit names which holds single letters and pairs ("m", "t", "h", "c",
+# "s", "ab", "bc"), so "10m", "x + 3t" or "3ab" lost their variable and equalled "10",
+# "x + 3", "3". rlvr's unit rule (rewards.math_forms: a number, a space or \text{}, a word of
+# two or more letters) replaces it on both sides.
+_NO_UNITS = NormalizationConfig(
+    basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all",
+    equations=False,
+)  # fmt: skip
+
+
 @functools.lru_cache(maxsize=1)
 def _mv() -> Any:
     pred_cfg = [
@@ -355,7 +366,7 @@ def _mv() -> Any:
             try_extract_without_anchor=False,
             normalization_config=NormalizationConfig(
                 basic_latex=True,
-                units=True,
+                units=False,  # rlvr's own unit rule (math_forms); see _NO_UNITS
                 malformed_operators=True,  # as the gold's default config (\frac12, sqrt(2), 2^(3))
                 nits=False,
                 boxed="all",
@@ -363,8 +374,8 @@ def _mv() -> Any:
             ),
         )
     ]
-    gold_latex = [LatexExtractionConfig()]
-    gold_expr = [LatexExtractionConfig(), ExprExtractionConfig()]
+    gold_latex = [LatexExtractionConfig(normalization_config=_NO_UNITS)]
+    gold_expr = [LatexExtractionConfig(normalization_config=_NO_UNITS), ExprExtractionConfig()]
     return math_verify, pred_cfg, gold_latex, gold_expr
 
 
@@ -389,13 +400,19 @@ def _gold(inner: str) -> list[Any]:
     return parsed
 
 
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
 def _reference_text(answer: str) -> str:
-    """The reference's answer: its boxed group if it has boxes, else the text without ``$``."""
+    """The reference's answer: its boxed group if it has boxes, else the text without ``$``.
+
+    Every unescaped ``$`` goes (``$125$ miles`` -> ``125 miles``; ``\\$10`` keeps its sign).
+    """
     if "\\boxed" in answer or "\\fbox" in answer:
         boxed = _boxed_answer(answer)
         if boxed is not None:
             return boxed
-    return answer.strip().strip("$").strip()
+    return _UNESCAPED_DOLLAR.sub("", answer).strip()
 
 
 _I = sympy.Symbol("i")
