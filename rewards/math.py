@@ -519,7 +519,42 @@ def _same(cand: str, gold: str, max_answer_chars: int) -> bool:
         numeric = [e for e in pred if not isinstance(e, str) and getattr(e, "is_number", False)]
         if numeric or all(isinstance(e, str) for e in pred):
             return _exact_int_match(pred, gold_int)
-    return bool(mv.verify(gold_parsed, pred, timeout_seconds=None))
+    if not mv.verify(gold_parsed, pred, timeout_seconds=None):
+        return False
+    return not _rounding_veto(cand, gold, pred, gold_parsed)
+
+
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.(\d{1,60})|\.(\d{1,60}))")
+
+
+def _rounding_veto(cand: str, gold: str, pred: list[Any], gold_parsed: list[Any]) -> bool:
+    """True when a plain decimal on either side is not a correct rounding of the other side.
+
+    math-verify compares numbers after rounding both to 6 decimal places, so ``0.0000001``
+    equalled ``0.0000002`` and ``0.1234564`` equalled ``0.1234555``. A decimal with d places
+    is accepted only within half a unit of its last place (``0.083333`` for 1/12: yes;
+    ``0.0000004`` for 1/3000000: no); two decimals are compared exactly.
+    """
+    for text, other_text, other in ((cand, gold, gold_parsed), (gold, cand, pred)):
+        m = _DECIMAL.fullmatch(text.strip())
+        if not m:
+            continue
+        places = len(m.group(1) or m.group(2))
+        value = sympy.Rational(text.strip())
+        if _DECIMAL.fullmatch(other_text.strip()) or _INT.fullmatch(other_text.strip()):
+            target: Any = sympy.Rational(other_text.strip())
+        else:
+            nums = [e for e in other if isinstance(e, sympy.Basic) and e.is_number]
+            if not nums:
+                continue
+            target = nums[0]
+        try:
+            diff = abs(sympy.N(target - value, 30))
+            if diff > sympy.Rational(1, 2 * 10**places):
+                return True
+        except (TypeError, ValueError, ArithmeticError):
+            return True  # not a comparable number: no numeric acceptance
+    return False
 
 
 def _imaginary_free(parsed: list[Any]) -> bool:
