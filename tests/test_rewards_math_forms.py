@@ -153,6 +153,34 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{12 \text{ inches}}", "12", 1.0),
         (r"\boxed{3}", "3 square units", 1.0),
         (r"\boxed{\frac{270}{7}}", r"\frac{270}7\text{ degrees}", 1.0),
+        (r"\boxed{10}", r"10\textbf{ meters}", 1.0),
+        (r"\boxed{125}", r"$125$ miles", 1.0),  # the reference's $ delimiters go
+        (r"\boxed{10}", r"\$10", 1.0),
+        (r"\boxed{10}", "10weeks", 1.0),  # a unit name glued to the number
+        (r"\boxed{10}", "10 Days.", 1.0),
+        # single letters and pairs are variables, not units (math-verify's list dropped them)
+        (r"\boxed{10}", "10m", 0.0),
+        (r"\boxed{10m}", "10", 0.0),
+        (r"\boxed{10}", "10cm", 0.0),
+        (r"\boxed{x+3}", "x + 3t", 0.0),
+        (r"\boxed{3}", "3ab", 0.0),
+        (r"\boxed{5}", "5h", 0.0),
+        (r"\boxed{5}", "5 m", 0.0),
+        (r"\boxed{10m}", "10m", 1.0),
+        (r"\boxed{2t}", "2t", 1.0),
+        # decimals: a correct rounding of the other side, never math-verify's 6-place rounding
+        (r"\boxed{0.0000001}", "0.0000002", 0.0),
+        (r"\boxed{0.00000015}", "0.0000002", 0.0),
+        (r"\boxed{0.1234564}", "0.1234555", 0.0),
+        (r"\boxed{0.0000004}", r"\frac{1}{3000000}", 0.0),
+        (r"\boxed{0.0000003}", r"\frac{1}{3000000}", 1.0),
+        (r"\boxed{0.083333}", r"\frac{1}{12}", 1.0),
+        (r"\boxed{0.0833333333333333}", r"\frac{1}{12}", 1.0),
+        (r"\boxed{\frac{1}{3}}", "0.333333", 1.0),
+        (r"\boxed{\frac{100}{3}}", "33.3", 0.0),
+        (r"\boxed{0.50}", "0.5", 1.0),
+        (r"\boxed{3.141593}", r"\pi", 1.0),
+        (r"\boxed{3.14159}", r"\pi", 0.0),
         # clock times
         (r"\boxed{9:00}", r"9:00 \text{AM}", 1.0),
         (r"\boxed{9:00 \text{ p.m.}}", "21:00", 1.0),
@@ -189,6 +217,9 @@ def test_form_helpers() -> None:
     assert prepare("5 cm") == "5"
     assert prepare(r"\sin x") == r"\sin x"
     assert prepare("2 ln") == "2 ln"  # a function name is no unit
+    assert prepare("10weeks") == "10"
+    assert prepare("10m") == "10m"
+    assert prepare(r"10\textnormal{ miles}") == "10"
     assert percent_alternatives(r"10\%") == ["10", r"\frac{10}{100}"]
     assert percent_alternatives("10") == ["10"]
     assert choice_of(r"\text{(C)}") == ("C", None)
