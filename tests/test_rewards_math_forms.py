@@ -165,7 +165,10 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{x+3}", "x + 3t", 0.0),
         (r"\boxed{3}", "3ab", 0.0),
         (r"\boxed{5}", "5h", 0.0),
-        (r"\boxed{5}", "5 m", 0.0),
+        (r"\boxed{5}", "5 m", 1.0),  # after a space, one SI letter is a unit
+        (r"\boxed{5}", r"5\text{ m/s}", 1.0),
+        (r"\boxed{5 \text{km/h}}", "5", 1.0),
+        (r"\boxed{x+3}", "x + 3 t", 0.0),
         (r"\boxed{10m}", "10m", 1.0),
         (r"\boxed{2t}", "2t", 1.0),
         # decimals: a correct rounding of the other side, never math-verify's 6-place rounding
