@@ -21,7 +21,11 @@ finding), brace-free macro arguments braced on both sides as TeX reads them (``\
 only for the prediction (math-verify's expression extractor calls sympy ``parse_expr``, i.e.
 ``eval``; model output never reaches it), ``i`` read as the imaginary unit when it is the only
 symbol on both sides (``i(2-i)`` = ``1+2i``), and a normalised string equality fallback for
-non-mathematical answers ("B", "yes", set-builder sets).
+non-mathematical answers ("B", "yes", set-builder sets). math-verify's unit stripping is off
+(its unit list holds single letters: ``10m`` was ``10``); the unit rule of
+:mod:`rewards.math_forms` replaces it. A plain decimal, the whole answer, must be a correct
+rounding of the other side (within half a unit of its last place): math-verify alone rounds
+both to 6 places, which made ``0.0000001`` equal ``0.0000002``.
 
 Hostile outputs are cut before parsing: candidates longer than ``max_answer_chars``, nesting
 deeper than 30 (braces: 20, after redundant ones are unwrapped), exponent towers (``a^b^c``,

@@ -63,12 +63,13 @@ _MIXED_PLAIN = re.compile(r"(-?)(\d+)\s+(\d+)\s*/\s*(\d+)")
 _MIXED_FRAC = re.compile(r"(-?)(\d+)\s*\\[dt]?frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _SPACE_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\s|\\,|\\ |~|\\;|\\!)\d{3})+(?![\d])")
 _UNIT_TEXT = re.compile(
-    r"^(?P<num>.*?[\d}])\s*(?:\\[,;!: ])?\s*"
+    r"^(?P<num>.*?(?:[\d}]|\\[A-Za-z]+))\s*(?:\\[,;!: ])?\s*"
     r"\\(?:text|mbox|mathrm|textrm|textnormal|textbf|mathbf|textit|mathit|textsf|mathsf)\s*\{\s*"
     r"(?P<unit>[A-Za-z][A-Za-z ./]{0,30}(?:\^\s*\{?\s*[23]\s*\}?)?)\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$"
 )
 _UNIT_PLAIN = re.compile(
-    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?(?:/\d+)?|\\[dt]?frac\{\d+\}\{\d+\}))\s+"
+    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?(?:/\d+)?|\\[dt]?frac\{\d+\}\{\d+\})"
+    r"(?:\s*\\sqrt\{?\d+\}?|\s*\\pi)?)\s+"
     r"(?P<unit>[A-Za-z]{2,}(?:\s+[A-Za-z]{2,}){0,2}\.?|[mgshLKNJWV](?:/[a-z]{1,3})?)"
     r"(?:\s*\^\s*\{?[23]\}?)?$"
 )

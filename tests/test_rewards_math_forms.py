@@ -169,6 +169,14 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{5}", r"5\text{ m/s}", 1.0),
         (r"\boxed{5 \text{km/h}}", "5", 1.0),
         (r"\boxed{x+3}", "x + 3 t", 0.0),
+        # units math-verify used to strip, kept by rlvr's own rule (after \pi, \sqrt, \frac)
+        (r"\boxed{5\sqrt{2} cm}", r"5\sqrt{2}", 1.0),
+        (r"\boxed{2\pi\text{ cm}}", r"2\pi", 1.0),
+        (r"\boxed{4\pi}", r"4\pi\text{ square units}", 1.0),
+        (r"\boxed{5\pi \text{ m}^2}", r"5\pi", 1.0),
+        (r"\boxed{\frac{9}{2}\text{ feet}}", r"\frac92", 1.0),
+        (r"\boxed{40 mph}", "40", 1.0),
+        (r"\boxed{x\text{ cm}}", "1", 0.0),
         (r"\boxed{10m}", "10m", 1.0),
         (r"\boxed{2t}", "2t", 1.0),
         # decimals: a correct rounding of the other side, never math-verify's 6-place rounding
