@@ -404,19 +404,21 @@ def _gold(inner: str) -> list[Any]:
     return parsed
 
 
-_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_SPAN_THEN_WORDS = re.compile(r"\$([^$]{1,200})\$\s*([A-Za-z][A-Za-z .]{0,40})")
 
 
 def _reference_text(answer: str) -> str:
     """The reference's answer: its boxed group if it has boxes, else the text without ``$``.
 
-    Every unescaped ``$`` goes (``$125$ miles`` -> ``125 miles``; ``\\$10`` keeps its sign).
+    One math span then words loses its ``$`` (``$125$ miles`` -> ``125 miles``).
     """
     if "\\boxed" in answer or "\\fbox" in answer:
         boxed = _boxed_answer(answer)
         if boxed is not None:
             return boxed
-    return _UNESCAPED_DOLLAR.sub("", answer).strip()
+    text = answer.strip().strip("$").strip()
+    m = _SPAN_THEN_WORDS.fullmatch(answer.strip())
+    return f"{m.group(1).strip()} {m.group(2).strip()}" if m else text
 
 
 _I = sympy.Symbol("i")
@@ -525,7 +527,11 @@ def _same(cand: str, gold: str, max_answer_chars: int) -> bool:
             return _exact_int_match(pred, gold_int)
     if not mv.verify(gold_parsed, pred, timeout_seconds=None):
         return False
-    return not _rounding_veto(cand, gold, pred, gold_parsed)
+    return not (
+        _rounding_veto(cand, gold, pred, gold_parsed)
+        or _element_rounding_veto(cand, gold_parsed)
+        or _element_rounding_veto(gold, pred)
+    )
 
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.(\d{1,60})|\.(\d{1,60}))")
@@ -558,6 +564,70 @@ def _rounding_veto(cand: str, gold: str, pred: list[Any], gold_parsed: list[Any]
                 return True
         except (TypeError, ValueError, ArithmeticError):
             return True  # not a comparable number: no numeric acceptance
+    return False
+
+
+# A decimal standing alone as an item: after the start, ``,`` ``(`` ``[`` ``&`` ``=`` ``;``
+# ``\\`` ``\{`` or ``\begin{..matrix}``, before the end or a delimiter; "3-0.5", "1.5x" and
+# ``\sqrt{10.5}`` hold none. Thousands commas are removed first; prose is not scanned.
+_ITEM_DECIMAL = re.compile(
+    r"(?:^|(?<=[,(\[&=;])|(?<=\\)|(?<=\\\{)|(?<=matrix\}))"
+    r"\s*(-?)\s*(\d{1,30}\.(\d{1,30})|\.(\d{1,30}))\s*(?=$|[,)\]&;\\])"
+)
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
+_MAX_ITEMS = 64  # decimals per answer, numeric sub-expressions per side; beyond: not checked
+_MAX_NODES = 512
+
+
+def _numeric_nodes(parsed: list[Any]) -> list[Any] | None:
+    """Every numeric sub-expression of the parsed answer (matrix entries included)."""
+    out: list[Any] = []
+    for e in parsed:
+        items = list(e) if isinstance(e, sympy.MatrixBase) else [e]
+        for item in items:
+            if not isinstance(item, sympy.Basic):
+                continue
+            for node in sympy.preorder_traversal(item):
+                if getattr(node, "is_number", False) and not isinstance(
+                    node, sympy.logic.boolalg.Boolean
+                ):
+                    out.append(node)
+                    if len(out) > _MAX_NODES:
+                        return None
+    return out
+
+
+def _element_rounding_veto(text: str, other: list[Any]) -> bool:
+    """True when a decimal item of ``text`` has no number on the other side it rounds.
+
+    The whole-answer rule of :func:`_rounding_veto` for items of tuples, intervals, matrices
+    and ``x = ...``: ``(0.0000001, 1)`` is not ``(0.0000002, 1)`` although math-verify's
+    6-place rounding equates them; ``(0.5, 0.25)`` = ``(\\frac12, \\frac14)`` still holds.
+    """
+    if len(text) > 2000 or _PROSE_WORD.search(_ENVIRONMENT.sub("", text)):
+        return False
+    found = _ITEM_DECIMAL.findall(_THOUSANDS_COMMA.sub("", text))
+    if not found or len(found) > _MAX_ITEMS:
+        return False
+    nodes = _numeric_nodes(other)
+    if not nodes:
+        return False
+    for sign, digits, frac_a, frac_b in found:
+        places = len(frac_a or frac_b)
+        value = sympy.Rational(sign + digits)
+        half = sympy.Rational(1, 2 * 10**places)
+        partner = False
+        for node in nodes:
+            try:
+                if abs(sympy.N(node - value, 30)) <= half:
+                    partner = True
+                    break
+            except (TypeError, ValueError, ArithmeticError):
+                continue
+        if not partner:
+            return True
     return False
 
 

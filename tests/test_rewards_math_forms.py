@@ -192,6 +192,29 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{0.50}", "0.5", 1.0),
         (r"\boxed{3.141593}", r"\pi", 1.0),
         (r"\boxed{3.14159}", r"\pi", 0.0),
+        # ... and as items of tuples, intervals, sets, matrices and x = ...
+        (r"\boxed{(0.0000001, 1)}", "(0.0000002, 1)", 0.0),
+        (r"\boxed{[0.0000001, 1)}", "[0.0000002, 1)", 0.0),
+        (r"\boxed{\{0.0000001, 1\}}", r"\{1, 0.0000002\}", 0.0),
+        (
+            r"\boxed{\begin{pmatrix}1\\0.0000001\end{pmatrix}}",
+            r"\begin{pmatrix}1\\0.0000002\end{pmatrix}",
+            0.0,
+        ),
+        (r"\boxed{x=0.0000001}", "0.0000002", 0.0),
+        (r"\boxed{(-0.0000001, 1)}", "(0.0000001, 1)", 0.0),
+        (r"\boxed{(0.5, 0.25)}", r"(\frac12,\frac14)", 1.0),
+        (r"\boxed{\{0.5, 1\}}", r"\{1, \frac12\}", 1.0),
+        (r"\boxed{(1.414214, 1)}", r"(\sqrt2, 1)", 1.0),
+        (
+            r"\boxed{\begin{pmatrix}0.5\\ 0.25\end{pmatrix}}",
+            r"\begin{pmatrix}\frac12\\ \frac14\end{pmatrix}",
+            1.0,
+        ),
+        (r"\boxed{x=0.5}", r"\frac12", 1.0),
+        (r"\boxed{3-0.5}", "2.5", 1.0),  # arithmetic on a decimal is not an item
+        (r"\boxed{\frac{10\sqrt{10.5}}{27}}", r"\frac{5\sqrt{42}}{27}", 1.0),
+        (r"\boxed{1,000.99}", "1000.99", 1.0),
         # clock times
         (r"\boxed{9:00}", r"9:00 \text{AM}", 1.0),
         (r"\boxed{9:00 \text{ p.m.}}", "21:00", 1.0),
