@@ -48,6 +48,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import math_verify
@@ -581,9 +582,12 @@ _MAX_ITEMS = 64  # decimals per answer, numeric sub-expressions per side; beyond
 _MAX_NODES = 512
 
 
-def _numeric_nodes(parsed: list[Any]) -> list[Any] | None:
-    """Every numeric sub-expression of the parsed answer (matrix entries included)."""
-    out: list[Any] = []
+def _numeric_values(parsed: list[Any]) -> list[Fraction] | None:
+    """Values of every real numeric sub-expression of the parsed answer (matrix entries too).
+
+    Exact for rationals, 30 significant digits otherwise; ``None`` past ``_MAX_NODES``.
+    """
+    nodes: set[Any] = set()
     for e in parsed:
         items = list(e) if isinstance(e, sympy.MatrixBase) else [e]
         for item in items:
@@ -593,10 +597,21 @@ def _numeric_nodes(parsed: list[Any]) -> list[Any] | None:
                 if getattr(node, "is_number", False) and not isinstance(
                     node, sympy.logic.boolalg.Boolean
                 ):
-                    out.append(node)
-                    if len(out) > _MAX_NODES:
+                    nodes.add(node)
+                    if len(nodes) > _MAX_NODES:
                         return None
-    return out
+    values: list[Fraction] = []
+    for node in nodes:
+        try:
+            if node.is_Rational:
+                values.append(Fraction(int(node.p), int(node.q)))
+                continue
+            v = sympy.N(node, 30)
+            if v.is_Float:
+                values.append(Fraction(str(v)))
+        except (TypeError, ValueError, ArithmeticError, ZeroDivisionError):
+            continue
+    return values
 
 
 def _element_rounding_veto(text: str, other: list[Any]) -> bool:
@@ -611,22 +626,13 @@ def _element_rounding_veto(text: str, other: list[Any]) -> bool:
     found = _ITEM_DECIMAL.findall(_THOUSANDS_COMMA.sub("", text))
     if not found or len(found) > _MAX_ITEMS:
         return False
-    nodes = _numeric_nodes(other)
-    if not nodes:
+    values = _numeric_values(other)
+    if not values:
         return False
     for sign, digits, frac_a, frac_b in found:
-        places = len(frac_a or frac_b)
-        value = sympy.Rational(sign + digits)
-        half = sympy.Rational(1, 2 * 10**places)
-        partner = False
-        for node in nodes:
-            try:
-                if abs(sympy.N(node - value, 30)) <= half:
-                    partner = True
-                    break
-            except (TypeError, ValueError, ArithmeticError):
-                continue
-        if not partner:
+        value = Fraction(sign + (digits if not digits.startswith(".") else "0" + digits))
+        half = Fraction(1, 2 * 10 ** len(frac_a or frac_b))
+        if not any(abs(v - value) <= half for v in values):
             return True
     return False
 
