@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+import sympy
 
-from rewards.math import extract_answer, math_reward
+from rewards.math import _element_rounding_veto, extract_answer, math_reward
 from rewards.math_forms import choice_of, clock_of, collapse_braces, percent_alternatives, prepare
 
 # -- extraction priority ----------------------------------------------------------------------
@@ -292,6 +293,18 @@ def test_legitimate_answers_decided_fast(completion: str, answer: str, expected:
     t0 = time.perf_counter()
     assert math_reward(completion, answer) == expected
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_item_rounding_rule_cost() -> None:
+    """64 decimal items (the most checked) against 512 numbers (the most collected): fast."""
+    text = "(" + ", ".join(f"{k / 7:.6f}" for k in range(1, 65)) + ")"
+    parsed = [sympy.Tuple(*[sympy.Rational(k, 7) for k in range(1, 513)])]
+    t0 = time.perf_counter()
+    assert not _element_rounding_veto(text, parsed)  # every item is a rounding of k/7
+    assert _element_rounding_veto(text.replace("0.142857", "0.142858"), parsed)
+    assert time.perf_counter() - t0 < 1.0
+    too_many = "(" + ", ".join("0.5" for _ in range(65)) + ")"
+    assert not _element_rounding_veto(too_many, parsed)  # past the cap: left to math-verify
 
 
 @pytest.mark.parametrize(
