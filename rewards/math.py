@@ -355,8 +355,9 @@ def _canonical_int(s: str) -> str:
 # math-verify's defaults for the reference, less its unit stripping: that drops a trailing
 # word from a list of unit names which holds single letters and pairs ("m", "t", "h", "c",
 # "s", "ab", "bc"), so "10m", "x + 3t" or "3ab" lost their variable and equalled "10",
-# "x + 3", "3". rlvr's unit rule (rewards.math_forms: a number, a space or \text{}, a word of
-# two or more letters) replaces it on both sides.
+# "x + 3", "3". rlvr's unit rule (rewards.math_forms: after a number, a \text{}-like group,
+# a word of two or more letters or one SI letter after a space, or a unit name glued from a
+# fixed list) replaces it on both sides.
 _NO_UNITS = NormalizationConfig(
     basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all",
     equations=False,
@@ -578,8 +579,8 @@ _ITEM_DECIMAL = re.compile(
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
 _ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
-_MAX_ITEMS = 64  # decimals per answer, numeric sub-expressions per side; beyond: not checked
-_MAX_NODES = 512
+_MAX_ITEMS = 64  # decimal items checked per answer; beyond: left to math-verify
+_MAX_NODES = 512  # numbers collected per side; beyond: left to math-verify
 
 
 def _numeric_values(parsed: list[Any]) -> list[Fraction] | None:
