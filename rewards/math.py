@@ -654,6 +654,12 @@ def _alternatives(s: str) -> tuple[str | None, list[str]]:
     return letter, out
 
 
+# A function written as ``y = ...`` or ``f(x) = ...`` (one letter, one variable): when both
+# sides are (the same variable, or y on one side), the right sides are compared: the name is
+# notation. Group 1: the variable (None for y); group 2: the right side.
+_FUNCTION_DEF = re.compile(r"(?:y|[a-z]\(\s*([a-z])\s*\))\s*=\s*([^=,;<>]+)")
+
+
 def _score(completion: str, answer: str, mode: str, max_answer_chars: int) -> float:
     cand = extract_answer(completion, mode=mode)
     if cand is None or not cand.strip():
@@ -668,6 +674,15 @@ def _score(completion: str, answer: str, mode: str, max_answer_chars: int) -> fl
     gold = prepare(gold_text)
     if not cand:
         return 0.0
+    gold_def, cand_def = _FUNCTION_DEF.fullmatch(gold), _FUNCTION_DEF.fullmatch(cand)
+    if (
+        gold_def
+        and cand_def
+        and (
+            None in (gold_def.group(1), cand_def.group(1)) or gold_def.group(1) == cand_def.group(1)
+        )
+    ):
+        gold, cand = gold_def.group(2), cand_def.group(2)  # y = 2x+3 is f(x) = 2x+3
     gold_letter, gold_alts = _alternatives(gold)
     cand_letter, cand_alts = _alternatives(cand)
     if gold_letter is not None and cand_letter is not None:

@@ -216,6 +216,12 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{3-0.5}", "2.5", 1.0),  # arithmetic on a decimal is not an item
         (r"\boxed{\frac{10\sqrt{10.5}}{27}}", r"\frac{5\sqrt{42}}{27}", 1.0),
         (r"\boxed{1,000.99}", "1000.99", 1.0),
+        # a function as y = ... or f(x) = ...: the right sides compare when both sides are one
+        (r"\boxed{y = 2x + 3}", "f(x) = 2x + 3", 1.0),
+        (r"\boxed{g(x) = 2x+3}", "f(x) = 3+2x", 1.0),
+        (r"\boxed{f(t) = 2t+3}", "f(x) = 2x+3", 0.0),
+        (r"\boxed{y = 2x+4}", "f(x) = 2x+3", 0.0),
+        (r"\boxed{x = 5}", "y = 5", 0.0),
         # clock times
         (r"\boxed{9:00}", r"9:00 \text{AM}", 1.0),
         (r"\boxed{9:00 \text{ p.m.}}", "21:00", 1.0),
