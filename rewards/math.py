@@ -21,7 +21,11 @@ finding), brace-free macro arguments braced on both sides as TeX reads them (``\
 only for the prediction (math-verify's expression extractor calls sympy ``parse_expr``, i.e.
 ``eval``; model output never reaches it), ``i`` read as the imaginary unit when it is the only
 symbol on both sides (``i(2-i)`` = ``1+2i``), and a normalised string equality fallback for
-non-mathematical answers ("B", "yes", set-builder sets).
+non-mathematical answers ("B", "yes", set-builder sets). math-verify's unit stripping is off
+(its unit list holds single letters: ``10m`` was ``10``); the unit rule of
+:mod:`rewards.math_forms` replaces it. A plain decimal, the whole answer, must be a correct
+rounding of the other side (within half a unit of its last place): math-verify alone rounds
+both to 6 places, which made ``0.0000001`` equal ``0.0000002``.
 
 Hostile outputs are cut before parsing: candidates longer than ``max_answer_chars``, nesting
 deeper than 30 (braces: 20, after redundant ones are unwrapped), exponent towers (``a^b^c``,
@@ -44,6 +48,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import math_verify
@@ -347,6 +352,18 @@ def _canonical_int(s: str) -> str:
     return "0" if digits == "0" else sign + digits
 
 
+# math-verify's defaults for the reference, less its unit stripping: that drops a trailing
+# word from a list of unit names which holds single letters and pairs ("m", "t", "h", "c",
+# "s", "ab", "bc"), so "10m", "x + 3t" or "3ab" lost their variable and equalled "10",
+# "x + 3", "3". rlvr's unit rule (rewards.math_forms: after a number, a \text{}-like group,
+# a word of two or more letters or one SI letter after a space, or a unit name glued from a
+# fixed list) replaces it on both sides.
+_NO_UNITS = NormalizationConfig(
+    basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all",
+    equations=False,
+)  # fmt: skip
+
+
 @functools.lru_cache(maxsize=1)
 def _mv() -> Any:
     pred_cfg = [
@@ -355,7 +372,7 @@ def _mv() -> Any:
             try_extract_without_anchor=False,
             normalization_config=NormalizationConfig(
                 basic_latex=True,
-                units=True,
+                units=False,  # rlvr's own unit rule (math_forms); see _NO_UNITS
                 malformed_operators=True,  # as the gold's default config (\frac12, sqrt(2), 2^(3))
                 nits=False,
                 boxed="all",
@@ -363,8 +380,8 @@ def _mv() -> Any:
             ),
         )
     ]
-    gold_latex = [LatexExtractionConfig()]
-    gold_expr = [LatexExtractionConfig(), ExprExtractionConfig()]
+    gold_latex = [LatexExtractionConfig(normalization_config=_NO_UNITS)]
+    gold_expr = [LatexExtractionConfig(normalization_config=_NO_UNITS), ExprExtractionConfig()]
     return math_verify, pred_cfg, gold_latex, gold_expr
 
 
@@ -389,13 +406,21 @@ def _gold(inner: str) -> list[Any]:
     return parsed
 
 
+_SPAN_THEN_WORDS = re.compile(r"\$([^$]{1,200})\$\s*([A-Za-z][A-Za-z .]{0,40})")
+
+
 def _reference_text(answer: str) -> str:
-    """The reference's answer: its boxed group if it has boxes, else the text without ``$``."""
+    """The reference's answer: its boxed group if it has boxes, else the text without ``$``.
+
+    One math span then words loses its ``$`` (``$125$ miles`` -> ``125 miles``).
+    """
     if "\\boxed" in answer or "\\fbox" in answer:
         boxed = _boxed_answer(answer)
         if boxed is not None:
             return boxed
-    return answer.strip().strip("$").strip()
+    text = answer.strip().strip("$").strip()
+    m = _SPAN_THEN_WORDS.fullmatch(answer.strip())
+    return f"{m.group(1).strip()} {m.group(2).strip()}" if m else text
 
 
 _I = sympy.Symbol("i")
@@ -502,7 +527,115 @@ def _same(cand: str, gold: str, max_answer_chars: int) -> bool:
         numeric = [e for e in pred if not isinstance(e, str) and getattr(e, "is_number", False)]
         if numeric or all(isinstance(e, str) for e in pred):
             return _exact_int_match(pred, gold_int)
-    return bool(mv.verify(gold_parsed, pred, timeout_seconds=None))
+    if not mv.verify(gold_parsed, pred, timeout_seconds=None):
+        return False
+    return not (
+        _rounding_veto(cand, gold, pred, gold_parsed)
+        or _element_rounding_veto(cand, gold_parsed)
+        or _element_rounding_veto(gold, pred)
+    )
+
+
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.(\d{1,60})|\.(\d{1,60}))")
+
+
+def _rounding_veto(cand: str, gold: str, pred: list[Any], gold_parsed: list[Any]) -> bool:
+    """True when a plain decimal on either side is not a correct rounding of the other side.
+
+    math-verify compares numbers after rounding both to 6 decimal places, so ``0.0000001``
+    equalled ``0.0000002`` and ``0.1234564`` equalled ``0.1234555``. A decimal with d places
+    is accepted only within half a unit of its last place (``0.083333`` for 1/12: yes;
+    ``0.0000004`` for 1/3000000: no); two decimals are compared exactly.
+    """
+    for text, other_text, other in ((cand, gold, gold_parsed), (gold, cand, pred)):
+        m = _DECIMAL.fullmatch(text.strip())
+        if not m:
+            continue
+        places = len(m.group(1) or m.group(2))
+        value = sympy.Rational(text.strip())
+        if _DECIMAL.fullmatch(other_text.strip()) or _INT.fullmatch(other_text.strip()):
+            target: Any = sympy.Rational(other_text.strip())
+        else:
+            nums = [e for e in other if isinstance(e, sympy.Basic) and e.is_number]
+            if not nums:
+                continue
+            target = nums[0]
+        try:
+            diff = abs(sympy.N(target - value, 30))
+            if diff > sympy.Rational(1, 2 * 10**places):
+                return True
+        except (TypeError, ValueError, ArithmeticError):
+            return True  # not a comparable number: no numeric acceptance
+    return False
+
+
+# A decimal standing alone as an item: after the start, ``,`` ``(`` ``[`` ``&`` ``=`` ``;``
+# ``\\`` ``\{`` or ``\begin{..matrix}``, before the end or a delimiter; "3-0.5", "1.5x" and
+# ``\sqrt{10.5}`` hold none. Thousands commas are removed first; prose is not scanned.
+_ITEM_DECIMAL = re.compile(
+    r"(?:^|(?<=[,(\[&=;])|(?<=\\)|(?<=\\\{)|(?<=matrix\}))"
+    r"\s*(-?)\s*(\d{1,30}\.(\d{1,30})|\.(\d{1,30}))\s*(?=$|[,)\]&;\\])"
+)
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]+\}")
+_MAX_ITEMS = 64  # decimal items checked per answer; beyond: left to math-verify
+_MAX_NODES = 512  # numbers collected per side; beyond: left to math-verify
+
+
+def _numeric_values(parsed: list[Any]) -> list[Fraction] | None:
+    """Values of every real numeric sub-expression of the parsed answer (matrix entries too).
+
+    Exact for rationals, 30 significant digits otherwise; ``None`` past ``_MAX_NODES``.
+    """
+    nodes: set[Any] = set()
+    for e in parsed:
+        items = list(e) if isinstance(e, sympy.MatrixBase) else [e]
+        for item in items:
+            if not isinstance(item, sympy.Basic):
+                continue
+            for node in sympy.preorder_traversal(item):
+                if getattr(node, "is_number", False) and not isinstance(
+                    node, sympy.logic.boolalg.Boolean
+                ):
+                    nodes.add(node)
+                    if len(nodes) > _MAX_NODES:
+                        return None
+    values: list[Fraction] = []
+    for node in nodes:
+        try:
+            if node.is_Rational:
+                values.append(Fraction(int(node.p), int(node.q)))
+                continue
+            v = sympy.N(node, 30)
+            if v.is_Float:
+                values.append(Fraction(str(v)))
+        except (TypeError, ValueError, ArithmeticError, ZeroDivisionError):
+            continue
+    return values
+
+
+def _element_rounding_veto(text: str, other: list[Any]) -> bool:
+    """True when a decimal item of ``text`` has no number on the other side it rounds.
+
+    The whole-answer rule of :func:`_rounding_veto` for items of tuples, intervals, matrices
+    and ``x = ...``: ``(0.0000001, 1)`` is not ``(0.0000002, 1)`` although math-verify's
+    6-place rounding equates them; ``(0.5, 0.25)`` = ``(\\frac12, \\frac14)`` still holds.
+    """
+    if len(text) > 2000 or _PROSE_WORD.search(_ENVIRONMENT.sub("", text)):
+        return False
+    found = _ITEM_DECIMAL.findall(_THOUSANDS_COMMA.sub("", text))
+    if not found or len(found) > _MAX_ITEMS:
+        return False
+    values = _numeric_values(other)
+    if not values:
+        return False
+    for sign, digits, frac_a, frac_b in found:
+        value = Fraction(sign + (digits if not digits.startswith(".") else "0" + digits))
+        half = Fraction(1, 2 * 10 ** len(frac_a or frac_b))
+        if not any(abs(v - value) <= half for v in values):
+            return True
+    return False
 
 
 def _imaginary_free(parsed: list[Any]) -> bool:
@@ -521,6 +654,12 @@ def _alternatives(s: str) -> tuple[str | None, list[str]]:
     return letter, out
 
 
+# A function written as ``y = ...`` or ``f(x) = ...`` (one letter, one variable): when both
+# sides are (the same variable, or y on one side), the right sides are compared: the name is
+# notation. Group 1: the variable (None for y); group 2: the right side.
+_FUNCTION_DEF = re.compile(r"(?:y|[a-z]\(\s*([a-z])\s*\))\s*=\s*([^=,;<>]+)")
+
+
 def _score(completion: str, answer: str, mode: str, max_answer_chars: int) -> float:
     cand = extract_answer(completion, mode=mode)
     if cand is None or not cand.strip():
@@ -535,6 +674,15 @@ def _score(completion: str, answer: str, mode: str, max_answer_chars: int) -> fl
     gold = prepare(gold_text)
     if not cand:
         return 0.0
+    gold_def, cand_def = _FUNCTION_DEF.fullmatch(gold), _FUNCTION_DEF.fullmatch(cand)
+    if (
+        gold_def
+        and cand_def
+        and (
+            None in (gold_def.group(1), cand_def.group(1)) or gold_def.group(1) == cand_def.group(1)
+        )
+    ):
+        gold, cand = gold_def.group(2), cand_def.group(2)  # y = 2x+3 is f(x) = 2x+3
     gold_letter, gold_alts = _alternatives(gold)
     cand_letter, cand_alts = _alternatives(cand)
     if gold_letter is not None and cand_letter is not None:

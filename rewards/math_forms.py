@@ -17,7 +17,12 @@ in these forms), with a test in ``tests/test_rewards_math_forms.py``:
   not attached to a macro, ``^``, ``_`` or a previous argument, are unwrapped (TeX reads them
   as the same expression; the LaTeX parser's cost grows exponentially with their depth);
 * unit words after a number (``5 cm``, ``12 dollars``, ``\\frac{270}7\\text{ degrees}``,
-  ``6\\text{ cm}^2``) are dropped; function names (``\\sin``, ``ln``, ``pi``...) are not units;
+  ``6\\text{ cm}^2``, ``\\textbf{meters}``) are dropped; function names (``\\sin``, ``ln``,
+  ``pi``...) are not units; after a space, one SI letter is a unit too (``5 m``, ``3 s``,
+  ``5 m/s``). A word glued to the number is dropped only if it is a unit name
+  of three letters or more from a fixed list (``10weeks``); ``10m``, ``5h``, ``3ab`` keep their
+  letters (a number times variables). math-verify's own unit stripping, which also drops
+  single letters (``m``, ``t``, ``h``, ``s``) and pairs (``ab``, ``bc``) as units, is off;
 * percent: ``X\\%`` compares as ``X`` or ``X/100`` (both ways: ``10\\%`` = ``0.1`` = ``10``
   whichever side carries the sign);
 * multiple choice: ``(C)``, ``\\text{(C)}``, ``C)``, ``C.``, ``\\textbf{(C)}`` are the letter
@@ -58,12 +63,24 @@ _MIXED_PLAIN = re.compile(r"(-?)(\d+)\s+(\d+)\s*/\s*(\d+)")
 _MIXED_FRAC = re.compile(r"(-?)(\d+)\s*\\[dt]?frac\s*\{\s*(\d+)\s*\}\s*\{\s*(\d+)\s*\}")
 _SPACE_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\s|\\,|\\ |~|\\;|\\!)\d{3})+(?![\d])")
 _UNIT_TEXT = re.compile(
-    r"^(?P<num>.*?[\d}])\s*(?:\\[,;!: ])?\s*\\(?:text|mbox|mathrm|textrm)\s*\{\s*"
-    r"(?P<unit>[A-Za-z][A-Za-z .]{0,30})\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$"
+    r"^(?P<num>.*?(?:[\d}]|\\[A-Za-z]+))\s*(?:\\[,;!: ])?\s*"
+    r"\\(?:text|mbox|mathrm|textrm|textnormal|textbf|mathbf|textit|mathit|textsf|mathsf)\s*\{\s*"
+    r"(?P<unit>[A-Za-z][A-Za-z ./]{0,30}(?:\^\s*\{?\s*[23]\s*\}?)?)\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$"
 )
 _UNIT_PLAIN = re.compile(
-    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?(?:/\d+)?|\\[dt]?frac\{\d+\}\{\d+\}))\s+"
-    r"(?P<unit>[A-Za-z]{2,}(?:\s+[A-Za-z]{2,}){0,2}\.?)(?:\s*\^\s*\{?[23]\}?)?$"
+    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?(?:/\d+)?|\\[dt]?frac\{\d+\}\{\d+\})"
+    r"(?:\s*\\sqrt\{?\d+\}?|\s*\\pi)?)\s+"
+    r"(?P<unit>[A-Za-z]{2,}(?:\s+[A-Za-z]{2,}){0,2}\.?|[mgshLKNJWV](?:/[a-z]{1,3})?)"
+    r"(?:\s*\^\s*\{?[23]\}?)?$"
+)
+# Unit words that may follow a number with no space (``10weeks``); shorter or other glued
+# letters stay (``10m``, ``3ab``: a number times variables).
+_UNIT_GLUED = re.compile(
+    r"^(?P<num>[-+]?\d[\d,]*(?:\.\d+)?)"
+    r"(?P<unit>(?:week|day|hour|minute|second|month|year|mile|dollar|cent|unit|degree|pound"
+    r"|gram|kilogram|meter|metre|kilometer|centimeter|liter|litre|gallon|ounce|yard|acre"
+    r"|person|student)s?|inch(?:es)?|feet|foot|people)\.?$",
+    re.IGNORECASE,
 )
 _NOT_UNITS = {
     "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "pi", "and", "or",
@@ -130,10 +147,10 @@ def _sci(m: re.Match[str]) -> str:
 
 
 def _strip_units(s: str) -> str:
-    for pattern in (_UNIT_TEXT, _UNIT_PLAIN):
+    for pattern in (_UNIT_TEXT, _UNIT_PLAIN, _UNIT_GLUED):
         m = pattern.fullmatch(s)
         if m:
-            words = m.group("unit").lower().replace(".", " ").split()
+            words = re.sub(r"[./^{}0-9]", " ", m.group("unit").lower()).split()
             if words and not any(w in _NOT_UNITS for w in words):
                 return m.group("num").strip()
     return s

@@ -1,10 +1,20 @@
 """Agreement of ``rewards.math.math_reward`` with other graders' own test suites.
 
+    python scripts/verifier_agreement.py                      # the shipped case files
+    python scripts/verifier_agreement.py --cases tests/fixtures/grader_cases/mario_eval.json
     python scripts/verifier_agreement.py --suite math-verify=PATH/tests \\
         --suite lighteval=PATH/tests/unit/metrics/test_extractive_match.py [--json out.json]
 
-A suite is a directory of (or a single) pytest file(s) from a peer project, read as text and
-parsed with :mod:`ast` (nothing of it is imported or executed). Every
+Two kinds of input. ``--cases``: rlvr's own case files (``tests/fixtures/grader_cases/*.json``,
+the default when neither option is given), cases written from peers' grader tests (MARIO_EVAL,
+open-instruct, verl, rllm, Qwen2.5-Math) with each file's provenance (repo, path, commit,
+licence) and how its rows were derived. A file's ``pred_kind`` is ``"answer"`` (the peer
+grades an extracted answer: the prediction is scored as ``\\boxed{pred}``, outer ``$`` removed)
+or ``"response"`` (a whole completion); ``extraction`` (default ``"auto"``) is the mode its
+rows run under; a ``gold`` that is a list is correct when any item matches (rllm's rule).
+
+``--suite NAME=PATH``: a directory of (or a single) pytest file(s) from a peer project,
+read as text and parsed with :mod:`ast` (nothing of it is imported or executed). Every
 ``@pytest.mark.parametrize`` whose argument names include ``gold``, ``pred`` and
 ``expected`` gives one case per row, read with :func:`ast.literal_eval` (rows that are not
 literals are skipped and counted). A case scores ``math_reward(pred, gold)`` (the
@@ -29,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+CASES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "grader_cases"
 _SKIP_FUNCTION_WORDS = ("abc",)  # letter-index extraction tests (another task)
 _ENGLISH = {"en", "english", "Language.ENGLISH", "ENGLISH"}
 
@@ -39,10 +50,76 @@ class Case:
     file: str
     function: str
     line: int
-    gold: str
+    gold: str | list[str]
     pred: str
     expected: int
     extra: dict[str, Any] = field(default_factory=dict)
+    extraction: str | None = None  # None: the run's --extraction
+    pred_kind: str = "response"  # "answer": the prediction is an extracted answer
+
+
+_CASE_KEYS = ("suite", "source", "pred_kind", "cases")
+
+
+def read_case_file(path: Path) -> list[Case]:
+    """Cases of one rlvr case file (see ``tests/fixtures/grader_cases``); errors name the row."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable JSON case file ({e})") from e
+    missing = [k for k in _CASE_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}")
+    if data["pred_kind"] not in ("answer", "response"):
+        raise ValueError(f"{path}: pred_kind must be 'answer' or 'response'")
+    out = []
+    for i, row in enumerate(data["cases"]):
+        for key in ("id", "gold", "pred", "expected"):
+            if key not in row:
+                raise ValueError(f"{path}: case {i} has no {key!r}")
+        gold = row["gold"]
+        if not (
+            isinstance(gold, str)
+            or (isinstance(gold, list) and all(isinstance(g, str) for g in gold))
+        ):
+            raise ValueError(
+                f"{path}: case {i} ({row['id']}): gold must be a string or a list of strings"
+            )
+        if row["expected"] not in (0, 1):
+            raise ValueError(f"{path}: case {i} ({row['id']}): expected must be 0 or 1")
+        out.append(
+            Case(
+                suite=data["suite"],
+                file=path.name,
+                function=str(row.get("function", row["id"])),
+                line=int(row.get("line", 0)),
+                gold=gold,
+                pred=row["pred"],
+                expected=int(row["expected"]),
+                extra={"id": row["id"], "label": row.get("label", "peer")},
+                extraction=row.get("extraction", data.get("extraction")),
+                pred_kind=data["pred_kind"],
+            )
+        )
+    return out
+
+
+def read_case_files(path: Path) -> list[Case]:
+    """Every ``*.json`` case file in ``path`` (a file or a directory), in name order."""
+    files = [path] if path.is_file() else sorted(path.glob("*.json"))
+    if not files:
+        raise ValueError(f"{path}: no case files (*.json)")
+    return [c for f in files for c in read_case_file(f)]
+
+
+def completion_of(case: Case) -> str:
+    """The completion scored: an extracted answer is boxed (outer ``$`` removed)."""
+    if case.pred_kind == "answer":
+        inner = case.pred.strip()
+        if len(inner) > 1 and inner.startswith("$") and inner.endswith("$"):
+            inner = inner.strip("$").strip()
+        return "\\boxed{" + inner + "}"
+    return case.pred
 
 
 def _argnames(node: ast.expr) -> list[str] | None:
@@ -135,7 +212,13 @@ def score(cases: list[Case], extraction: str) -> list[dict[str, Any]]:
     out = []
     for c in cases:
         t0 = time.perf_counter()
-        got = math_reward(c.pred, c.gold, extraction=extraction, timeout_s=10.0)
+        golds = [c.gold] if isinstance(c.gold, str) else c.gold
+        completion = completion_of(c)
+        mode = c.extraction or extraction
+        got = max(
+            (math_reward(completion, g, extraction=mode, timeout_s=10.0) for g in golds),
+            default=0.0,
+        )
         out.append({**asdict(c), "got": int(got), "seconds": round(time.perf_counter() - t0, 3)})
     return out
 
@@ -165,7 +248,13 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", action="append", required=True, help="NAME=PATH (file or dir)")
+    ap.add_argument("--suite", action="append", default=[], help="NAME=PATH (file or dir)")
+    ap.add_argument(
+        "--cases",
+        action="append",
+        default=[],
+        help=f"rlvr case file or directory (default, with no --suite: {CASES_DIR})",
+    )
     ap.add_argument("--extraction", default="auto", choices=("auto", "answer", "boxed"))
     ap.add_argument("--json", help="write every case and the summary here")
     ap.add_argument("--list", action="store_true", help="print every disagreement")
@@ -180,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         got, skip = read_cases(name, p)
         cases += got
         skipped[name] = skip
+    case_paths = args.cases or ([] if args.suite else [str(CASES_DIR)])
+    for spec in case_paths:
+        try:
+            cases += read_case_files(Path(spec))
+        except ValueError as e:
+            ap.error(f"--cases {spec!r}: {e}")
     results = score(cases, args.extraction)
     report = summarise(results)
     report["skipped"] = skipped

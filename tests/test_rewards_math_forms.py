@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+import sympy
 
-from rewards.math import extract_answer, math_reward
+from rewards.math import _element_rounding_veto, extract_answer, math_reward
 from rewards.math_forms import choice_of, clock_of, collapse_braces, percent_alternatives, prepare
 
 # -- extraction priority ----------------------------------------------------------------------
@@ -153,6 +154,74 @@ def test_several_answers_scored(completion: str, answer: str, expected: float) -
         (r"\boxed{12 \text{ inches}}", "12", 1.0),
         (r"\boxed{3}", "3 square units", 1.0),
         (r"\boxed{\frac{270}{7}}", r"\frac{270}7\text{ degrees}", 1.0),
+        (r"\boxed{10}", r"10\textbf{ meters}", 1.0),
+        (r"\boxed{125}", r"$125$ miles", 1.0),  # the reference's $ delimiters go
+        (r"\boxed{10}", r"\$10", 1.0),
+        (r"\boxed{10}", "10weeks", 1.0),  # a unit name glued to the number
+        (r"\boxed{10}", "10 Days.", 1.0),
+        # single letters and pairs are variables, not units (math-verify's list dropped them)
+        (r"\boxed{10}", "10m", 0.0),
+        (r"\boxed{10m}", "10", 0.0),
+        (r"\boxed{10}", "10cm", 0.0),
+        (r"\boxed{x+3}", "x + 3t", 0.0),
+        (r"\boxed{3}", "3ab", 0.0),
+        (r"\boxed{5}", "5h", 0.0),
+        (r"\boxed{5}", "5 m", 1.0),  # after a space, one SI letter is a unit
+        (r"\boxed{5}", r"5\text{ m/s}", 1.0),
+        (r"\boxed{5 \text{km/h}}", "5", 1.0),
+        (r"\boxed{x+3}", "x + 3 t", 0.0),
+        # units math-verify used to strip, kept by rlvr's own rule (after \pi, \sqrt, \frac)
+        (r"\boxed{5\sqrt{2} cm}", r"5\sqrt{2}", 1.0),
+        (r"\boxed{2\pi\text{ cm}}", r"2\pi", 1.0),
+        (r"\boxed{4\pi}", r"4\pi\text{ square units}", 1.0),
+        (r"\boxed{5\pi \text{ m}^2}", r"5\pi", 1.0),
+        (r"\boxed{\frac{9}{2}\text{ feet}}", r"\frac92", 1.0),
+        (r"\boxed{40 mph}", "40", 1.0),
+        (r"\boxed{x\text{ cm}}", "1", 0.0),
+        (r"\boxed{10m}", "10m", 1.0),
+        (r"\boxed{2t}", "2t", 1.0),
+        # decimals: a correct rounding of the other side, never math-verify's 6-place rounding
+        (r"\boxed{0.0000001}", "0.0000002", 0.0),
+        (r"\boxed{0.00000015}", "0.0000002", 0.0),
+        (r"\boxed{0.1234564}", "0.1234555", 0.0),
+        (r"\boxed{0.0000004}", r"\frac{1}{3000000}", 0.0),
+        (r"\boxed{0.0000003}", r"\frac{1}{3000000}", 1.0),
+        (r"\boxed{0.083333}", r"\frac{1}{12}", 1.0),
+        (r"\boxed{0.0833333333333333}", r"\frac{1}{12}", 1.0),
+        (r"\boxed{\frac{1}{3}}", "0.333333", 1.0),
+        (r"\boxed{\frac{100}{3}}", "33.3", 0.0),
+        (r"\boxed{0.50}", "0.5", 1.0),
+        (r"\boxed{3.141593}", r"\pi", 1.0),
+        (r"\boxed{3.14159}", r"\pi", 0.0),
+        # ... and as items of tuples, intervals, sets, matrices and x = ...
+        (r"\boxed{(0.0000001, 1)}", "(0.0000002, 1)", 0.0),
+        (r"\boxed{[0.0000001, 1)}", "[0.0000002, 1)", 0.0),
+        (r"\boxed{\{0.0000001, 1\}}", r"\{1, 0.0000002\}", 0.0),
+        (
+            r"\boxed{\begin{pmatrix}1\\0.0000001\end{pmatrix}}",
+            r"\begin{pmatrix}1\\0.0000002\end{pmatrix}",
+            0.0,
+        ),
+        (r"\boxed{x=0.0000001}", "0.0000002", 0.0),
+        (r"\boxed{(-0.0000001, 1)}", "(0.0000001, 1)", 0.0),
+        (r"\boxed{(0.5, 0.25)}", r"(\frac12,\frac14)", 1.0),
+        (r"\boxed{\{0.5, 1\}}", r"\{1, \frac12\}", 1.0),
+        (r"\boxed{(1.414214, 1)}", r"(\sqrt2, 1)", 1.0),
+        (
+            r"\boxed{\begin{pmatrix}0.5\\ 0.25\end{pmatrix}}",
+            r"\begin{pmatrix}\frac12\\ \frac14\end{pmatrix}",
+            1.0,
+        ),
+        (r"\boxed{x=0.5}", r"\frac12", 1.0),
+        (r"\boxed{3-0.5}", "2.5", 1.0),  # arithmetic on a decimal is not an item
+        (r"\boxed{\frac{10\sqrt{10.5}}{27}}", r"\frac{5\sqrt{42}}{27}", 1.0),
+        (r"\boxed{1,000.99}", "1000.99", 1.0),
+        # a function as y = ... or f(x) = ...: the right sides compare when both sides are one
+        (r"\boxed{y = 2x + 3}", "f(x) = 2x + 3", 1.0),
+        (r"\boxed{g(x) = 2x+3}", "f(x) = 3+2x", 1.0),
+        (r"\boxed{f(t) = 2t+3}", "f(x) = 2x+3", 0.0),
+        (r"\boxed{y = 2x+4}", "f(x) = 2x+3", 0.0),
+        (r"\boxed{x = 5}", "y = 5", 0.0),
         # clock times
         (r"\boxed{9:00}", r"9:00 \text{AM}", 1.0),
         (r"\boxed{9:00 \text{ p.m.}}", "21:00", 1.0),
@@ -189,6 +258,9 @@ def test_form_helpers() -> None:
     assert prepare("5 cm") == "5"
     assert prepare(r"\sin x") == r"\sin x"
     assert prepare("2 ln") == "2 ln"  # a function name is no unit
+    assert prepare("10weeks") == "10"
+    assert prepare("10m") == "10m"
+    assert prepare(r"10\textnormal{ miles}") == "10"
     assert percent_alternatives(r"10\%") == ["10", r"\frac{10}{100}"]
     assert percent_alternatives("10") == ["10"]
     assert choice_of(r"\text{(C)}") == ("C", None)
@@ -227,6 +299,18 @@ def test_legitimate_answers_decided_fast(completion: str, answer: str, expected:
     t0 = time.perf_counter()
     assert math_reward(completion, answer) == expected
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_item_rounding_rule_cost() -> None:
+    """64 decimal items (the most checked) against 512 numbers (the most collected): fast."""
+    text = "(" + ", ".join(f"{k / 7:.6f}" for k in range(1, 65)) + ")"
+    parsed = [sympy.Tuple(*[sympy.Rational(k, 7) for k in range(1, 513)])]
+    t0 = time.perf_counter()
+    assert not _element_rounding_veto(text, parsed)  # every item is a rounding of k/7
+    assert _element_rounding_veto(text.replace("0.142857", "0.142858"), parsed)
+    assert time.perf_counter() - t0 < 1.0
+    too_many = "(" + ", ".join("0.5" for _ in range(65)) + ")"
+    assert not _element_rounding_veto(too_many, parsed)  # past the cap: left to math-verify
 
 
 @pytest.mark.parametrize(
