@@ -473,7 +473,7 @@ class Recipe(_Section):
     def _load_rewards(self) -> Recipe:
         """Load every reward (registry name or target) and check its parameters now."""
         from rewards.base import parse_specs
-        from rlvr.algos.registry import BindError
+        from rlvr.registry import BindError
 
         try:
             parse_specs([r.model_dump() for r in self.rewards])
@@ -494,8 +494,8 @@ class Recipe(_Section):
     def _resolve_rollout_correction(self) -> Recipe:
         """Fill in the default mode (truncate when rollouts may be stale, off otherwise);
         refuse a correction in bypass mode, where mu is already the ratio's denominator."""
-        from rlvr.algos.registry import BindError
         from rlvr.algos.rollout_correction import resolve_mode
+        from rlvr.registry import BindError
 
         rc, a = self.algo.rollout_correction, self.algo
         if rc.mode is None:
@@ -535,7 +535,7 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
 
 
 def _bind_error(e: Any) -> Any:
-    from rlvr.algos.registry import BindError
+    from rlvr.registry import BindError
 
     err = (e.get("ctx") or {}).get("error")
     return err if isinstance(err, BindError) else None

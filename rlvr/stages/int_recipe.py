@@ -44,6 +44,7 @@ from rlvr.stages.common import (
     write_json,
     write_metrics,
 )
+from rlvr.stages.registry import register_stage
 
 log = logging.getLogger("rlvr")
 
@@ -142,6 +143,16 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
     return cached_rows(recipe.run_dir / "attempts.jsonl", key, sample, what="int attempts")
 
 
+@register_stage(
+    "int",
+    schema=INTRecipe,
+    help="InT: interventions on failed attempts, then SFT",
+    description="InT (arXiv 2601.14209) from a YAML recipe (see recipes/int_*.yaml): incorrect "
+    "attempts (a file or the model's own samples), a one-step intervention per attempt "
+    "(proposer: model | reference_diff), answer-leak filter, counterfactual check "
+    "(k_check continuations, one must verify), SFT on prefix + intervention (TRL). Writes "
+    "attempts.jsonl, kept.jsonl, summary.json and model/.",
+)
 def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
     """Attempts -> interventions -> counterfactual check -> SFT; see the module docstring for
     the files written. Returns the summary, with ``model_dir``."""

@@ -44,6 +44,7 @@ from rlvr.stages.common import (
     write_metrics,
 )
 from rlvr.stages.judge import JudgeConfig, run_judge
+from rlvr.stages.registry import register_stage
 
 log = logging.getLogger("rlvr")
 
@@ -165,6 +166,16 @@ def _judge_positives(
     return kept, negatives + moved, counts
 
 
+@register_stage(
+    "redi",
+    schema=REDIRecipe,
+    help="REDI distillation from positive and negative teacher traces",
+    description="REDI (arXiv 2505.24850) from a YAML recipe (see recipes/redi_*.yaml): teacher "
+    "traces from traces.path or sampled from traces.teacher (default: the model itself), "
+    "labelled by the math verifier; optional stage-1 SFT on positives (sft.steps), then the "
+    "REDI loss mean[-l_w + alpha*l_l] on one (correct, incorrect) pair per problem. Writes "
+    "traces.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/ to runs/<name>/.",
+)
 def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
     """Label traces, build pairs, run stage 1 (optional) and the REDI stage; see the module
     docstring for the files written. Returns the summary, with ``model_dir``."""
