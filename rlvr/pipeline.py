@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
 from rlvr.registry import BindError
@@ -51,14 +51,13 @@ class StageConfig(_Section):
     recipe: str = Field(description="The stage's recipe file (relative paths: from the cwd).")
     overrides: list[str] = []
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
+    @model_validator(mode="after")
+    def _known_kind(self) -> StageConfig:
         try:
-            get_stage(kind)
+            get_stage(self.kind)
         except KeyError as e:
-            raise BindError("", str(e.args[0])) from None
-        return kind
+            raise BindError("kind", str(e.args[0])) from None
+        return self
 
 
 class PipelineRecipe(_Section):
