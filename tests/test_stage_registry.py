@@ -96,3 +96,21 @@ def test_a_throwaway_stage_file_is_chained_by_a_pipeline(tmp_path: Path) -> None
         assert notes == ["hi", "bye"]
     finally:
         STAGES._items.pop("note_test", None)  # registered by loading the file; leave no trace
+
+
+def test_recipe_sections_passed_whole_match_their_runners() -> None:
+    """The ``redi`` and ``intervention`` sections go to their runners as ``**section``: every
+    key must be a parameter of the runner (a new key without one would fail at run time)."""
+    import inspect
+
+    from rlvr.stages.int_recipe import INTConfig
+    from rlvr.stages.intervention import run_int
+    from rlvr.stages.redi import run_redi
+    from rlvr.stages.redi_recipe import REDIObjective
+
+    for section, runner, exclude in (
+        (REDIObjective, run_redi, set()),
+        (INTConfig, run_int, {"proposer"}),
+    ):
+        params = set(inspect.signature(runner).parameters)
+        assert set(section.model_fields) - exclude <= params, (section.__name__, runner.__name__)
