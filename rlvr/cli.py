@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         rest = [a for a in argv[1:] if a not in ("-v", "--verbose")]
         _setup_logging(verbose or len(rest) < len(argv) - 1)
         return eval_main(rest)
-    parser = build_parser(with_stages=not (argv and argv[0] in BUILTIN_COMMANDS))
+    asks_help = any(a in ("-h", "--help") for a in argv)
+    parser = build_parser(with_stages=asks_help or not (argv and argv[0] in BUILTIN_COMMANDS))
     args = parser.parse_args((["-v"] if verbose else []) + argv)
     _setup_logging(args.verbose or getattr(args, "sub_verbose", False))
     return int(args.func(args))
