@@ -99,18 +99,24 @@ def test_a_throwaway_stage_file_is_chained_by_a_pipeline(tmp_path: Path) -> None
 
 
 def test_recipe_sections_passed_whole_match_their_runners() -> None:
-    """The ``redi`` and ``intervention`` sections go to their runners as ``**section``: every
-    key must be a parameter of the runner (a new key without one would fail at run time)."""
+    """The ``redi``, ``intervention`` and SFT ``train`` / ``sft`` sections go to their runners
+    as ``**section`` (``steps`` as ``max_steps`` for run_sft): every other key must be a
+    parameter of the runner (a new key without one would fail at run time)."""
     import inspect
 
     from rlvr.stages.int_recipe import INTConfig
     from rlvr.stages.intervention import run_int
     from rlvr.stages.redi import run_redi
-    from rlvr.stages.redi_recipe import REDIObjective
+    from rlvr.stages.redi_recipe import REDISFT, REDIObjective
+    from rlvr.stages.sft import run_sft
+    from rlvr.stages.sft_recipe import SFTTrain
 
-    for section, runner, exclude in (
+    cases = [
         (REDIObjective, run_redi, set()),
         (INTConfig, run_int, {"proposer"}),
-    ):
+        (SFTTrain, run_sft, {"steps"}),
+        (REDISFT, run_sft, {"steps"}),
+    ]
+    for section, runner, exclude in cases:
         params = set(inspect.signature(runner).parameters)
         assert set(section.model_fields) - exclude <= params, (section.__name__, runner.__name__)
