@@ -41,6 +41,7 @@ import inspect
 import json
 import math
 import os
+import pkgutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,15 +71,17 @@ GROUP_RUNTIME_KWARGS = ("num_tokens", "finish_reasons", "components", "state")
 _LEVEL_ATTR = "__rlvr_reward_level__"
 _STATEFUL_ATTR = "__rlvr_reward_stateful__"
 
-# Built-in modules that register rewards on import (imported lazily on first lookup so that
-# ``import rewards.base`` stays cheap). A missing optional module is skipped.
-_BUILTIN_MODULES = (
-    "rewards.math",
-    "rewards.format",
-    "rewards.length",
-    "rewards.effort",
-    "rewards.instruction_following",
-)
+# The package's modules register their rewards on import; they are imported lazily on the first
+# lookup (so ``import rewards.base`` stays cheap), the common ones first. A new reward file in
+# rewards/ is found this way, with no list to edit. A module that fails to import is skipped.
+_COMMON_MODULES = ("rewards.math", "rewards.format")
+
+
+def _builtin_modules() -> list[str]:
+    """Every top-level module of the ``rewards`` package, ``_COMMON_MODULES`` first."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = [f"rewards.{m.name}" for m in pkgutil.iter_modules([here]) if not m.ispkg]
+    return sorted(found, key=lambda m: (m not in _COMMON_MODULES, m))
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ def _load_builtins(name: str | None = None) -> None:
     A module that fails to import is skipped and remembered, so that one broken optional
     module (e.g. a missing NLTK for the IF rewards) does not break ``math``.
     """
-    for mod in _BUILTIN_MODULES:
+    for mod in _builtin_modules():
         if name is not None and name in _REGISTRY:
             return
         if mod in sys.modules or mod in _BUILTIN_ERRORS:

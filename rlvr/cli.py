@@ -180,82 +180,26 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(f"summary: {summary_path}", soft_wrap=True, highlight=False)
 
 
-def cmd_sft(args: argparse.Namespace) -> int:
-    from rlvr.config import RecipeError, load_recipe
-    from rlvr.data.datasets import DataError
-    from rlvr.stages.sft_recipe import SFTRecipe, run_sft_recipe
-
-    try:
-        recipe = load_recipe(args.recipe, args.overrides, schema=SFTRecipe)
-        if args.print_recipe:
-            return _print_recipe(recipe)
-        report = run_sft_recipe(recipe)
-    except (RecipeError, DataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    losses = [e["loss"] for e in report["log_history"]]
-    print(
-        f"sft: {report['steps']} steps, mean loss {report['loss']:.4f}"
-        + (f", last logged {losses[-1]:.4f}" if losses else "")
-    )
-    for key in ("eval_before", "eval_after"):
-        if key in report:
-            print(f"{key}: {json.dumps(report[key])}")
-    print(f"model: {report['model_dir']}")
-    return 0
-
-
-STAGE_HELP = {
-    "redi": (
-        "REDI distillation from positive and negative teacher traces",
-        "REDI (arXiv 2505.24850) from a YAML recipe (see recipes/redi_*.yaml): teacher traces "
-        "from traces.path or sampled from traces.teacher (default: the model itself), labelled "
-        "by the math verifier; optional stage-1 SFT on positives (sft.steps), then the REDI "
-        "loss mean[-l_w + alpha*l_l] on one (correct, incorrect) pair per problem. Writes "
-        "traces.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/ to runs/<name>/.",
-    ),
-    "specs": (
-        "SPECS self-distilled preference (DPO) cold start",
-        "SPECS (arXiv 2510.25801) from a YAML recipe (see recipes/specs_*.yaml): the model "
-        "samples answers to data's problems; chosen = correct and well-formed, rejected = "
-        "wrong or ill-formed; DPO (TRL DPOTrainer) with beta and an SFT term on chosen. "
-        "Writes samples.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/.",
-    ),
-    "int": (
-        "InT: interventions on failed attempts, then SFT",
-        "InT (arXiv 2601.14209) from a YAML recipe (see recipes/int_*.yaml): incorrect "
-        "attempts (a file or the model's own samples), a one-step intervention per attempt "
-        "(proposer: model | reference_diff), answer-leak filter, counterfactual check "
-        "(k_check continuations, one must verify), SFT on prefix + intervention (TRL). Writes "
-        "attempts.jsonl, kept.jsonl, summary.json and model/.",
-    ),
-    "abstain-train": (
-        "dynamic abstention: train and calibrate a value head (hf engine)",
-        "Dynamic abstention (arXiv 2604.18419) from a YAML recipe (see "
-        "recipes/abstention_*.yaml): samples rollouts with decode-time features (hf engine), "
-        "labels them with the math verifier, splits by prompt, trains the value head (focal "
-        "+ TD loss), calibrates on held-out prompts (isotonic + coverage quantile or "
-        "threshold = r_abstain) and writes head.safetensors + head.json to runs/<name>/; "
-        "rollouts and features are cached in rollouts/ so a re-run resumes. Use the head "
-        "with: rlvr eval --backend hf --abstain runs/<name>/head.safetensors.",
-    ),
-}
-
-
 def cmd_stage(args: argparse.Namespace) -> int:
     from rlvr.config import RecipeError, load_recipe
     from rlvr.data.datasets import DataError
-    from rlvr.pipeline import stage_kind
+    from rlvr.stages.registry import get_stage
 
-    schema, runner = stage_kind(args.command)
+    spec = get_stage(args.command)
     try:
-        recipe = load_recipe(args.recipe, args.overrides, schema=schema)
+        recipe = load_recipe(args.recipe, args.overrides, schema=spec.schema)
         if args.print_recipe:
             return _print_recipe(recipe)
-        summary = runner(recipe)
+        summary = spec.runner(recipe)
     except (RecipeError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if "steps" in summary and "loss" in summary:  # a TRL training report (sft)
+        losses = [e["loss"] for e in summary.get("log_history", []) if "loss" in e]
+        print(
+            f"{args.command}: {summary['steps']} steps, mean loss {summary['loss']:.4f}"
+            + (f", last logged {losses[-1]:.4f}" if losses else "")
+        )
     for key in ("counts", "pair_stats", "eval_before", "eval_after_sft", "eval_after"):
         if key in summary:
             print(f"{key}: {json.dumps(summary[key])}")
@@ -322,7 +266,13 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# commands that are not stage kinds: parsing them needs no import of the stage modules
+BUILTIN_COMMANDS = ("train", "serve", "eval", "pipeline", "report", "tiny-model")
+
+
+def build_parser(with_stages: bool = True) -> argparse.ArgumentParser:
+    """The ``rlvr`` parser; ``with_stages`` adds one subcommand per registered stage kind
+    (rlvr/stages/registry.py), which imports the stage modules."""
     parser = argparse.ArgumentParser(
         prog="rlvr",
         description="Reinforcement learning with verifiable rewards for reasoning LLMs.",
@@ -367,41 +317,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=None)
 
-    sft = sub.add_parser(
-        "sft",
-        help="supervised fine-tuning (TRL SFTTrainer; LoRA via peft)",
-        description="Supervised fine-tuning from a YAML recipe (see recipes/sft_*.yaml): "
-        "model, data (jsonl/parquet prompt/completion or messages), train, lora sections; "
-        "completion-only loss; the model is saved to runs/<name>/model (safetensors).",
-    )
-    sft.add_argument("recipe", help="path to a YAML SFT recipe")
-    sft.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-    sft.add_argument(
-        "--print-recipe", action="store_true", help="print the resolved recipe and exit"
-    )
-    sft.add_argument(
-        "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
-    )
-    sft.set_defaults(func=cmd_sft)
+    kinds = ["train"]
+    if with_stages:  # every registered stage kind with a command (imports rlvr/stages/)
+        from rlvr.stages.registry import stage_kinds
 
-    for kind, (short, long) in STAGE_HELP.items():
-        stage = sub.add_parser(kind, help=short, description=long)
-        stage.add_argument("recipe", help=f"path to a YAML {kind} recipe")
-        stage.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-        stage.add_argument(
-            "--print-recipe", action="store_true", help="print the resolved recipe and exit"
-        )
-        stage.add_argument(
-            "-v", "--verbose", dest="sub_verbose", action="store_true", help="show every log line"
-        )
-        stage.set_defaults(func=cmd_stage)
+        kinds = []
+        for spec in stage_kinds():
+            kinds.append(spec.kind)
+            if not spec.command:
+                continue
+            stage = sub.add_parser(spec.kind, help=spec.help, description=spec.description)
+            stage.add_argument("recipe", help=f"path to a YAML {spec.kind} recipe")
+            stage.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+            stage.add_argument(
+                "--print-recipe", action="store_true", help="print the resolved recipe and exit"
+            )
+            stage.add_argument(
+                "-v",
+                "--verbose",
+                dest="sub_verbose",
+                action="store_true",
+                help="show every log line",
+            )
+            stage.set_defaults(func=cmd_stage)
 
     pipe = sub.add_parser(
         "pipeline",
         help="run chained stages (e.g. SFT -> REDI -> GRPO) from one recipe",
         description="Run the stages of a pipeline recipe in order (see "
-        "recipes/pipeline_*.yaml); stage kinds: train, sft, redi, specs, int, abstain-train; "
-        "each stage's "
+        f"recipes/pipeline_*.yaml); stage kinds: {', '.join(kinds)}; each stage's "
         "output model feeds the next; each stage writes into runs/<pipeline>/<stage>/; "
         "finished stages are skipped on a re-run and an interrupted RL stage resumes from its "
         "checkpoints.",
@@ -462,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         rest = [a for a in argv[1:] if a not in ("-v", "--verbose")]
         _setup_logging(verbose or len(rest) < len(argv) - 1)
         return eval_main(rest)
-    parser = build_parser()
+    asks_help = any(a in ("-h", "--help") for a in argv)
+    parser = build_parser(with_stages=asks_help or not (argv and argv[0] in BUILTIN_COMMANDS))
     args = parser.parse_args((["-v"] if verbose else []) + argv)
     _setup_logging(args.verbose or getattr(args, "sub_verbose", False))
     return int(args.func(args))

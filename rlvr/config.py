@@ -474,7 +474,7 @@ class Recipe(_Section):
     @model_validator(mode="after")
     def _load_rewards(self) -> Recipe:
         """Load every reward (registry name or target) and check its parameters now."""
-        from rlvr.algos.registry import BindError
+        from rlvr.registry import BindError
 
         try:
             self.reward_specs  # noqa: B018 - validates and keeps the specs
@@ -495,8 +495,8 @@ class Recipe(_Section):
     def _resolve_rollout_correction(self) -> Recipe:
         """Fill in the default mode (truncate when rollouts may be stale, off otherwise);
         refuse a correction in bypass mode, where mu is already the ratio's denominator."""
-        from rlvr.algos.registry import BindError
         from rlvr.algos.rollout_correction import resolve_mode
+        from rlvr.registry import BindError
 
         rc, a = self.algo.rollout_correction, self.algo
         if rc.mode is None:
@@ -549,7 +549,7 @@ def _loc_to_path(loc: tuple[Any, ...]) -> str:
 
 
 def _bind_error(e: Any) -> Any:
-    from rlvr.algos.registry import BindError
+    from rlvr.registry import BindError
 
     err = (e.get("ctx") or {}).get("error")
     return err if isinstance(err, BindError) else None

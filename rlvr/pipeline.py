@@ -1,8 +1,9 @@
 """Multi-stage pipelines: one recipe chains stages (e.g. SFT -> GRPO), each stage's output
 model feeding the next.
 
-A pipeline recipe lists stages; each names a stage recipe file (an ``rlvr train``, ``sft``,
-``redi``, ``specs``, ``int`` or ``abstain-train`` recipe, see :data:`STAGE_KINDS`) plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
+A pipeline recipe lists stages; each names a stage kind (``train``, ``sft``, ``redi``, ``specs``,
+``int``, ``abstain-train``: every kind in :data:`rlvr.stages.registry.STAGES`), a recipe file
+of that kind plus dotted overrides. Stage i runs in ``<output_dir>/<name>/<stage>/``
 with ``model.path`` set to stage i-1's output model (the first stage keeps its own). A finished
 stage writes ``stage_done.json`` (its output model path) last, so a re-run skips finished
 stages and an interrupted RL stage resumes from its own checkpoints (``resume=true``): the
@@ -11,53 +12,52 @@ recipe, metrics and summary into its own directory. A finished stage whose recip
 overrides or input model changed since is still skipped, with a warning naming the
 ``stage_done.json`` to delete to run it again.
 
-A new stage kind is one module with a pydantic recipe schema (fields ``name``, ``output_dir``,
-``model.path``) and a runner ``recipe -> {"model_dir": ...}``, plus one line in
-:data:`STAGE_KINDS`.
+A new stage kind is one module in rlvr/stages/ with a pydantic recipe schema (fields ``name``,
+``output_dir``, ``model.path``) and a runner ``recipe -> {"model_dir": ...}`` decorated with
+``@register_stage(kind, schema=..., help=..., description=...)`` (rlvr/stages/registry.py):
+no list of kinds to edit here or in the command line.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
+from rlvr.registry import BindError
 from rlvr.stages.common import fingerprint, write_json
+from rlvr.stages.registry import get_stage
 
 log = logging.getLogger("rlvr")
 
-# kind -> (module, recipe schema, runner returning {"model_dir": ...}); "train" is the RL trainer
-STAGE_KINDS: dict[str, tuple[str, str, str]] = {
-    "sft": ("rlvr.stages.sft_recipe", "SFTRecipe", "run_sft_recipe"),
-    "redi": ("rlvr.stages.redi_recipe", "REDIRecipe", "run_redi_recipe"),
-    "specs": ("rlvr.stages.specs_recipe", "SPECSRecipe", "run_specs_recipe"),
-    "int": ("rlvr.stages.int_recipe", "INTRecipe", "run_int_recipe"),
-    "abstain-train": (
-        "rlvr.stages.abstention_recipe",
-        "AbstentionRecipe",
-        "run_abstention_recipe",
-    ),
-}
-
 
 def stage_kind(kind: str) -> tuple[type, Callable[[Any], dict[str, Any]]]:
-    """(recipe schema, runner) of a non-RL stage kind."""
-    module_name, schema, runner = STAGE_KINDS[kind]
-    module = importlib.import_module(module_name)
-    return getattr(module, schema), getattr(module, runner)
+    """(recipe schema, runner) of a stage kind (``KeyError`` with a close match if unknown)."""
+    spec = get_stage(kind)
+    return spec.schema, spec.runner
 
 
 class StageConfig(_Section):
     name: str = Field(description="Stage name: its run directory under the pipeline's.")
-    kind: Literal["train", "sft", "redi", "specs", "int", "abstain-train"]
+    kind: str = Field(
+        description="Stage kind: train, sft, redi, specs, int, abstain-train (any registered "
+        "kind), or a decorated runner as pkg.module:fn / file.py:fn."
+    )
     recipe: str = Field(description="The stage's recipe file (relative paths: from the cwd).")
     overrides: list[str] = []
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> StageConfig:
+        try:
+            get_stage(self.kind)
+        except KeyError as e:
+            raise BindError("kind", str(e.args[0])) from None
+        return self
 
 
 class PipelineRecipe(_Section):
@@ -79,18 +79,9 @@ def _stage_overrides(pipe: PipelineRecipe, stage: StageConfig, model: str | None
 
 def run_stage(pipe: PipelineRecipe, stage: StageConfig, model: str | None) -> str:
     """Run one stage; return the path of the model it produced."""
-    overrides = _stage_overrides(pipe, stage, model)
-    if stage.kind != "train":
-        schema, runner = stage_kind(stage.kind)
-        return str(runner(load_recipe(stage.recipe, overrides, schema=schema))["model_dir"])
-    from rlvr.trainer import train_recipe
-
-    recipe = load_recipe(stage.recipe, [*overrides, "resume=true", "checkpoint.save_final=true"])
-    summary, _ = train_recipe(recipe)
-    write_json(recipe.run_dir / "summary.json", summary)
-    if summary.get("interrupted"):
-        raise KeyboardInterrupt(f"stage {stage.name!r} stopped; run the pipeline again to resume")
-    return str(summary["checkpoint"])
+    spec = get_stage(stage.kind)
+    overrides = [*_stage_overrides(pipe, stage, model), *spec.pipeline_overrides]
+    return str(spec.runner(load_recipe(stage.recipe, overrides, schema=spec.schema))["model_dir"])
 
 
 def stage_fingerprint(stage: StageConfig, model: str | None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr.config import Recipe, RecipeError, dump_recipe, load_recipe
+from rlvr.config import RecipeError, dump_recipe, load_recipe
 
 BASE = """\
 name: t
@@ -104,10 +104,11 @@ def test_resolved_recipe_round_trips(tmp_path: Path) -> None:
     "recipe", sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_shipped_recipes_validate(recipe: Path) -> None:
-    from rlvr.pipeline import STAGE_KINDS, PipelineRecipe, stage_kind
+    from rlvr.pipeline import PipelineRecipe, stage_kind
+    from rlvr.stages.registry import STAGES
 
     def schema_of(kind: str) -> type:
-        return Recipe if kind == "train" else stage_kind(kind)[0]
+        return stage_kind(kind)[0]
 
     kind = recipe.stem.split("_")[0]
     kind = {"abstention": "abstain-train"}.get(kind, kind)  # abstention_*.yaml
@@ -121,4 +122,4 @@ def test_shipped_recipes_validate(recipe: Path) -> None:
             path = Path(__file__).parents[1] / stage.recipe
             load_recipe(path, stage.overrides, schema=schema_of(stage.kind))
     else:  # `rlvr sft|redi|specs|int|abstain-train` recipes by their prefix, RL otherwise
-        load_recipe(recipe, schema=schema_of(kind if kind in STAGE_KINDS else "train"))
+        load_recipe(recipe, schema=schema_of(kind if kind in STAGES.names() else "train"))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlvr.algos.registry import Registry
 from rlvr.config import RecipeError, load_recipe
+from rlvr.registry import Registry
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

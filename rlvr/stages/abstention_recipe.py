@@ -45,6 +45,7 @@ from rlvr.stages.common import (
     write_json,
     write_metrics,
 )
+from rlvr.stages.registry import register_stage
 
 log = logging.getLogger("rlvr")
 
@@ -186,6 +187,18 @@ def _sample_chunks(recipe: AbstentionRecipe, problems: list[dict]) -> list[dict]
     return records
 
 
+@register_stage(
+    "abstain-train",
+    schema=AbstentionRecipe,
+    help="dynamic abstention: train and calibrate a value head (hf engine)",
+    description="Dynamic abstention (arXiv 2604.18419) from a YAML recipe (see "
+    "recipes/abstention_*.yaml): samples rollouts with decode-time features (hf engine), "
+    "labels them with the math verifier, splits by prompt, trains the value head (focal "
+    "+ TD loss), calibrates on held-out prompts (isotonic + coverage quantile or "
+    "threshold = r_abstain) and writes head.safetensors + head.json to runs/<name>/; "
+    "rollouts and features are cached in rollouts/ so a re-run resumes. Use the head "
+    "with: rlvr eval --backend hf --abstain runs/<name>/head.safetensors.",
+)
 def run_abstention_recipe(recipe: AbstentionRecipe) -> dict[str, Any]:
     """Sample, label, split, train, calibrate, write the head; returns the summary (with
     ``model_dir`` = the unchanged input model and ``head``)."""

@@ -44,6 +44,7 @@ from rlvr.stages.common import (
     write_json,
     write_metrics,
 )
+from rlvr.stages.registry import register_stage
 
 log = logging.getLogger("rlvr")
 
@@ -142,6 +143,16 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
     return cached_rows(recipe.run_dir / "attempts.jsonl", key, sample, what="int attempts")
 
 
+@register_stage(
+    "int",
+    schema=INTRecipe,
+    help="InT: interventions on failed attempts, then SFT",
+    description="InT (arXiv 2601.14209) from a YAML recipe (see recipes/int_*.yaml): incorrect "
+    "attempts (a file or the model's own samples), a one-step intervention per attempt "
+    "(proposer: model | reference_diff), answer-leak filter, counterfactual check "
+    "(k_check continuations, one must verify), SFT on prefix + intervention (TRL). Writes "
+    "attempts.jsonl, kept.jsonl, summary.json and model/.",
+)
 def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
     """Attempts -> interventions -> counterfactual check -> SFT; see the module docstring for
     the files written. Returns the summary, with ``model_dir``."""
@@ -168,17 +179,7 @@ def run_int_recipe(recipe: INTRecipe) -> dict[str, Any]:
         rows,
         run_dir / "model",
         propose=reference_diff_proposer if c.proposer == "reference_diff" else None,
-        engine=c.engine,
-        k_interv=c.k_interv,
-        k_check=c.k_check,
-        check_tokens=c.check_tokens,
-        propose_tokens=c.propose_tokens,
-        lr=c.lr,
-        steps=c.steps,
-        batch_size=c.batch_size,
-        grad_accum=c.grad_accum,
-        schedule=c.schedule,
-        max_length=c.max_length,
+        **c.model_dump(exclude={"proposer"}),  # the other keys are run_int's parameters
         seed=recipe.seed,
         logging_dir=run_dir,
         journal=run_dir / "interventions.jsonl",

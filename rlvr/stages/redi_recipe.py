@@ -44,6 +44,7 @@ from rlvr.stages.common import (
     write_metrics,
 )
 from rlvr.stages.judge import JudgeConfig, run_judge
+from rlvr.stages.registry import register_stage
 
 log = logging.getLogger("rlvr")
 
@@ -165,6 +166,16 @@ def _judge_positives(
     return kept, negatives + moved, counts
 
 
+@register_stage(
+    "redi",
+    schema=REDIRecipe,
+    help="REDI distillation from positive and negative teacher traces",
+    description="REDI (arXiv 2505.24850) from a YAML recipe (see recipes/redi_*.yaml): teacher "
+    "traces from traces.path or sampled from traces.teacher (default: the model itself), "
+    "labelled by the math verifier; optional stage-1 SFT on positives (sft.steps), then the "
+    "REDI loss mean[-l_w + alpha*l_l] on one (correct, incorrect) pair per problem. Writes "
+    "traces.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/ to runs/<name>/.",
+)
 def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
     """Label traces, build pairs, run stage 1 (optional) and the REDI stage; see the module
     docstring for the files written. Returns the summary, with ``model_dir``."""
@@ -239,14 +250,8 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
                 start,
                 sft_rows,
                 sft_dir,
-                lr=s.lr,
-                batch_size=s.batch_size,
-                grad_accum=s.grad_accum,
+                **s.model_dump(exclude={"steps"}),  # the other `sft` keys: run_sft's parameters
                 max_steps=s.steps,
-                warmup_steps=s.warmup_steps,
-                schedule=s.schedule,
-                weight_decay=s.weight_decay,
-                max_length=s.max_length,
                 seed=recipe.seed,
                 trust_remote_code=recipe.model.trust_remote_code,
                 logging_dir=run_dir / "sft",
@@ -264,19 +269,9 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
         start,
         pairs,
         run_dir / "model",
-        lr=r.lr,
-        steps=r.steps,
-        batch_size=r.batch_size,
-        alpha=r.alpha,
-        chosen_coef=r.chosen_coef,
-        weight_decay=r.weight_decay,
-        warmup_ratio=r.warmup_ratio,
-        max_grad_norm=r.max_grad_norm,
-        max_prompt_len=r.max_prompt_len,
-        max_completion_len=r.max_completion_len,
+        **r.model_dump(),  # the `redi` section's keys are run_redi's parameters
         seed=recipe.seed,
         trust_remote_code=recipe.model.trust_remote_code,
-        micro_batch_size=r.micro_batch_size,
         gradient_checkpointing=recipe.model.gradient_checkpointing,
         dtype=recipe.model.dtype,
     )

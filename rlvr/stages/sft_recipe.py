@@ -6,6 +6,10 @@ Data rows are either prompt / completion pairs (``data.prompt_field`` /
 completion-only loss). LoRA comes from peft when ``lora.enabled``; the saved model is then
 the adapter merged into the base weights, in safetensors. With arithmetic data, held-out
 accuracy before and after training goes to ``summary.json`` (``eval`` section).
+
+The recipe shares :class:`rlvr.stages.common.StageRecipe` with the other stage kinds (``name``,
+``output_dir``, ``seed``, ``threads``, ``model``, ``eval``); its ``data`` section is the SFT file
+or the arithmetic task's worked solutions rather than RL problems.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import ArithmeticConfig, DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import ArithmeticConfig, DataConfig, _Section
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
-from rlvr.stages.common import StageEval, check_model, heldout_eval, write_json
+from rlvr.stages.common import StageEval, StageRecipe, heldout_eval, start_stage, write_json
+from rlvr.stages.registry import register_stage
 
 
 class SFTData(_Section):
@@ -40,7 +45,6 @@ class SFTTrain(_Section):
     schedule: Literal["constant_with_warmup", "cosine", "linear"] = "constant_with_warmup"
     max_length: int = Field(1024, ge=8)
     packing: bool = False
-    threads: int | None = None
 
 
 class LoraConfig(_Section):
@@ -51,21 +55,14 @@ class LoraConfig(_Section):
     target_modules: str | list[str] = "all-linear"
 
 
-class SFTRecipe(_Section):
+class SFTRecipe(StageRecipe):
     name: str = "sft"
-    output_dir: str = "runs"
-    seed: int = 0
-    model: ModelConfig
-    data: SFTData
+    data: SFTData  # type: ignore[assignment]  # SFT rows, not RL problems
     train: SFTTrain = SFTTrain()
     lora: LoraConfig = LoraConfig()
     eval: StageEval = Field(
         StageEval(), description="Held-out accuracy before / after (arithmetic data only)."
     )
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
 
 
 def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
@@ -131,17 +128,20 @@ def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
     return rows
 
 
+@register_stage(
+    "sft",
+    schema=SFTRecipe,
+    help="supervised fine-tuning (TRL SFTTrainer; LoRA via peft)",
+    description="Supervised fine-tuning from a YAML recipe (see recipes/sft_*.yaml): "
+    "model, data (jsonl/parquet prompt/completion or messages), train, lora sections; "
+    "completion-only loss; the model is saved to runs/<name>/model (safetensors).",
+)
 def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
-    import torch
-
+    """Fine-tune, with held-out accuracy before / after for arithmetic data; returns TRL's
+    report (``log_history``, ``steps``, ``loss``) with ``model_dir`` and the evals."""
     from rlvr.stages.sft import run_sft
 
-    if recipe.train.threads:
-        torch.set_num_threads(recipe.train.threads)
-    check_model(recipe.model.path, "model.path", recipe.model.trust_remote_code)
-    run_dir = recipe.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, run_dir / "recipe.yaml")  # type: ignore[arg-type]
+    run_dir = start_stage(recipe)  # type: ignore[arg-type]
     t, lora = recipe.train, recipe.lora
     peft_config = None
     if lora.enabled:
@@ -164,15 +164,9 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
         recipe.model.path,
         load_sft_rows(recipe.data),
         run_dir / "model",
-        lr=t.lr,
-        batch_size=t.batch_size,
-        grad_accum=t.grad_accum,
+        **t.model_dump(exclude={"steps"}),  # the other `train` keys are run_sft's parameters
         max_steps=t.steps,
-        warmup_steps=t.warmup_steps,
-        schedule=t.schedule,
         seed=recipe.seed,
-        max_length=t.max_length,
-        packing=t.packing,
         peft_config=peft_config,
         trust_remote_code=recipe.model.trust_remote_code,
         logging_dir=run_dir,

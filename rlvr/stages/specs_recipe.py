@@ -38,6 +38,7 @@ from rlvr.stages.common import (
     write_metrics,
 )
 from rlvr.stages.judge import JudgeConfig, run_judge
+from rlvr.stages.registry import register_stage
 
 log = logging.getLogger("rlvr")
 
@@ -94,6 +95,15 @@ def _judge_chosen(cfg: JudgeConfig, problems: list[dict], groups: list[list[dict
     return counts
 
 
+@register_stage(
+    "specs",
+    schema=SPECSRecipe,
+    help="SPECS self-distilled preference (DPO) cold start",
+    description="SPECS (arXiv 2510.25801) from a YAML recipe (see recipes/specs_*.yaml): the "
+    "model samples answers to data's problems; chosen = correct and well-formed, rejected = "
+    "wrong or ill-formed; DPO (TRL DPOTrainer) with beta and an SFT term on chosen. "
+    "Writes samples.jsonl, pairs.jsonl, metrics.jsonl, summary.json and model/.",
+)
 def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
     """Self-generate, pair, DPO; see the module docstring for the files written. Returns the
     summary, with ``model_dir``."""

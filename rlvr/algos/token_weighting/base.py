@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algos.registry import BindError, Registry
+from rlvr.registry import BindError, Registry
 
 TOKEN_WEIGHTS = Registry("token-weight rule", "rlvr.algos.token_weighting")
 register_token_weight = TOKEN_WEIGHTS.register
