@@ -462,7 +462,7 @@ class Recipe(_Section):
     rewards: list[RewardConfig] = [RewardConfig(name="math")]
     reward_runner: RewardRunnerConfig = RewardRunnerConfig()
     warmup: WarmupConfig | None = None
-    algo: AlgoConfig = AlgoConfig()
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)  # built lazily: it loads the registries
     train: TrainConfig = TrainConfig()
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of all weights.")
     checkpoint: CheckpointConfig = CheckpointConfig()

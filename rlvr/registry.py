@@ -53,9 +53,10 @@ def _close(name: str, options: list[str]) -> str:
 
 
 class Registry:
-    def __init__(self, kind: str, package: str | None = None) -> None:
+    def __init__(self, kind: str, package: str | None = None, *, suffix: str = "") -> None:
         self.kind = kind
         self.package = package  # modules discovered here on a missed lookup
+        self.suffix = suffix  # only modules whose name ends so (keeps discovery light)
         self._items: dict[str, Any] = {}
         self._discovered = False
 
@@ -69,13 +70,14 @@ class Registry:
         return deco
 
     def discover(self) -> None:
-        """Import every module of ``package`` once (each registers its own names)."""
+        """Import every module of ``package`` (ending in ``suffix``) once; each registers its
+        own names."""
         if self._discovered or self.package is None:
             return
         self._discovered = True
         pkg = importlib.import_module(self.package)
         for info in pkgutil.iter_modules(pkg.__path__, self.package + "."):
-            if not info.ispkg:
+            if not info.ispkg and info.name.endswith(self.suffix):
                 importlib.import_module(info.name)
 
     def get(self, name: str) -> Any:

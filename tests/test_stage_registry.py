@@ -120,3 +120,15 @@ def test_recipe_sections_passed_whole_match_their_runners() -> None:
     for section, runner, exclude in cases:
         params = set(inspect.signature(runner).parameters)
         assert set(section.model_fields) - exclude <= params, (section.__name__, runner.__name__)
+
+
+def test_sft_train_threads_is_accepted_as_the_old_name(caplog):
+    from rlvr.stages.sft_recipe import SFTRecipe
+
+    data = {"model": {"path": "m"}, "data": {"path": "x.jsonl"}, "train": {"threads": 3}}
+    with caplog.at_level("WARNING", logger="rlvr"):
+        recipe = SFTRecipe.model_validate(data)
+    assert recipe.threads == 3
+    assert "train.threads is deprecated" in caplog.text
+    with pytest.raises(ValueError, match="set threads once"):
+        SFTRecipe.model_validate({**data, "threads": 2})

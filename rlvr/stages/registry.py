@@ -1,6 +1,8 @@
 """The registry of stage kinds: what ``rlvr pipeline`` chains and what ``rlvr <kind>`` runs.
 
-A stage kind is one module in this package whose runner carries the decorator
+A stage kind is one module ``<name>_recipe.py`` in this package (its schema and runner; the
+heavy work lives in modules it imports lazily, so ``--help`` stays fast) whose runner carries
+the decorator
 
     @register_stage("my_kind", schema=MyRecipe, help="one line", description="the --help text")
     def run_my_recipe(recipe: MyRecipe) -> dict[str, Any]: ...
@@ -8,7 +10,7 @@ A stage kind is one module in this package whose runner carries the decorator
 ``schema`` is a pydantic recipe schema (fields ``name``, ``output_dir``, ``model``; usually a
 :class:`rlvr.stages.common.StageRecipe` subclass) and the runner returns at least
 ``{"model_dir": ...}``. The first lookup of a kind that is not registered yet imports every
-module of the package (:class:`rlvr.registry.Registry`), so the new module is found without an
+``*_recipe`` module of the package (:class:`rlvr.registry.Registry`), so the new module is found without an
 import line, a ``Literal`` of kinds or a help table to edit: it becomes a pipeline stage kind
 and an ``rlvr my_kind RECIPE`` command (``command=False``: pipeline only). Outside the package,
 a pipeline stage may name a decorated runner as ``kind: pkg.module:run_fn`` or
@@ -39,7 +41,7 @@ class StageKind:
     pipeline_overrides: tuple[str, ...] = field(default=())  # applied after the stage's own
 
 
-STAGES = Registry("stage kind", "rlvr.stages")
+STAGES = Registry("stage kind", "rlvr.stages", suffix="_recipe")
 
 
 def register_stage(

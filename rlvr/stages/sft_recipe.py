@@ -14,15 +14,18 @@ or the arithmetic task's worked solutions rather than RL problems.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rlvr.config import ArithmeticConfig, DataConfig, _Section
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
 from rlvr.stages.common import StageEval, StageRecipe, heldout_eval, start_stage, write_json
 from rlvr.stages.registry import register_stage
+
+log = logging.getLogger("rlvr")
 
 
 class SFTData(_Section):
@@ -63,6 +66,22 @@ class SFTRecipe(StageRecipe):
     eval: StageEval = Field(
         StageEval(), description="Held-out accuracy before / after (arithmetic data only)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threads_moved(cls, data: Any) -> Any:
+        """``train.threads`` (before the stages shared one base) is now top-level ``threads``."""
+        train = data.get("train") if isinstance(data, dict) else None
+        if isinstance(train, dict) and "threads" in train:
+            train = dict(train)
+            threads = train.pop("threads")
+            if data.get("threads") not in (None, threads):
+                raise ValueError(
+                    "set threads once: top-level threads (train.threads is its old name)"
+                )
+            log.warning("train.threads is deprecated in SFT recipes: use top-level threads")
+            data = {**data, "train": train, "threads": threads}
+        return data
 
 
 def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
