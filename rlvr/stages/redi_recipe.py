@@ -130,13 +130,7 @@ def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
 
     def sample() -> list[dict]:
         log.info("redi: sampling %d traces for %d problems from %s", s.n, len(problems), teacher)
-        engine = open_engine(
-            teacher,
-            s.engine,
-            dtype=recipe.model.dtype,
-            seed=recipe.seed,
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
+        engine = open_engine(recipe.model, s.engine, path=teacher, seed=recipe.seed)
         try:
             groups = sample_completions(engine, problems, recipe.data, s, seed=recipe.seed)
         finally:
@@ -274,6 +268,7 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
         max_grad_norm=r.max_grad_norm,
         max_prompt_len=r.max_prompt_len,
         max_completion_len=r.max_completion_len,
+        use_chat_template=recipe.data.use_chat_template,
         seed=recipe.seed,
         trust_remote_code=recipe.model.trust_remote_code,
         micro_batch_size=r.micro_batch_size,
