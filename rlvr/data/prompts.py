@@ -70,11 +70,13 @@ def example_messages(example: dict, template: str, system_prompt: str | None = N
     return prompt_messages(fill_template(template, example["prompt"]), system_prompt)
 
 
-def check_chat_template(tokenizer: Any, hint: str = "set data.use_chat_template=false") -> None:
+def check_chat_template(
+    tokenizer: Any,
+    hint: str = "set data.use_chat_template=false or use a model whose tokenizer defines one",
+) -> None:
+    """Raise when ``use_chat_template`` is asked of a tokenizer without a chat template."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            f"the tokenizer has no chat template: {hint} or use a model whose tokenizer defines one"
-        )
+        raise ValueError(f"the tokenizer has no chat template: {hint}")
 
 
 def prompt_text(
@@ -141,7 +143,9 @@ class PromptFormatter:
         chat_template_kwargs: dict[str, Any] | None = None,
         add_special_tokens: bool = False,
         template_key: str = "data.prompt_template",
-        chat_template_hint: str = "set data.use_chat_template=false",
+        chat_template_hint: str = (
+            "set data.use_chat_template=false or use a model whose tokenizer defines one"
+        ),
     ) -> None:
         check_template(template, template_key)
         if use_chat_template:
