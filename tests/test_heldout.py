@@ -154,3 +154,51 @@ def test_trainer_engine_gets_the_revision(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert calls[0]["p"] == "org/model" and calls[0]["revision"] == "abc"
     rollout_engine(recipe, None, None, str(tmp_path / "checkpoint"), False)  # a resumed run
     assert calls[1]["revision"] is None
+
+
+def test_trainer_evaluate_matches_the_old_formula(
+    tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    """``Trainer.evaluate`` (sampler -> rlvr/heldout.py) on the tiny model gives what the
+    sampler's own copy computed: flat mean of (accuracy component > 0.5) per round, with the
+    same sampling params (seeded, so the HF engine regenerates the same completions)."""
+    import torch
+
+    from rlvr.config import Recipe
+    from rlvr.trainer import Trainer
+
+    fixtures = fixtures_dir
+    recipe = Recipe.model_validate(
+        {
+            "name": "heldout",
+            "output_dir": str(tmp_path),
+            "seed": 5,
+            "model": {"path": str(tiny_model_dir)},
+            "data": {"arithmetic": {"digits": 1, "num_train": 16, "num_eval": 6}},
+            "rollout": {"engine": "hf", "group_size": 2, "max_new_tokens": 6},
+            "rewards": [{"name": f"{fixtures / 'rewards_fixture.py'}:odd_length", "key": "odd"}],
+            "reward_runner": {"num_workers": 1, "accuracy_key": "odd"},
+            "eval": {"num_problems": 4, "samples": 3, "max_new_tokens": 6},
+            "logging": {"tensorboard": False, "plots": False, "progress": False},
+        }
+    )
+    trainer = Trainer(recipe, progress=False)
+    try:
+        got = trainer.evaluate("before")
+        s, e = trainer.sampler, recipe.eval
+        examples = s.eval_examples[: e.num_problems]
+        ids = [s.formatter.token_ids(ex) for ex in examples]
+        want = {}
+        for name, n, temp in (("greedy", 1, 0.0), ("pass@1", e.samples, e.temperature)):
+            sp = s.sampling(
+                0, n=n, temperature=temp, max_tokens=e.max_new_tokens, seed_offset=104729
+            )
+            groups = s.engine.generate(ids, sp)
+            assert all(len(g) == n for g in groups)
+            comp = s.score(examples, groups).components[recipe.reward_runner.accuracy_key]
+            want[f"eval/{name}"] = float((torch.tensor(comp) > 0.5).float().mean())
+    finally:
+        trainer.close()
+    assert set(got) == {"eval/greedy", "eval/pass@1"}
+    assert got == pytest.approx(want, abs=1e-6)
+    assert 0 < got["eval/pass@1"] < 1  # a reward that varies: the comparison can fail
