@@ -101,3 +101,16 @@ def test_training_stage_and_eval_build_the_same_prompt(tok: Any) -> None:
     raw = DataConfig(prompt_template="Solve: {prompt}", use_chat_template=False)
     assert _decode(tok, example_prompt_ids(tok, [ex], raw)[0]) == "Solve: 12+30"
     assert build_prompt_text(tok, "Solve: 12+30", None, False) == "Solve: 12+30"
+
+
+def test_redi_prompts_honour_the_builder(tok: Any) -> None:
+    """REDI's sequences: chat prompt cut to its last ``max_prompt_len`` tokens; with
+    ``use_chat_template=False`` a chat prompt is its raw text (it used to be ``str(list)``)."""
+    from rlvr.stages.redi import encode_completions
+
+    msgs = [{"role": "user", "content": "what is 1+1?"}]
+    ids, _, target = encode_completions(tok, [msgs], ["2"], max_prompt_len=5)
+    prompt = ids[0][target[0] == 0].tolist()
+    assert prompt == chat_prompt_ids(tok, msgs)[-5:]
+    ids, _, target = encode_completions(tok, [msgs], ["2"], use_chat_template=False)
+    assert _decode(tok, ids[0][target[0] == 0].tolist()) == "what is 1+1?"
