@@ -89,13 +89,13 @@ def test_braces_in_templates_are_kept(tok: Any) -> None:
 
 def test_training_stage_and_eval_build_the_same_prompt(tok: Any) -> None:
     from eval.runner import build_prompt_text, tokenize_prompt
-    from rlvr.stages.common import example_prompt_ids, prompt_ids, prompt_messages
+    from rlvr.stages.common import example_prompt_ids, prompt_messages
 
     data = DataConfig(prompt_template="Solve: {prompt}", system_prompt="sys", max_prompt_tokens=40)
     ex = {"prompt": "12+30", "answer": "42"}
     train_ids = PromptFormatter.from_data(tok, data).token_ids(ex)
     assert example_prompt_ids(tok, [ex], data) == [train_ids]
-    assert prompt_ids(tok, prompt_messages(ex, data), data=data) == train_ids
+    assert chat_prompt_ids(tok, prompt_messages(ex, data), max_prompt_tokens=40) == train_ids
     text = build_prompt_text(tok, "Solve: 12+30", "sys", True)
     assert tokenize_prompt(tok, text, True)[-40:] == train_ids
     raw = DataConfig(prompt_template="Solve: {prompt}", use_chat_template=False)

@@ -130,7 +130,8 @@ def chat_prompt_ids(
 
 class PromptFormatter:
     """``example -> user text -> messages -> prompt text -> token ids`` as configured in a
-    recipe's ``data`` section (:meth:`from_data`) or eval's settings."""
+    recipe's ``data`` section (:meth:`from_data`); ``max_prompt_tokens`` may be lowered after
+    construction (the sampler sets the budget the model context leaves)."""
 
     def __init__(
         self,
@@ -140,63 +141,37 @@ class PromptFormatter:
         system_prompt: str | None = None,
         use_chat_template: bool = True,
         max_prompt_tokens: int | None = 512,
-        chat_template_kwargs: dict[str, Any] | None = None,
-        add_special_tokens: bool = False,
-        template_key: str = "data.prompt_template",
-        chat_template_hint: str = (
-            "set data.use_chat_template=false or use a model whose tokenizer defines one"
-        ),
     ) -> None:
-        check_template(template, template_key)
+        check_template(template)
         if use_chat_template:
-            check_chat_template(tokenizer, chat_template_hint)
+            check_chat_template(tokenizer)
         self.tokenizer = tokenizer
         self.template = template
         self.system_prompt = system_prompt
         self.use_chat_template = use_chat_template
         self.max_prompt_tokens = max_prompt_tokens
-        self.chat_template_kwargs = chat_template_kwargs
-        self.add_special_tokens = add_special_tokens
 
     @classmethod
-    def from_data(
-        cls, tokenizer: Any, data: Any, *, max_prompt_tokens: int | None = None
-    ) -> PromptFormatter:
-        """The formatter of a :class:`rlvr.config.DataConfig` (``max_prompt_tokens`` overrides
-        ``data.max_prompt_tokens``, e.g. with the budget the model context leaves)."""
+    def from_data(cls, tokenizer: Any, data: Any) -> PromptFormatter:
+        """The formatter of a :class:`rlvr.config.DataConfig` section."""
         return cls(
             tokenizer,
             template=data.prompt_template,
             system_prompt=data.system_prompt,
             use_chat_template=data.use_chat_template,
-            max_prompt_tokens=data.max_prompt_tokens
-            if max_prompt_tokens is None
-            else max_prompt_tokens,
+            max_prompt_tokens=data.max_prompt_tokens,
         )
-
-    def user(self, example: dict) -> str:
-        return fill_template(self.template, example["prompt"])
 
     def messages(self, example: dict) -> list[dict]:
         return example_messages(example, self.template, self.system_prompt)
 
     def text(self, example: dict) -> str:
         return prompt_text(
-            self.tokenizer,
-            self.messages(example),
-            use_chat_template=self.use_chat_template,
-            chat_template_kwargs=self.chat_template_kwargs,
+            self.tokenizer, self.messages(example), use_chat_template=self.use_chat_template
         )
 
     def token_ids_untruncated(self, example: dict) -> list[int]:
-        return encode_prompt(
-            self.tokenizer, self.text(example), add_special_tokens=self.add_special_tokens
-        )
+        return encode_prompt(self.tokenizer, self.text(example))
 
     def token_ids(self, example: dict) -> list[int]:
-        return encode_prompt(
-            self.tokenizer,
-            self.text(example),
-            self.max_prompt_tokens,
-            add_special_tokens=self.add_special_tokens,
-        )
+        return encode_prompt(self.tokenizer, self.text(example), self.max_prompt_tokens)

@@ -144,25 +144,13 @@ def prompt_messages(example: dict, data: DataConfig) -> list[dict]:
     return example_messages(example, data.prompt_template, data.system_prompt)
 
 
-def prompt_ids(
-    tokenizer: Any,
-    messages: list[dict],
-    assistant_prefix: str = "",
-    data: DataConfig | None = None,
-) -> list[int]:
-    """Token ids of a chat prompt with the generation prompt (plus an assistant prefix); with
-    ``data``, honouring its ``use_chat_template`` and ``max_prompt_tokens``."""
+def prompt_ids(tokenizer: Any, messages: list[dict], assistant_prefix: str = "") -> list[int]:
+    """Token ids of a fixed chat prompt (the judge's) with the generation prompt, plus an
+    assistant prefix (rlvr/data/prompts.py). Dataset rows go through
+    :func:`example_prompt_ids` instead, which honours the ``data`` section."""
     from rlvr.data.prompts import chat_prompt_ids
 
-    if data is None:
-        return chat_prompt_ids(tokenizer, messages, assistant_prefix=assistant_prefix)
-    return chat_prompt_ids(
-        tokenizer,
-        messages,
-        assistant_prefix=assistant_prefix,
-        use_chat_template=data.use_chat_template,
-        max_prompt_tokens=data.max_prompt_tokens,
-    )
+    return chat_prompt_ids(tokenizer, messages, assistant_prefix=assistant_prefix)
 
 
 def example_prompt_ids(tokenizer: Any, examples: list[dict], data: DataConfig) -> list[list[int]]:
