@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt-template",
         default=S,
         help=f"math prompt: {', '.join(PROMPT_TEMPLATES)} or a string with "
-        "{problem} (default: per suite)",
+        "{prompt} (default: per suite; the old {problem} is deprecated)",
     )
     p.add_argument(
         "--keep-thinking",

@@ -242,22 +242,20 @@ def build_prompt_text(
     chat_template: bool,
     chat_template_kwargs: dict[str, Any] | None = None,
 ) -> str:
-    """Full prompt text: the chat template applied to [system?, user], or the raw text.
+    """Full prompt text: the chat template applied to [system?, user], or the raw text
+    (rlvr/data/prompts.py, as training builds it).
 
     ``chat_template_kwargs`` go to the template (e.g. Qwen3's ``enable_thinking``).
     """
-    if not chat_template:
-        return user if not system_prompt else f"{system_prompt}\n\n{user}"
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            "the tokenizer has no chat template; pass --no-chat-template to use raw prompts"
-        )
-    messages = []
-    if system_prompt:
-        messages.append({"role": "system", "content": system_prompt})
-    messages.append({"role": "user", "content": user})
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **(chat_template_kwargs or {})
+    from rlvr.data.prompts import check_chat_template, prompt_messages, prompt_text
+
+    if chat_template:
+        check_chat_template(tokenizer, "pass --no-chat-template to use raw prompts")
+    return prompt_text(
+        tokenizer,
+        prompt_messages(user, system_prompt),
+        use_chat_template=chat_template,
+        chat_template_kwargs=chat_template_kwargs,
     )
 
 
@@ -271,9 +269,10 @@ def scoring_text(prompt: str, completion: str) -> str:
 
 
 def tokenize_prompt(tokenizer: Any, text: str, chat_template: bool) -> list[int]:
+    from rlvr.data.prompts import encode_prompt
+
     # the chat template already holds any BOS; raw prompts get the tokenizer's specials
-    ids = tokenizer(text, add_special_tokens=not chat_template)["input_ids"]
-    return list(ids)
+    return encode_prompt(tokenizer, text, add_special_tokens=not chat_template)
 
 
 def model_context_length(model: str, settings: EvalSettings) -> int | None:

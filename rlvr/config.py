@@ -50,7 +50,9 @@ class DataConfig(_Section):
     hf_split: str = "train"
     prompt_field: str = "prompt"
     answer_field: str = "answer"
-    prompt_template: str = Field("{prompt}", description="Python format string with {prompt}.")
+    prompt_template: str = Field(
+        "{prompt}", description="User turn with {prompt} (rlvr/data/prompts.py; other braces kept)."
+    )
     system_prompt: str | None = None
     use_chat_template: bool = True
     max_prompt_tokens: int = Field(512, ge=1)

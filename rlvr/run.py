@@ -85,7 +85,7 @@ def rollout_engine(
     at the training dtype, synchronous (one-step off-policy generates during the update, so
     it needs its own copy)."""
     from rlvr.console import status
-    from rlvr.rollout import build_engine
+    from rlvr.rollout import model_engine
     from rlvr.rollout.server import server_engine
 
     m, r = recipe.model, recipe.rollout
@@ -101,14 +101,14 @@ def rollout_engine(
     if r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
         return server_engine(recipe, tokenizer), False
     with status(f"starting the {r.engine} rollout engine", show_progress):
-        engine = build_engine(
+        engine = model_engine(
+            m,
             r.engine,
             # a LoRA checkpoint holds the adapter only: the engine loads the base, then syncs
-            m.path if recipe.lora is not None else weights_path,
+            path=m.path if recipe.lora is not None else weights_path,
             dtype=rollout_dtype,
             seed=recipe.seed,
             max_model_len=r.max_model_len,
-            trust_remote_code=m.trust_remote_code,
             gpu_memory_utilization=r.gpu_memory_utilization,
             kv_cache_gib=r.kv_cache_gib,
             model=model if shares else None,

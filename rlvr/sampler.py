@@ -69,13 +69,7 @@ class Sampler:
         self.pad_id = pad_id
         self.token_entropies = token_entropies
         d = recipe.data
-        self.formatter = PromptFormatter(
-            tokenizer,
-            template=d.prompt_template,
-            system_prompt=d.system_prompt,
-            use_chat_template=d.use_chat_template,
-            max_prompt_tokens=d.max_prompt_tokens,
-        )
+        self.formatter = PromptFormatter.from_data(tokenizer, d)
         from rlvr.data.datasets import DataReport, check_prompt_lengths
         from rlvr.preflight import model_context, prompt_token_budget
 
@@ -291,40 +285,37 @@ class Sampler:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, tag: str) -> dict[str, float]:
-        """Held-out accuracy: greedy, and pass@1 averaged over ``eval.samples`` samples."""
+        """Held-out accuracy (rlvr/heldout.py): greedy, and pass@1 averaged over
+        ``eval.samples`` samples; correct = the ``reward_runner.accuracy_key`` component > 0.5."""
+        from rlvr.heldout import heldout_accuracy
+
         e = self.recipe.eval
         examples = self.eval_examples[: e.num_problems]
         if not examples:
             log.warning("eval: the dataset has no held-out split; skipping %s eval", tag)
             return {}
-        prompt_ids = [self.formatter.token_ids(ex) for ex in examples]
-        results: dict[str, float] = {}
-        gate = getattr(self.engine, "abstention", None)  # held-out accuracy without the gate
-        for name, n, temperature in (("greedy", 1, 0.0), ("pass@1", e.samples, e.temperature)):
-            try:
-                if gate is not None:
-                    self.engine.abstention = None  # type: ignore[attr-defined]
-                groups = self.engine.generate(
-                    prompt_ids,
-                    self.sampling(
-                        0,
-                        n=n,
-                        temperature=temperature,
-                        max_tokens=e.max_new_tokens,
-                        seed_offset=104729,
-                    ),
-                )
-            finally:
-                if gate is not None:
-                    self.engine.abstention = gate  # type: ignore[attr-defined]
-            acc = self.accuracy(
-                {k: torch.tensor(v) for k, v in self.score(examples, groups).components.items()}
-            )
-            if acc is None:
+        key = self.recipe.reward_runner.accuracy_key
+
+        def score(exs: list[dict], groups: list[list[Completion]]) -> Any:
+            components = self.score(exs, groups).components
+            if key is None or key not in components:
                 log.warning("eval: reward_runner.accuracy_key is not a reward component")
-                return {}
-            results[f"eval/{name}"] = acc
-        return results
+                return None
+            return [[float(v) > 0.5 for v in row] for row in components[key]], None
+
+        def params(n: int, temperature: float) -> SamplingParams:
+            return self.sampling(
+                0, n=n, temperature=temperature, max_tokens=e.max_new_tokens, seed_offset=104729
+            )
+
+        return heldout_accuracy(
+            self.engine,
+            examples,
+            [self.formatter.token_ids(ex) for ex in examples],
+            score,
+            greedy=params(1, 0.0),
+            sampled=params(e.samples, e.temperature),
+        )
 
     # ------------------------------------------------------------------ resume
 

@@ -158,6 +158,10 @@ def test_templates() -> None:
     text = render_prompt(math, {"problem": "1+1?"}, resolve(math, None))
     assert text == "1+1?\nPlease reason step by step, and put your final answer within \\boxed{}."
     assert resolve(math, "simple_evals") == PROMPT_TEMPLATES["simple_evals"]
+    assert render_prompt(math, {"problem": "Q"}, resolve(math, "Problem: {prompt}")) == (
+        "Problem: Q"
+    )
+    # the old placeholder still works (a deprecation warning, rlvr/data/prompts.py)
     assert render_prompt(math, {"problem": "Q"}, resolve(math, "Problem: {problem}")) == (
         "Problem: Q"
     )

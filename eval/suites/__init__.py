@@ -1,15 +1,17 @@
 """Benchmark suites: registry, prompt templates and prompt rendering.
 
-Templates (``{problem}`` is the suite's problem / prompt text):
+Templates (``{prompt}`` is the suite's problem / prompt text):
 
 * ``boxed`` (default for math; DeepSeek-R1 usage recommendations, Qwen ``qwen-boxed`` user
-  turn): ``{problem}\\nPlease reason step by step, and put your final answer within \\boxed{}.``
+  turn): ``{prompt}\\nPlease reason step by step, and put your final answer within \\boxed{}.``
 * ``simple_evals`` (open-r1 ``MATH_QUERY_TEMPLATE`` / lighteval <= v0.11 AIME prompt):
   ``Solve the following math problem efficiently and clearly. ... Therefore, the final answer
-  is: $\\boxed{ANSWER}$. I hope it is correct ...\\n\\n{problem}``
-* ``plain``: ``{problem}`` unchanged (IF suites, arithmetic).
+  is: $\\boxed{ANSWER}$. I hope it is correct ...\\n\\n{prompt}``
+* ``plain``: ``{prompt}`` unchanged (IF suites, arithmetic).
 
-A custom template is any string containing ``{problem}``.
+A custom template is any string containing ``{prompt}``, the placeholder of training's
+``data.prompt_template`` too (rlvr/data/prompts.py fills both); the old ``{problem}`` is still
+accepted, with a deprecation warning.
 """
 
 from __future__ import annotations
@@ -39,15 +41,15 @@ SUITES: dict[str, Suite] = {
 }
 
 PROMPT_TEMPLATES: dict[str, str] = {
-    "boxed": "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}.",
+    "boxed": "{prompt}\nPlease reason step by step, and put your final answer within \\boxed{}.",
     "simple_evals": (
         "Solve the following math problem efficiently and clearly.  The last line of your "
         "response should be of the following format: 'Therefore, the final answer is: "
         "$\\boxed{ANSWER}$. I hope it is correct' (without quotes) where ANSWER is just the "
         "final number or expression that solves the problem. Think step by step before "
-        "answering.\n\n{problem}"
+        "answering.\n\n{prompt}"
     ),
-    "plain": "{problem}",
+    "plain": "{prompt}",
 }
 
 
@@ -72,10 +74,12 @@ def resolve_template(suite: Suite, template: str | None) -> str:
         return PROMPT_TEMPLATES[suite.prompt_template]
     if template in PROMPT_TEMPLATES:
         return PROMPT_TEMPLATES[template]
-    if "{problem}" not in template:
+    from rlvr.data.prompts import DEPRECATED_PLACEHOLDER, PLACEHOLDER
+
+    if PLACEHOLDER not in template and DEPRECATED_PLACEHOLDER not in template:
         raise ValueError(
             f"prompt template {template!r} is neither a registered name "
-            f"({', '.join(PROMPT_TEMPLATES)}) nor a string containing '{{problem}}'"
+            f"({', '.join(PROMPT_TEMPLATES)}) nor a string containing '{PLACEHOLDER}'"
         )
     return template
 
@@ -83,4 +87,6 @@ def resolve_template(suite: Suite, template: str | None) -> str:
 def render_prompt(suite: Suite, example: dict[str, Any], template: str) -> str:
     """The user-turn text of one example under a template text."""
     text = example["problem"] if suite.is_math else example["prompt"]
-    return template.replace("{problem}", text)
+    from rlvr.data.prompts import fill_template
+
+    return fill_template(template, text)

@@ -3,7 +3,7 @@
 Fields: ``problem`` (the statement) and ``answer`` (the reference final answer: an integer
 0-999 for AIME, a LaTeX string for MATH-500); MATH-500 also carries ``subject`` and ``level``,
 used for per-group breakdowns.  Prompt (DeepSeek-R1 usage recommendations, also Qwen's
-``qwen-boxed`` user turn): ``{problem}\\nPlease reason step by step, and put your final answer
+``qwen-boxed`` user turn): ``{prompt}\\nPlease reason step by step, and put your final answer
 within \\boxed{}.``  Scorer: the training math reward (``rewards.math``: last ``\\boxed{}``
 with fallbacks, math-verify equivalence under a hard time limit).
 

@@ -17,6 +17,7 @@ __all__ = [
     "SoftThinkingEngine",
     "SoftThinkingParams",
     "build_engine",
+    "model_engine",
 ]
 
 
@@ -86,3 +87,30 @@ def build_engine(
             sleep=sleep,
         )
     raise ValueError(f"unknown rollout engine {backend!r}: use 'hf' or 'vllm'")
+
+
+def model_engine(
+    model_cfg: Any,
+    backend: str,
+    *,
+    path: str | None = None,
+    dtype: str | None = None,
+    **engine_kw: Any,
+) -> RolloutEngine:
+    """The one way to build a rollout engine from a recipe's ``model`` section
+    (:class:`rlvr.config.ModelConfig`): the trainer's (rlvr/run.py ``rollout_engine``), every
+    stage's (rlvr/stages/common.py ``open_engine``) and the judge's.
+
+    ``path`` loads other weights than ``model.path`` (a resumed checkpoint, a stage's trained
+    output); ``model.revision`` applies to ``model.path`` only, as the learner loads the policy
+    (a local directory has no revisions). ``dtype`` defaults to ``model.dtype``;
+    ``trust_remote_code`` is the section's; other keywords go to :func:`build_engine`."""
+    load = str(model_cfg.path if path is None else path)
+    return build_engine(
+        backend,
+        load,
+        dtype=model_cfg.dtype if dtype is None else dtype,
+        trust_remote_code=model_cfg.trust_remote_code,
+        revision=model_cfg.revision if load == str(model_cfg.path) else None,
+        **engine_kw,
+    )

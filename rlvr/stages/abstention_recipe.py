@@ -38,9 +38,9 @@ from rlvr.data.datasets import DataError, load_examples
 from rlvr.stages.common import (
     Sampling,
     check_model,
+    example_prompt_ids,
     fingerprint,
-    prompt_ids,
-    prompt_messages,
+    open_engine,
     score,
     write_json,
     write_metrics,
@@ -133,17 +133,11 @@ def _sample_chunks(recipe: AbstentionRecipe, problems: list[dict]) -> list[dict]
             meta_path, feat_path = base.with_suffix(".jsonl"), base.with_suffix(".safetensors")
             if not (meta_path.is_file() and feat_path.is_file()):
                 if engine is None:
-                    engine = HFEngine.from_pretrained(
-                        recipe.model.path,
-                        dtype=recipe.model.dtype,
-                        trust_remote_code=recipe.model.trust_remote_code,
-                    )
+                    engine = open_engine(recipe.model, "hf", seed=recipe.seed)
                     attach_gate(
                         engine, AbstentionGate(None, enforce=False, trace=False, capture=True)
                     )
-                ids = [
-                    prompt_ids(engine.tokenizer, prompt_messages(ex, recipe.data)) for ex in chunk
-                ]
+                ids = example_prompt_ids(engine.tokenizer, chunk, recipe.data)
                 sp = SamplingParams(
                     n=s.n, temperature=s.temperature, top_p=s.top_p,
                     max_tokens=s.max_new_tokens, seed=recipe.seed * 1_000_003 + k,

@@ -8,9 +8,13 @@ held-out evaluation and per-stage output files.
 - :func:`sample_completions` samples ``n`` completions per problem from a model and scores each
   with ``rewards.math.math_reward`` (correctness) and ``rewards.format.format_reward``
   (``<think>...</think>`` then one ``\\boxed{}``).
-- :func:`heldout_eval` measures held-out accuracy as the RL trainer does: greedy accuracy and
-  pass@1 = mean_i (c_i / n) over ``n`` samples at temperature T, plus the share of well-formed
-  samples; the numbers a stage writes to its ``summary.json`` before and after training.
+- :func:`heldout_eval` measures held-out accuracy with the RL trainer's code (rlvr/heldout.py):
+  greedy accuracy and pass@1 = mean_i (c_i / n) over ``n`` samples at temperature T, plus the
+  share of well-formed samples; the numbers a stage writes to its ``summary.json`` before and
+  after training.
+- Prompts are built by rlvr/data/prompts.py, as training builds them (``use_chat_template``,
+  ``max_prompt_tokens``); :func:`open_engine` builds engines with rlvr/rollout's
+  ``model_engine`` from the recipe's ``model`` section.
 """
 
 from __future__ import annotations
@@ -103,43 +107,58 @@ def eval_into(
 ) -> None:
     """``summary[key]`` = held-out accuracy of ``model_path`` (when there is a held-out split)."""
     if heldout:
-        summary[key] = heldout_eval(model_path, heldout, recipe.data, recipe.eval, seed=recipe.seed)
+        summary[key] = heldout_eval(
+            model_path, heldout, recipe.data, recipe.eval, seed=recipe.seed, model=recipe.model
+        )
         log.info("%s %s: %s", recipe.name, key, summary[key])
 
 
 def open_engine(
-    model_path: str | Path,
+    model: ModelConfig,
     backend: str = "hf",
     *,
-    dtype: str = "float32",
+    path: str | Path | None = None,
     seed: int = 0,
-    trust_remote_code: bool = False,
 ) -> Any:
-    """A rollout engine for a stage's own sampling (closed by the caller). vLLM takes 80 % of
-    the GPU here: a stage samples first and trains after the engine is closed."""
-    from rlvr.rollout import build_engine
+    """A rollout engine on ``model`` (or other weights at ``path``: a teacher, a stage's
+    output) for a stage's own sampling, closed by the caller; built by
+    :func:`rlvr.rollout.model_engine` (the section's dtype, trust_remote_code and, for
+    ``model.path``, revision). vLLM takes 80 % of the GPU here: a stage samples first and
+    trains after the engine is closed."""
+    from rlvr.rollout import model_engine
 
-    return build_engine(
+    return model_engine(
+        model,
         backend,
-        str(model_path),
-        dtype=dtype,
+        path=None if path is None else str(path),
         seed=seed,
-        trust_remote_code=trust_remote_code,
         gpu_memory_utilization=0.8,
     )
 
 
 def prompt_messages(example: dict, data: DataConfig) -> list[dict]:
-    """The chat prompt of an example: optional system message, then the templated user turn."""
-    user = data.prompt_template.replace("{prompt}", str(example["prompt"]))
-    system = [{"role": "system", "content": data.system_prompt}] if data.system_prompt else []
-    return [*system, {"role": "user", "content": user}]
+    """The chat prompt of an example: optional system message, then the templated user turn
+    (rlvr/data/prompts.py, as training builds it)."""
+    from rlvr.data.prompts import example_messages
+
+    return example_messages(example, data.prompt_template, data.system_prompt)
 
 
 def prompt_ids(tokenizer: Any, messages: list[dict], assistant_prefix: str = "") -> list[int]:
-    """Token ids of the chat prompt with the generation prompt (plus an assistant prefix)."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return list(tokenizer(text + assistant_prefix, add_special_tokens=False)["input_ids"])
+    """Token ids of a fixed chat prompt (the judge's) with the generation prompt, plus an
+    assistant prefix (rlvr/data/prompts.py). Dataset rows go through
+    :func:`example_prompt_ids` instead, which honours the ``data`` section."""
+    from rlvr.data.prompts import chat_prompt_ids
+
+    return chat_prompt_ids(tokenizer, messages, assistant_prefix=assistant_prefix)
+
+
+def example_prompt_ids(tokenizer: Any, examples: list[dict], data: DataConfig) -> list[list[int]]:
+    """Prompt token ids of ``examples`` exactly as the RL trainer builds them from ``data``."""
+    from rlvr.data.prompts import PromptFormatter
+
+    formatter = PromptFormatter.from_data(tokenizer, data)
+    return [formatter.token_ids(ex) for ex in examples]
 
 
 def score(text: str, example: dict) -> tuple[float, bool]:
@@ -165,7 +184,7 @@ def sample_completions(
 
     start = time.perf_counter()
     log.info("sampling %d x %d completions ...", len(examples), sampling.n)
-    ids = [prompt_ids(engine.tokenizer, prompt_messages(ex, data)) for ex in examples]
+    ids = example_prompt_ids(engine.tokenizer, examples, data)
     sp = SamplingParams(
         n=sampling.n,
         temperature=sampling.temperature,
@@ -192,24 +211,46 @@ def sample_completions(
     return out
 
 
+def score_groups(
+    examples: list[dict], groups: list[list[Any]]
+) -> tuple[list[list[bool]], list[list[bool]]]:
+    """(correct, well-formed) per completion: the stages' held-out scorer
+    (math verifier >= 1.0, format reward == 1.0)."""
+    scored = [
+        [score(c.text, ex) for c in group] for ex, group in zip(examples, groups, strict=True)
+    ]
+    return [[c >= 1.0 for c, _ in g] for g in scored], [[f for _, f in g] for g in scored]
+
+
 def heldout_eval(
-    model_path: str | Path, examples: list[dict], data: DataConfig, cfg: StageEval, *, seed: int = 0
+    model_path: str | Path,
+    examples: list[dict],
+    data: DataConfig,
+    cfg: StageEval,
+    *,
+    seed: int = 0,
+    model: ModelConfig | None = None,
 ) -> dict[str, float]:
-    """Greedy accuracy, pass@1 over ``cfg.samples`` samples and the well-formed share."""
+    """Greedy accuracy, pass@1 over ``cfg.samples`` samples and the well-formed share of
+    ``model_path`` (rlvr/heldout.py, the trainer's held-out eval), on prompts built as training
+    builds them. ``model`` is the recipe's model section (dtype, trust_remote_code, revision
+    of ``model.path``); without it the weights load in float32."""
+    from rlvr.heldout import heldout_accuracy
     from rlvr.rollout import SamplingParams
 
     examples = examples[: cfg.num_problems]
     if not examples:
         return {}
-    engine = open_engine(model_path, cfg.engine, seed=seed)
+    section = model if model is not None else ModelConfig(path=str(model_path))
+    engine = open_engine(section, cfg.engine, path=model_path, seed=seed)
     try:
-        ids = [prompt_ids(engine.tokenizer, prompt_messages(ex, data)) for ex in examples]
-        greedy = engine.generate(
-            ids, SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens)
-        )
-        sampled = engine.generate(
-            ids,
-            SamplingParams(
+        return heldout_accuracy(
+            engine,
+            examples,
+            example_prompt_ids(engine.tokenizer, examples, data),
+            score_groups,
+            greedy=SamplingParams(temperature=0.0, max_tokens=cfg.max_new_tokens),
+            sampled=SamplingParams(
                 n=cfg.samples,
                 temperature=cfg.temperature,
                 max_tokens=cfg.max_new_tokens,
@@ -218,14 +259,6 @@ def heldout_eval(
         )
     finally:
         engine.close()
-    g = [score(group[0].text, ex) for ex, group in zip(examples, greedy, strict=True)]
-    s = [[score(c.text, ex) for c in group] for ex, group in zip(examples, sampled, strict=True)]
-    n = len(examples)
-    return {
-        "eval/greedy": sum(c >= 1.0 for c, _ in g) / n,
-        "eval/pass@1": sum(sum(c >= 1.0 for c, _ in grp) / len(grp) for grp in s) / n,
-        "eval/well_formed": sum(sum(f for _, f in grp) / len(grp) for grp in s) / n,
-    }
 
 
 def write_json(path: Path, obj: Any) -> None:

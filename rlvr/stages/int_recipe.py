@@ -121,13 +121,7 @@ def collect_attempts(recipe: INTRecipe, train: list[dict]) -> list[dict]:
     problems = train[: a.sampling.num_problems]
 
     def sample() -> list[dict]:
-        engine = open_engine(
-            recipe.model.path,
-            a.sampling.engine,
-            dtype=recipe.model.dtype,
-            seed=recipe.seed,
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
+        engine = open_engine(recipe.model, a.sampling.engine, seed=recipe.seed)
         try:
             groups = sample_completions(engine, problems, recipe.data, a.sampling, seed=recipe.seed)
         finally:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rewards.math import math_reward
+from rlvr.data.prompts import chat_prompt_ids
 from rlvr.rollout import RolloutEngine, SamplingParams
 
 SOLVE_PROMPT = """\
@@ -143,10 +144,9 @@ def leaks_answer(content: str, answer: str) -> bool:
 
 
 def _chat_ids(tokenizer: Any, user: str | list[dict], assistant_prefix: str = "") -> list[int]:
-    """Chat prompt (a user message, or a list of messages) plus a partial assistant answer."""
-    messages = [{"role": "user", "content": user}] if isinstance(user, str) else user
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return list(tokenizer(text + assistant_prefix, add_special_tokens=False)["input_ids"])
+    """Chat prompt (a user message, or a list of messages) plus a partial assistant answer
+    (rlvr/data/prompts.py)."""
+    return chat_prompt_ids(tokenizer, user, assistant_prefix=assistant_prefix)
 
 
 _UNIT = re.compile(r"<[^<>\s]{1,20}>|\\[A-Za-z]+|.", re.DOTALL)
@@ -388,10 +388,11 @@ def run_int(
     rows and, when any row was kept, the SFT report with ``model_dir``; ``model_dir`` is None
     when nothing passed the counterfactual check (no training happens then).
     """
+    from rlvr.config import ModelConfig
     from rlvr.stages.common import open_engine
     from rlvr.stages.sft import run_sft
 
-    sampler = open_engine(model_path, engine, seed=seed)
+    sampler = open_engine(ModelConfig(path=str(model_path)), engine, seed=seed)
     try:
         tokenizer = sampler.tokenizer
         propose = propose or model_proposer(

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import _Section
+from rlvr.config import ModelConfig, _Section
 from rlvr.stages.common import BACKEND_HELP, Backend
 
 JUDGE_PROMPT = """\
@@ -104,7 +104,9 @@ def run_judge(cfg: JudgeConfig, items: Sequence[tuple[str, str, str]]) -> tuple[
 
     assert cfg.model is not None
     check_model(cfg.model, "judge.model", cfg.trust_remote_code)
-    engine = open_engine(cfg.model, cfg.engine, trust_remote_code=cfg.trust_remote_code)
+    engine = open_engine(
+        ModelConfig(path=cfg.model, trust_remote_code=cfg.trust_remote_code), cfg.engine
+    )
     try:
         return judge_verdicts(engine, items, template=cfg.prompt, max_new_tokens=cfg.max_new_tokens)
     finally:

@@ -162,13 +162,19 @@ def make_pairs(positives: Sequence[dict], negatives: Sequence[dict]) -> list[dic
 # ---------------------------------------------------------------------------- batching
 
 
-def _prompt_ids(tokenizer: Any, prompt: Any, use_chat_template: bool) -> list[int]:
-    if use_chat_template and getattr(tokenizer, "chat_template", None):
-        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = str(prompt)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+def _prompt_ids(
+    tokenizer: Any, prompt: str | list[dict], use_chat_template: bool, max_prompt_len: int
+) -> list[int]:
+    """The prompt's last ``max_prompt_len`` tokens (rlvr/data/prompts.py); a tokenizer
+    without a chat template gets the raw text."""
+    from rlvr.data.prompts import chat_prompt_ids
+
+    return chat_prompt_ids(
+        tokenizer,
+        prompt,
+        use_chat_template=use_chat_template and bool(getattr(tokenizer, "chat_template", None)),
+        max_prompt_tokens=max_prompt_len,
+    )
 
 
 def encode_completions(
@@ -190,7 +196,7 @@ def encode_completions(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     seqs: list[tuple[list[int], list[int]]] = []
     for prompt, completion in zip(prompts, completions, strict=True):
-        p = _prompt_ids(tokenizer, prompt, use_chat_template)[-max_prompt_len:]
+        p = _prompt_ids(tokenizer, prompt, use_chat_template, max_prompt_len)
         c = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
         if eos is not None:
             c.append(eos)

@@ -131,13 +131,7 @@ def _sampled_problems(recipe: REDIRecipe, train: list[dict]) -> list[dict]:
 
     def sample() -> list[dict]:
         log.info("redi: sampling %d traces for %d problems from %s", s.n, len(problems), teacher)
-        engine = open_engine(
-            teacher,
-            s.engine,
-            dtype=recipe.model.dtype,
-            seed=recipe.seed,
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
+        engine = open_engine(recipe.model, s.engine, path=teacher, seed=recipe.seed)
         try:
             groups = sample_completions(engine, problems, recipe.data, s, seed=recipe.seed)
         finally:
@@ -270,6 +264,7 @@ def run_redi_recipe(recipe: REDIRecipe) -> dict[str, Any]:
         pairs,
         run_dir / "model",
         **r.model_dump(),  # the `redi` section's keys are run_redi's parameters
+        use_chat_template=recipe.data.use_chat_template,
         seed=recipe.seed,
         trust_remote_code=recipe.model.trust_remote_code,
         gradient_checkpointing=recipe.model.gradient_checkpointing,

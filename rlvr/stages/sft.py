@@ -36,10 +36,13 @@ def trl_runtime_args(seed: int, gradient_checkpointing: bool = False) -> dict[st
 
 
 def conversational_pairs(examples: list[dict], completion_field: str = "solution") -> list[dict]:
-    """Rows ``{prompt, <completion_field>}`` -> TRL prompt-completion conversations."""
+    """Rows ``{prompt, <completion_field>}`` -> TRL prompt-completion conversations (the user
+    turn from rlvr/data/prompts.py; TRL applies the chat template)."""
+    from rlvr.data.prompts import prompt_messages
+
     return [
         {
-            "prompt": [{"role": "user", "content": ex["prompt"]}],
+            "prompt": prompt_messages(ex["prompt"]),
             "completion": [{"role": "assistant", "content": ex[completion_field]}],
         }
         for ex in examples

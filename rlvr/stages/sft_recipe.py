@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 from rlvr.config import ArithmeticConfig, DataConfig, _Section
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
+from rlvr.data.prompts import prompt_messages
 from rlvr.stages.common import StageEval, StageRecipe, heldout_eval, start_stage, write_json
 from rlvr.stages.registry import register_stage
 
@@ -93,7 +94,7 @@ def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
         train, _ = arithmetic_examples(a.digits, a.operations, a.num_train, a.num_eval, a.seed)
         return [
             {
-                "prompt": [{"role": "user", "content": ex["prompt"]}],
+                "prompt": prompt_messages(ex["prompt"]),
                 "completion": [{"role": "assistant", "content": ex["solution"]}],
             }
             for ex in train
@@ -132,7 +133,7 @@ def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
             continue
         rows.append(
             {
-                "prompt": system + [{"role": "user", "content": str(prompt)}],
+                "prompt": prompt_messages(str(prompt), cfg.system_prompt),
                 "completion": [{"role": "assistant", "content": str(completion)}],
             }
         )
@@ -177,7 +178,7 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if recipe.eval.before and heldout:
         summary["eval_before"] = heldout_eval(
-            recipe.model.path, heldout, eval_data, recipe.eval, seed=recipe.seed
+            recipe.model.path, heldout, eval_data, recipe.eval, seed=recipe.seed, model=recipe.model
         )
     report = run_sft(
         recipe.model.path,
@@ -193,7 +194,12 @@ def run_sft_recipe(recipe: SFTRecipe) -> dict[str, Any]:
     )
     if recipe.eval.after and heldout:
         summary["eval_after"] = heldout_eval(
-            report["model_dir"], heldout, eval_data, recipe.eval, seed=recipe.seed
+            report["model_dir"],
+            heldout,
+            eval_data,
+            recipe.eval,
+            seed=recipe.seed,
+            model=recipe.model,
         )
     summary.update(steps=report["steps"], loss=report["loss"], model_dir=report["model_dir"])
     write_json(run_dir / "summary.json", summary)

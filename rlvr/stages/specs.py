@@ -194,22 +194,15 @@ def self_generate(
     """
     from rewards.format import format_reward
     from rewards.math import math_reward
-    from rlvr.rollout import SamplingParams, build_engine
+    from rlvr.config import ModelConfig
+    from rlvr.data.prompts import chat_prompt_ids
+    from rlvr.rollout import SamplingParams, model_engine
 
-    engine = build_engine("hf", str(model_path), seed=seed)
+    engine = model_engine(ModelConfig(path=str(model_path)), "hf", seed=seed)
     try:
         tok = engine.tokenizer
         prompt_ids = [
-            list(
-                tok(
-                    tok.apply_chat_template(
-                        ex.get("messages") or _conv("user", str(ex["prompt"])),
-                        tokenize=False,
-                        add_generation_prompt=True,
-                    ),
-                    add_special_tokens=False,
-                )["input_ids"]
-            )
+            chat_prompt_ids(tok, ex.get("messages") or _conv("user", str(ex["prompt"])))
             for ex in examples
         ]
         sp = SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, seed=seed)

@@ -125,13 +125,7 @@ def run_specs_recipe(recipe: SPECSRecipe) -> dict[str, Any]:
         eval_into(summary, "eval_before", recipe, recipe.model.path, heldout)
 
     def sample() -> list[dict]:
-        engine = open_engine(
-            recipe.model.path,
-            cfg.sampling.engine,
-            dtype=recipe.model.dtype,
-            seed=recipe.seed,
-            trust_remote_code=recipe.model.trust_remote_code,
-        )
+        engine = open_engine(recipe.model, cfg.sampling.engine, seed=recipe.seed)
         try:
             groups = sample_completions(
                 engine, problems, recipe.data, cfg.sampling, seed=recipe.seed
