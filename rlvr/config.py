@@ -428,7 +428,8 @@ class LoraConfig(_Section):
     sync: Literal["merged", "adapter"] = Field(
         "merged",
         description="How a separate rollout engine gets the policy: merged weights "
-        "W + (alpha/r) B A (out of place), or the adapter as a LoRA request (not yet).",
+        "W + (alpha/r) B A (out of place), or the adapter as a versioned vLLM LoRA "
+        "request (colocated vLLM engine only).",
     )
 
 
