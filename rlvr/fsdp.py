@@ -118,9 +118,11 @@ def save_checkpoint(
     path: str | Path,
     *,
     rank: int,
+    tokenizer: Any = None,
 ) -> Path:
     """Collective: write ``path/dcp`` (sharded model and optimizer) and, from rank 0,
-    ``path/hf`` (a Hugging Face model directory). Returns ``path``."""
+    ``path/hf`` (a Hugging Face model directory, with ``tokenizer`` when given, so that
+    vLLM can serve it as is). Returns ``path``."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
@@ -133,14 +135,21 @@ def save_checkpoint(
     dcp.save(state, checkpoint_id=str(path / DCP_DIR))
     full = full_state_dict(model)
     if rank == 0:
-        export_hf(model, full, path / HF_DIR)
+        export_hf(model, full, path / HF_DIR, tokenizer=tokenizer)
     return path
 
 
-def export_hf(model: torch.nn.Module, full: dict[str, torch.Tensor], out: str | Path) -> Path:
+def export_hf(
+    model: torch.nn.Module,
+    full: dict[str, torch.Tensor],
+    out: str | Path,
+    *,
+    tokenizer: Any = None,
+) -> Path:
     """Write ``full`` (a full state dict of ``model``) as a transformers model directory:
-    ``config.json`` (+ generation config) and ``model.safetensors``; a tied ``lm_head`` is
-    left to the config's ``tie_word_embeddings``, as ``save_pretrained`` does."""
+    ``config.json`` (+ generation config), ``model.safetensors`` and the tokenizer when given;
+    a tied ``lm_head`` is left to the config's ``tie_word_embeddings``, as ``save_pretrained``
+    does."""
     from safetensors.torch import save_file
 
     base = _base(model)
@@ -153,6 +162,8 @@ def export_hf(model: torch.nn.Module, full: dict[str, torch.Tensor], out: str | 
     if getattr(base.config, "tie_word_embeddings", False):
         tensors.pop("lm_head.weight", None)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
     return out
 
 

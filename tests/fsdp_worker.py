@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as td
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -57,7 +57,8 @@ def main() -> None:
     loss = partial_loss(model, ids, mask, torch.arange(rank, ids.shape[0], world))
     loss.backward()
     optimizer.step()
-    save_checkpoint(model, optimizer, out / "ckpt", rank=rank)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    save_checkpoint(model, optimizer, out / "ckpt", rank=rank, tokenizer=tokenizer)
     total = loss.detach().clone()
     td.all_reduce(total)
     if rank == 0:

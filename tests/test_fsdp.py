@@ -88,14 +88,14 @@ def test_decoder_layers_are_the_no_split_modules(tiny_model_dir: Path) -> None:
     assert layers == list(model.model.layers)
 
 
-@pytest.mark.multiprocess
-def test_fsdp2_step_and_dcp_checkpoint_reshard_two_to_one(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def fsdp_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fsdp_worker.py under torchrun on 2 gloo processes (once per module)."""
+    out = tmp_path_factory.mktemp("fsdp2")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     done = subprocess.run(
-        [*cmd, str(REPO / "tests" / "fsdp_worker.py"), str(tiny_model_dir), str(tmp_path)],
+        [*cmd, str(REPO / "tests" / "fsdp_worker.py"), str(tiny_model_dir), str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -103,6 +103,14 @@ def test_fsdp2_step_and_dcp_checkpoint_reshard_two_to_one(
         cwd=REPO,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+@pytest.mark.multiprocess
+def test_fsdp2_step_and_dcp_checkpoint_reshard_two_to_one(
+    tiny_model_dir: Path, fsdp_run: Path
+) -> None:
+    tmp_path = fsdp_run
     assert json.loads((tmp_path / "world.json").read_text())["world_size"] == 2
     ckpt = tmp_path / "ckpt"
     assert (ckpt / "dcp" / ".metadata").is_file()
@@ -131,3 +139,32 @@ def test_fsdp2_step_and_dcp_checkpoint_reshard_two_to_one(
     assert any(not torch.equal(got[k], before[k]) for k in want)  # the step did change it
     with pytest.raises(ValueError, match="optimizer needs the model under a process group"):
         load_checkpoint(resharded, ckpt, torch.optim.SGD(resharded.parameters(), lr=0.1))
+
+
+@pytest.mark.multiprocess
+@pytest.mark.vllm
+def test_fsdp2_hf_export_loads_in_vllm(fsdp_run: Path) -> None:
+    """vLLM serves the export as is: its sampling log-probs equal transformers' on it."""
+    from rlvr.policy import token_logprobs
+    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    export = fsdp_run / "ckpt" / "hf"
+    engine = VLLMEngine(str(export), seed=0, max_model_len=128)
+    try:
+        prompt = [[1, 5, 9, 13], [2, 4, 6]]
+        groups = engine.generate(prompt, SamplingParams(n=2, temperature=1.0, max_tokens=6, seed=0))
+    finally:
+        engine.close()
+    model = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32).eval()
+    worst = 0.0
+    for p, group in zip(prompt, groups, strict=True):
+        for c in group:
+            ids = torch.tensor([p + list(c.token_ids)])
+            target = torch.zeros_like(ids)
+            target[0, len(p) :] = 1
+            with torch.no_grad():
+                logp, _ = token_logprobs(model, ids, torch.ones_like(ids), target)
+            hf = logp[0, len(p) - 1 :]
+            worst = max(worst, float((hf - torch.tensor(c.logprobs)).abs().max()))
+    assert worst <= 1e-5, worst

@@ -16,8 +16,8 @@ weights after each rollout, so that the colocated trainer has that memory during
 needs CUDA; on CPU ``sleep`` is ignored.
 
 LoRA adapter sync (``lora.sync: adapter``): built with ``lora_config`` (the adapter's
-``adapter_config.json``), the engine starts with ``enable_lora=True, max_lora_rank=r,
-max_loras=1`` and :meth:`update_weights` takes the adapter's tensors (peft's saved names):
+``adapter_config.json``), the engine starts with ``enable_lora=True, max_lora_rank=r'``
+(the smallest rank vLLM accepts, 1, 8, 16, ..., that is at least r), ``max_loras=1`` and :meth:`update_weights` takes the adapter's tensors (peft's saved names):
 version k is written to its own directory and every later sample carries
 ``LoRARequest("policy-v{k}", k, dir)``; version k-1 is removed from vLLM's cache and disk, so
 vLLM's silent least-recently-used eviction past ``max_loras`` never picks the adapter in use.
@@ -58,6 +58,18 @@ class _RotaryReloadFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("RotaryEmbedding: Failed to load weights")
+
+
+# the values vLLM 0.32's LoRAConfig.max_lora_rank accepts
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def max_lora_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds an adapter of rank ``rank``."""
+    for allowed in LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"lora.rank={rank}: vLLM serves LoRA ranks up to {LORA_RANKS[-1]}")
 
 
 class VLLMEngine(RolloutEngine):
@@ -104,7 +116,9 @@ class VLLMEngine(RolloutEngine):
         self.adapter_version = 0
         self._adapter_root: str | None = None
         if lora_config is not None:
-            kwargs.update(enable_lora=True, max_lora_rank=int(lora_config["r"]), max_loras=1)
+            kwargs.update(
+                enable_lora=True, max_lora_rank=max_lora_rank(int(lora_config["r"])), max_loras=1
+            )
             self._adapter_root = tempfile.mkdtemp(prefix="rlvr-lora-")
         self.sleep_mode = sleep and cuda
         self._asleep: set[str] = set()  # memory tags currently released
