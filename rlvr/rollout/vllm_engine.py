@@ -17,10 +17,11 @@ needs CUDA; on CPU ``sleep`` is ignored.
 
 LoRA adapter sync (``lora.sync: adapter``): built with ``lora_config`` (the adapter's
 ``adapter_config.json``), the engine starts with ``enable_lora=True, max_lora_rank=r'``
-(the smallest rank vLLM accepts, 1, 8, 16, ..., that is at least r), ``max_loras=1`` and :meth:`update_weights` takes the adapter's tensors (peft's saved names):
-version k is written to its own directory and every later sample carries
-``LoRARequest("policy-v{k}", k, dir)``; version k-1 is removed from vLLM's cache and disk, so
-vLLM's silent least-recently-used eviction past ``max_loras`` never picks the adapter in use.
+(the smallest rank vLLM accepts, 1, 8, 16, ..., that is at least r), ``max_loras=1``, and
+:meth:`update_weights` takes the adapter's tensors (peft's saved names): version k is
+written to its own directory and every later sample carries ``LoRARequest("policy-v{k}", k,
+dir)``; version k-1 is removed from vLLM's cache and disk, so vLLM's silent least-recently-used
+eviction past ``max_loras`` never picks the adapter in use.
 Until the first sync the engine samples from the base, which is the policy while B = 0.
 """
 
@@ -177,6 +178,7 @@ class VLLMEngine(RolloutEngine):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         start = time.perf_counter()
         weights = [(name, t.detach()) for name, t in named_tensors]
+        self._wake(["weights"])  # the KV cache stays released until generate
         if self.lora_config is not None:  # the adapter, as a new LoRA request version
             self._load_adapter(weights)
         else:
@@ -185,7 +187,6 @@ class VLLMEngine(RolloutEngine):
                     "the vLLM engine got LoRA adapter tensors but was built without "
                     "lora_config (enable_lora): build it with the adapter's config"
                 )
-            self._wake(["weights"])  # the KV cache stays released until generate
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         self.llm.reset_prefix_cache()
         self.stats.sync_seconds += time.perf_counter() - start
