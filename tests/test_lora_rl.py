@@ -236,3 +236,11 @@ def test_lora_grpo_learns_the_quickstart_task(tmp_path: Path, monkeypatch) -> No
     rewards = [r["reward/mean"] for r in read_metrics(recipe.run_dir / "metrics.jsonl")]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-10:]) / 10
     assert last > first + 0.12, (first, last, rewards)
+
+
+def test_vllm_max_lora_rank_is_one_vllm_accepts() -> None:
+    from rlvr.rollout.vllm_engine import max_lora_rank
+
+    assert [max_lora_rank(r) for r in (1, 4, 8, 16, 17, 300)] == [1, 8, 8, 16, 32, 320]
+    with pytest.raises(ValueError, match="up to 512"):
+        max_lora_rank(600)
