@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:  # torchrun / accelerate launch: the world size asked for is the one launched
         dist = DistEnv.setup(recipe)
     except WorldSizeError as e:
-        print(f"error: {args.recipe}: WorldSizeError: {e}", file=sys.stderr)
+        print(f"error: {args.recipe}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if not dist.is_driver:  # ranks > 0 learn on their shard of rank 0's batches
         return follow(recipe, dist)

@@ -392,6 +392,13 @@ class TrainConfig(_Section):
         description="Trainer ranks this run must be launched with (torchrun / accelerate); "
         "a different launched world size stops with WorldSizeError (None: any).",
     )
+    strategy: Literal["ddp", "fsdp2", "deepspeed"] | None = Field(
+        None,
+        description="Trainer-rank strategy this run must use (None: the launcher's; accelerate "
+        "configs set it): ddp = replicated weights, gradient SUM all-reduce; fsdp2 / deepspeed "
+        "are checked at start and refused until the training loop runs them "
+        "(rlvr/distributed.py). A mismatch with the launcher stops with StrategyError.",
+    )
     max_nonfinite_steps: int = Field(
         3,
         ge=1,
@@ -423,7 +430,8 @@ class LoraConfig(_Section):
     sync: Literal["merged", "adapter"] = Field(
         "merged",
         description="How a separate rollout engine gets the policy: merged weights "
-        "W + (alpha/r) B A (out of place), or the adapter as a LoRA request (not yet).",
+        "W + (alpha/r) B A (out of place), or the adapter as a versioned vLLM LoRA "
+        "request (colocated vLLM engine only).",
     )
 
 

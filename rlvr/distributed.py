@@ -35,10 +35,22 @@ World-size guard (:meth:`DistEnv.setup`): ``train.world_size`` or ``$RLVR_WORLD_
 set, must equal the launched world size (``accelerate launch --cpu --num_processes 2``
 silently runs one process, huggingface/accelerate#2741): a mismatch raises
 :class:`WorldSizeError` before any model loads. A colocated vLLM engine under W > 1 is refused.
+
+Strategy guard (:func:`resolve_strategy`): ``train.strategy`` (ddp | fsdp2 | deepspeed) is
+checked against what the launcher set up (accelerate's ``ACCELERATE_USE_FSDP`` /
+``FSDP_VERSION`` / ``ACCELERATE_USE_DEEPSPEED``; plain torchrun: ddp); a mismatch raises
+:class:`StrategyError`. The training loop runs ``ddp`` (the scheme above). ``fsdp2``: the
+sharding, the DCP checkpoint that reshards to any world size and the HF export exist
+(rlvr/fsdp.py), but ``rlvr train`` refuses it with :class:`StrategyError` until the loop keeps
+the ranks in lockstep (every FSDP2 forward is a collective: rank 0's rollout, sync and
+checkpoint passes, and uneven micro-batch counts, would hang). ``deepspeed`` without the
+package raises :class:`DeepSpeedNotInstalledError` (install it: ``pip install deepspeed``);
+with it, :class:`StrategyError` (ZeRO is not wired in yet).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -53,7 +65,9 @@ import torch
 log = logging.getLogger("rlvr")
 
 __all__ = [
+    "DeepSpeedNotInstalledError",
     "DistEnv",
+    "StrategyError",
     "WorldSizeError",
     "balance_groups",
     "current",
@@ -64,6 +78,15 @@ __all__ = [
 
 class WorldSizeError(RuntimeError):
     """The launched world size (or strategy) is not the one the recipe or environment asked."""
+
+
+class StrategyError(WorldSizeError):
+    """The trainer strategy asked for (``train.strategy``) is not the launcher's, or is not
+    run by the training loop yet."""
+
+
+class DeepSpeedNotInstalledError(StrategyError):
+    """``train.strategy=deepspeed`` (or an accelerate DeepSpeed config) without the package."""
 
 
 @dataclass
@@ -97,6 +120,7 @@ class DistEnv:
         rank = int(env.get("RANK", "0"))
         local_rank = int(env.get("LOCAL_RANK", "0"))
         check_world_size(recipe, world, env)
+        strategy = resolve_strategy(recipe, env)
         if world == 1:
             dist = cls()
         else:
@@ -111,7 +135,13 @@ class DistEnv:
                     f"process group has world size {td.get_world_size()} / rank "
                     f"{td.get_rank()}, the launcher's environment WORLD_SIZE={world} RANK={rank}"
                 )
-            dist = cls(rank, world, local_rank, backend, "replicated, gradient all-reduce (SUM)")
+            dist = cls(
+                rank,
+                world,
+                local_rank,
+                backend,
+                f"{strategy} (replicated, gradient SUM all-reduce)",
+            )
         set_current(dist)
         if dist.is_driver:
             log.info(
@@ -290,6 +320,59 @@ def check_world_size(recipe: Any, world: int, env: dict[str, str]) -> None:
             f"{where}={asked} but this run was launched with world size {world} "
             f"(WORLD_SIZE={env.get('WORLD_SIZE', 'unset')}){hint}"
         )
+
+
+STRATEGIES = ("ddp", "fsdp2", "deepspeed")
+
+
+def launched_strategy(env: dict[str, str]) -> tuple[str | None, str]:
+    """The strategy the launcher set up and the variable that says so (None: not said)."""
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return "deepspeed", "ACCELERATE_USE_DEEPSPEED=true"
+    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        version = env.get("FSDP_VERSION", "1")
+        name = "fsdp2" if version == "2" else f"fsdp{version}"
+        return name, f"ACCELERATE_USE_FSDP=true FSDP_VERSION={version}"
+    if env.get("ACCELERATE_DYNAMO_BACKEND") is not None or "ACCELERATE_MIXED_PRECISION" in env:
+        return "ddp", "accelerate launch without FSDP or DeepSpeed"
+    return None, ""
+
+
+def resolve_strategy(recipe: Any, env: dict[str, str]) -> str:
+    """The strategy in force: ``train.strategy`` and the launcher's must agree (either may be
+    unsaid; both unsaid: ddp). Refuses what the training loop does not run."""
+    asked = getattr(recipe.train, "strategy", None)
+    launched, how = launched_strategy(env)
+    if launched is not None and launched not in STRATEGIES:
+        raise StrategyError(
+            f"the launcher set up {launched} ({how}); rlvr supports FSDP2 only: set "
+            "fsdp_version: 2 in the accelerate config"
+        )
+    if asked is not None and launched is not None and asked != launched:
+        raise StrategyError(
+            f"train.strategy={asked} but the launcher set up {launched} ({how}): launch with "
+            f"configs/accelerate_{'ddp' if asked == 'ddp' else asked}.yaml, or set "
+            f"train.strategy={launched}"
+        )
+    strategy = asked or launched or "ddp"
+    if strategy == "deepspeed":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise DeepSpeedNotInstalledError(
+                "train.strategy=deepspeed but the deepspeed package is not installed: install "
+                "it (`pip install deepspeed`, on a CUDA machine), or use train.strategy=ddp"
+            )
+        raise StrategyError(
+            "train.strategy=deepspeed: DeepSpeed ZeRO is not wired into the training loop "
+            "yet: use train.strategy=ddp"
+        )
+    if strategy == "fsdp2":
+        raise StrategyError(
+            "train.strategy=fsdp2: the training loop does not run FSDP2 yet (every FSDP2 "
+            "forward is a collective, and rank 0's rollout, weight-sync and checkpoint passes "
+            "would hang the other ranks); rlvr.fsdp has the sharding, the DCP checkpoint and "
+            "the HF export. Use train.strategy=ddp"
+        )
+    return strategy
 
 
 def refuse_unsupported(recipe: Any, world: int) -> None:

@@ -128,9 +128,13 @@ class Learner:
 
     def weights(self) -> Iterable[tuple[str, torch.Tensor]]:
         """Every tensor of the policy's state dict (tied ``lm_head`` included); with LoRA the
-        base model's names with the merged weights W + (alpha/r) B A (rlvr/lora.py)."""
+        base model's names with the merged weights W + (alpha/r) B A, or with
+        ``lora.sync=adapter`` the adapter's own tensors (rlvr/lora.py)."""
         if self.lora is not None:
-            from rlvr.lora import merged_state_dict
+            from rlvr.lora import adapter_state_dict, merged_state_dict
+
+            if self.lora.sync == "adapter":
+                return adapter_state_dict(self.model).items()
 
             return merged_state_dict(self.model).items()
         return self.model.state_dict().items()

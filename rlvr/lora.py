@@ -13,8 +13,12 @@ which is what a rollout engine without LoRA support receives (``lora.sync: merge
 computed out of place (:func:`merged_state_dict`): the learner's modules are never merged and
 unmerged, so the frozen W is bit-for-bit the loaded one for the whole run (a merge/unmerge
 round trip, W + d - d, is not exact in floating point and would drift step by step).
-``lora.sync: adapter`` (vLLM's LoRA requests) is refused until it exists; checkpoints save the
-adapter alone (``adapter_model.safetensors`` + ``adapter_config.json``).
+``lora.sync: adapter``: the engine receives the adapter itself (:func:`adapter_state_dict`, A
+and B under peft's saved names, with :func:`adapter_config`), and an in-process vLLM engine
+writes it to a fresh versioned directory and samples with ``LoRARequest("policy-v{k}", k,
+dir)`` (rlvr/rollout/vllm_engine.py), removing the previous version; implemented for the
+colocated vLLM engine only (rollout servers and a separate HF engine take ``merged``).
+Checkpoints save the adapter alone (``adapter_model.safetensors`` + ``adapter_config.json``).
 """
 
 from __future__ import annotations
@@ -95,6 +99,20 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
                 delta += module.get_delta_weight(adapter).to(weight.dtype)
         merged[f"{name}.weight"] = weight + delta
     return merged
+
+
+@torch.no_grad()
+def adapter_state_dict(model: Any) -> dict[str, torch.Tensor]:
+    """The adapter's tensors under the names peft saves them (``adapter_model.safetensors``)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def adapter_config(model: Any) -> dict[str, Any]:
+    """The adapter's ``adapter_config.json`` contents (JSON-able: sets become sorted lists)."""
+    config = model.peft_config[model.active_adapter].to_dict()
+    return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
 
 
 def trainable_parameters(model: Any) -> tuple[int, int]:

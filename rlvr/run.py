@@ -98,6 +98,11 @@ def rollout_engine(
         and not r.max_staleness
     )
     check_lora_sync(recipe, shares)
+    lora_config = None
+    if recipe.lora is not None and recipe.lora.sync == "adapter" and not shares:
+        from rlvr.lora import adapter_config
+
+        lora_config = adapter_config(model)  # the engine samples through vLLM LoRA requests
     if r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
         return server_engine(recipe, tokenizer), False
     with status(f"starting the {r.engine} rollout engine", show_progress):
@@ -116,16 +121,28 @@ def rollout_engine(
             soft=r.soft_thinking.params() if r.soft_thinking is not None else None,
             enforce_eager=r.enforce_eager,
             sleep=r.sleep,
+            lora_config=lora_config,
         )
     return engine, shares
 
 
 def check_lora_sync(recipe: Recipe, shares_model: bool) -> None:
-    """``lora.sync=adapter`` works only where the engine is the learner's own peft model."""
-    if recipe.lora is not None and recipe.lora.sync == "adapter" and not shares_model:
+    """``lora.sync=adapter`` works where the engine is the learner's own peft model or the
+    colocated vLLM engine (versioned LoRA requests); rollout servers and a separate HF copy
+    take merged weights."""
+    if recipe.lora is None or recipe.lora.sync != "adapter" or shares_model:
+        return
+    r = recipe.rollout
+    if r.mode == "server":
         raise ValueError(
-            "lora.sync=adapter (the adapter as a vLLM LoRA request) is not implemented "
-            "yet: use lora.sync=merged (the engine receives W + (alpha/r) B A)"
+            "lora.sync=adapter with rollout.mode=server (loading the adapter into the vLLM "
+            "servers) is not implemented yet: use lora.sync=merged (the servers receive "
+            "W + (alpha/r) B A)"
+        )
+    if r.engine != "vllm":
+        raise ValueError(
+            "lora.sync=adapter needs rollout.engine=vllm (LoRA requests) when the HF engine "
+            "holds its own copy (rollout.dtype or max_staleness set): use lora.sync=merged"
         )
 
 

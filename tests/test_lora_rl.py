@@ -133,17 +133,21 @@ def test_lora_checkpoint_holds_the_adapter_and_resume_continues(
             assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
 
 
-def test_lora_adapter_sync_to_a_separate_engine_is_refused_for_now(
+def test_lora_adapter_sync_without_lora_requests_is_refused(
     tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path
 ) -> None:
+    from rlvr.run import check_lora_sync
     from rlvr.trainer import Trainer
 
     recipe = _run(tiny_model_dir, tmp_path, fixtures_dir, 1)
     tree = recipe.model_dump()
     tree["lora"]["sync"] = "adapter"
     tree["rollout"]["dtype"] = "bfloat16"  # the HF engine keeps its own copy: a real sync
-    with pytest.raises(ValueError, match="lora.sync=adapter .* not implemented"):
+    with pytest.raises(ValueError, match="lora.sync=adapter needs rollout.engine=vllm"):
         Trainer(Recipe.model_validate(tree))
+    tree["rollout"].update(mode="server", engine="vllm", server={"urls": ["http://127.0.0.1:1"]})
+    with pytest.raises(ValueError, match="rollout.mode=server .* not implemented"):
+        check_lora_sync(Recipe.model_validate(tree), False)
 
 
 @pytest.mark.vllm
@@ -167,3 +171,76 @@ def test_merged_sync_reaches_vllm(
     rows = read_metrics(trainer.run_dir / "metrics.jsonl")
     assert rows[-1]["grad_norm"] > 0
     assert all(r["logprob_mismatch"] <= 1e-5 for r in rows), [r["logprob_mismatch"] for r in rows]
+
+
+@pytest.mark.vllm
+def test_adapter_sync_reaches_vllm_as_versioned_lora_requests(
+    tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    """``lora.sync=adapter``: the in-process vLLM engine samples through LoRA request version
+    k after the k-th sync (the old one removed), and its sampling log-probs equal the
+    learner's (peft) on the same tokens at every step."""
+    from rlvr.trainer import Trainer
+
+    tree = _run(tiny_model_dir, tmp_path, fixtures_dir, 3).model_dump()
+    tree["rollout"]["engine"] = "vllm"
+    tree["lora"]["sync"] = "adapter"
+    trainer = Trainer(Recipe.model_validate(tree))
+    try:
+        trainer.train()
+        engine = trainer.engine
+        request = engine.lora_request
+        assert request is not None and engine.adapter_version >= 2
+        assert (request.lora_name, request.lora_int_id) == (
+            f"policy-v{engine.adapter_version}",
+            engine.adapter_version,
+        )
+        assert engine.llm.llm_engine.list_loras() == {engine.adapter_version}
+    finally:
+        trainer.close()
+    rows = read_metrics(trainer.run_dir / "metrics.jsonl")
+    assert rows[-1]["grad_norm"] > 0
+    assert all(r["logprob_mismatch"] <= 1e-5 for r in rows), [r["logprob_mismatch"] for r in rows]
+
+
+@pytest.mark.slow
+def test_lora_grpo_learns_the_quickstart_task(tmp_path: Path, monkeypatch) -> None:
+    """LoRA (rank 16, all-linear, lr 5e-4 = 5x the recipe's full fine-tuning lr) on the
+    quickstart task: the batch reward rises over 40 GRPO steps (HF rollouts, no eval)."""
+    from rlvr.config import load_recipe
+    from rlvr.trainer import Trainer
+
+    monkeypatch.chdir(REPO)
+    recipe = load_recipe(
+        REPO / "recipes" / "quickstart.yaml",
+        [
+            f"output_dir={tmp_path}",
+            "rollout.engine=hf",
+            "train.steps=40",
+            "train.prompts_per_step=16",
+            "train.lr=5e-4",
+            "train.threads=1",
+            "lora={rank: 16, alpha: 32, target_modules: all-linear}",
+            "eval.before=false",
+            "eval.after=false",
+            "logging.progress=false",
+            "logging.plots=false",
+            "logging.tensorboard=false",
+        ],
+    )
+    trainer = Trainer(recipe)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    rewards = [r["reward/mean"] for r in read_metrics(recipe.run_dir / "metrics.jsonl")]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-10:]) / 10
+    assert last > first + 0.12, (first, last, rewards)
+
+
+def test_vllm_max_lora_rank_is_one_vllm_accepts() -> None:
+    from rlvr.rollout.vllm_engine import max_lora_rank
+
+    assert [max_lora_rank(r) for r in (1, 4, 8, 16, 17, 300)] == [1, 8, 8, 16, 32, 320]
+    with pytest.raises(ValueError, match="up to 512"):
+        max_lora_rank(600)

@@ -37,14 +37,15 @@ def build_engine(
     soft: SoftThinkingParams | None = None,
     enforce_eager: bool | None = None,
     sleep: bool = False,
+    lora_config: dict[str, Any] | None = None,
 ) -> RolloutEngine:
     """Build a rollout engine. ``backend`` is "hf" or "vllm".
 
     With ``backend="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
     that very module (no weight copy needed); otherwise it loads ``model_path`` in ``dtype``.
     ``soft`` selects soft-thinking decoding (rlvr/rollout/soft.py), which runs on the hf
-    backend only. ``enforce_eager`` (None: eager on CPU only) and ``sleep`` are vLLM's
-    (rlvr/rollout/vllm_engine.py).
+    backend only. ``enforce_eager`` (None: eager on CPU only), ``sleep`` and ``lora_config``
+    (adapter sync as LoRA requests) are vLLM's (rlvr/rollout/vllm_engine.py).
     """
     if soft is not None:
         if backend != "hf":
@@ -85,6 +86,7 @@ def build_engine(
             revision=revision,
             enforce_eager=enforce_eager,
             sleep=sleep,
+            lora_config=lora_config,
         )
     raise ValueError(f"unknown rollout engine {backend!r}: use 'hf' or 'vllm'")
 

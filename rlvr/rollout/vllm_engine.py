@@ -14,14 +14,27 @@ CPU), and with ``sleep=True`` (vLLM sleep mode, level 1) it frees its KV cache a
 weights after each rollout, so that the colocated trainer has that memory during the update:
 :meth:`update_weights` wakes the weights only, :meth:`generate` wakes the KV cache. Sleep mode
 needs CUDA; on CPU ``sleep`` is ignored.
+
+LoRA adapter sync (``lora.sync: adapter``): built with ``lora_config`` (the adapter's
+``adapter_config.json``), the engine starts with ``enable_lora=True, max_lora_rank=r'``
+(the smallest rank vLLM accepts, 1, 8, 16, ..., that is at least r), ``max_loras=1``, and
+:meth:`update_weights` takes the adapter's tensors (peft's saved names): version k is
+written to its own directory and every later sample carries ``LoRARequest("policy-v{k}", k,
+dir)``; version k-1 is removed from vLLM's cache and disk, so vLLM's silent least-recently-used
+eviction past ``max_loras`` never picks the adapter in use.
+Until the first sync the engine samples from the base, which is the policy while B = 0.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +60,18 @@ class _RotaryReloadFilter(logging.Filter):
         return not record.getMessage().startswith("RotaryEmbedding: Failed to load weights")
 
 
+# the values vLLM 0.32's LoRAConfig.max_lora_rank accepts
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def max_lora_rank(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds an adapter of rank ``rank``."""
+    for allowed in LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"lora.rank={rank}: vLLM serves LoRA ranks up to {LORA_RANKS[-1]}")
+
+
 class VLLMEngine(RolloutEngine):
     _live = 0  # engines alive in this process (see close)
 
@@ -63,6 +88,7 @@ class VLLMEngine(RolloutEngine):
         revision: str | None = None,
         enforce_eager: bool | None = None,
         sleep: bool = False,
+        lora_config: dict[str, Any] | None = None,
     ) -> None:
         _configure_env(kv_cache_gib)
         cuda = torch.cuda.is_available()
@@ -85,6 +111,15 @@ class VLLMEngine(RolloutEngine):
         )
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
+        self.lora_config = lora_config
+        self.lora_request: Any = None  # the adapter version every sample uses (None: base)
+        self.adapter_version = 0
+        self._adapter_root: str | None = None
+        if lora_config is not None:
+            kwargs.update(
+                enable_lora=True, max_lora_rank=max_lora_rank(int(lora_config["r"])), max_loras=1
+            )
+            self._adapter_root = tempfile.mkdtemp(prefix="rlvr-lora-")
         self.sleep_mode = sleep and cuda
         self._asleep: set[str] = set()  # memory tags currently released
         if cuda:
@@ -120,7 +155,7 @@ class VLLMEngine(RolloutEngine):
                 )
             )
         prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_token_ids]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
         if self.sleep_mode:  # release the KV cache and weights until the next call
             self.llm.sleep(level=1)
             self._asleep = {"weights", "kv_cache"}
@@ -138,8 +173,40 @@ class VLLMEngine(RolloutEngine):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         weights = [(name, t.detach()) for name, t in named_tensors]
         self._wake(["weights"])  # the KV cache stays released until generate
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        if self.lora_config is not None:  # the adapter, as a new LoRA request version
+            self._load_adapter(weights)
+        else:
+            if any("lora_" in name for name, _ in weights):
+                raise ValueError(
+                    "the vLLM engine got LoRA adapter tensors but was built without "
+                    "lora_config (enable_lora): build it with the adapter's config"
+                )
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
         self.llm.reset_prefix_cache()
+
+    def _load_adapter(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        from safetensors.torch import save_file
+        from vllm.lora.request import LoRARequest
+
+        bad = [n for n, _ in weights if "lora_" not in n]
+        if bad:
+            raise ValueError(
+                f"lora.sync=adapter: the engine got a non-adapter tensor {bad[0]!r} (the learner "
+                "must send peft's adapter state dict)"
+            )
+        assert self._adapter_root is not None
+        version = self.adapter_version + 1
+        out = Path(self._adapter_root) / f"v{version}"
+        out.mkdir(parents=True)
+        save_file({n: t.contiguous() for n, t in weights}, str(out / "adapter_model.safetensors"))
+        (out / "adapter_config.json").write_text(json.dumps(self.lora_config))
+        request = LoRARequest(f"policy-v{version}", version, str(out))
+        if not self.llm.llm_engine.add_lora(request):
+            raise RuntimeError(f"vLLM refused the LoRA adapter version {version} ({out})")
+        previous, self.lora_request, self.adapter_version = self.lora_request, request, version
+        if previous is not None:
+            self.llm.llm_engine.remove_lora(previous.lora_int_id)
+            shutil.rmtree(previous.lora_path, ignore_errors=True)
 
     def _wake(self, tags: list[str]) -> None:
         wanted = [t for t in tags if t in self._asleep]
@@ -154,6 +221,8 @@ class VLLMEngine(RolloutEngine):
         llm = getattr(self, "llm", None)
         if llm is None:
             return
+        if self._adapter_root is not None:
+            shutil.rmtree(self._adapter_root, ignore_errors=True)
         self.llm = None
         VLLMEngine._live -= 1
         engine = getattr(llm, "llm_engine", None)

@@ -1,0 +1,206 @@
+"""FSDP2 (``torch.distributed.fsdp.fully_shard``) sharding and its checkpoints: a DCP
+directory that reshards to any world size, plus a Hugging Face safetensors export.
+
+Sharding (:func:`shard_model`): each decoder layer (the classes in the model's
+``_no_split_modules``, transformers' own "keep together" list) becomes one FSDP unit, then the
+root (embeddings, final norm, a tied ``lm_head``). Parameters are DTensors sharded on dim 0
+over the ranks; forward all-gathers a unit, backward reduce-scatters its gradient. FSDP's
+reduce-scatter divides by the world size W by default (an average, like DDP); rlvr's ranks
+each compute a partial sum of the one-process loss (rlvr/distributed.py,
+L = sum_r L_r with weights from the global counts), so the divide factor is set to 1 and the
+reduced gradient is the SUM g = sum_r grad L_r, the one-process gradient (with
+``force_sum_reduction_for_comms``: a plain SUM, since gloo has no PREMUL_SUM).
+
+Checkpoint (:func:`save_checkpoint`), collective (every rank calls it):
+
+    <dir>/dcp/   torch.distributed.checkpoint of {"model": ..., "optimizer": ...} from
+                 ``get_state_dict`` (each rank writes its shards; ``.metadata`` maps them)
+    <dir>/hf/    rank 0: config + model.safetensors from the full state dict
+                 (``get_model_state_dict(full_state_dict=True, cpu_offload=True)``), loadable
+                 with ``AutoModelForCausalLM.from_pretrained`` and vLLM
+
+:func:`load_checkpoint` reads the DCP directory into a model at any world size: a sharded
+model under a process group (DCP reshards), or a plain unsharded model in one process with no
+process group at all (DCP plans the reads from the metadata). Accelerate is not used for the
+sharding itself: ``Accelerator(cpu=True, fsdp_plugin=FullyShardedDataParallelPlugin(
+fsdp_version=2))`` under torchrun reports MULTI_CPU and wraps the model in DDP, silently
+(verified on accelerate 1.15), so :func:`assert_sharded` checks that FSDP2 is really in force.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "assert_sharded",
+    "decoder_layers",
+    "full_state_dict",
+    "load_checkpoint",
+    "save_checkpoint",
+    "shard_model",
+]
+
+DCP_DIR = "dcp"
+HF_DIR = "hf"
+
+
+def _base(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a peft wrapper (the model itself otherwise)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules FSDP2 shards one by one: instances of ``_no_split_modules``."""
+    names = set(getattr(_base(model), "_no_split_modules", None) or [])
+    if not names:
+        raise ValueError(
+            f"{type(_base(model)).__name__} has no _no_split_modules: rlvr cannot tell its "
+            "decoder layers to shard them with FSDP2"
+        )
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"no module of the classes {sorted(names)} in {type(model).__name__}")
+    return layers
+
+
+def shard_model(model: torch.nn.Module, *, sum_gradients: bool = True) -> torch.nn.Module:
+    """``fully_shard`` each decoder layer, then the root, in place (returns ``model``).
+    ``sum_gradients``: the reduce-scatter sums instead of averaging (divide factor 1)."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    for layer in decoder_layers(model):
+        fully_shard(layer)
+    fully_shard(model)
+    if sum_gradients:  # per FSDP unit (the setters do not recurse); plain SUM, no PREMUL_SUM
+        for unit in model.modules():  # (gloo has no PREMUL_SUM)
+            if isinstance(unit, FSDPModule):
+                unit.set_gradient_divide_factor(1.0)
+                unit.set_force_sum_reduction_for_comms(True)
+    assert_sharded(model)
+    return model
+
+
+def assert_sharded(model: torch.nn.Module) -> None:
+    """Raise :class:`rlvr.distributed.StrategyError` unless FSDP2 is in force on ``model``:
+    the root is an ``FSDPModule`` and every parameter is a sharded DTensor."""
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    from rlvr.distributed import StrategyError
+
+    if not isinstance(model, FSDPModule):
+        raise StrategyError(
+            f"train.strategy=fsdp2 but the model is a {type(model).__name__}, not an FSDP2 "
+            "module (fully_shard was not applied)"
+        )
+    plain = [n for n, p in model.named_parameters() if not isinstance(p, DTensor)]
+    if plain:
+        raise StrategyError(
+            f"train.strategy=fsdp2 but {len(plain)} parameters are not sharded, e.g. {plain[0]}"
+        )
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Collective: the full (unsharded) state dict on CPU on rank 0, ``{}`` on the others."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    path: str | Path,
+    *,
+    rank: int,
+    tokenizer: Any = None,
+) -> Path:
+    """Collective: write ``path/dcp`` (sharded model and optimizer) and, from rank 0,
+    ``path/hf`` (a Hugging Face model directory, with ``tokenizer`` when given, so that
+    vLLM can serve it as is). Returns ``path``."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+
+    path = Path(path)
+    if optimizer is None:
+        state: dict[str, Any] = {"model": get_model_state_dict(model)}
+    else:
+        msd, osd = get_state_dict(model, optimizer)
+        state = {"model": msd, "optimizer": osd}
+    dcp.save(state, checkpoint_id=str(path / DCP_DIR))
+    full = full_state_dict(model)
+    if rank == 0:
+        export_hf(model, full, path / HF_DIR, tokenizer=tokenizer)
+    return path
+
+
+def export_hf(
+    model: torch.nn.Module,
+    full: dict[str, torch.Tensor],
+    out: str | Path,
+    *,
+    tokenizer: Any = None,
+) -> Path:
+    """Write ``full`` (a full state dict of ``model``) as a transformers model directory:
+    ``config.json`` (+ generation config), ``model.safetensors`` and the tokenizer when given;
+    a tied ``lm_head`` is left to the config's ``tie_word_embeddings``, as ``save_pretrained``
+    does."""
+    from safetensors.torch import save_file
+
+    base = _base(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base.config.save_pretrained(out)
+    if getattr(base, "generation_config", None) is not None:
+        base.generation_config.save_pretrained(out)
+    tensors = {k: v.contiguous() for k, v in full.items()}
+    if getattr(base.config, "tie_word_embeddings", False):
+        tensors.pop("lm_head.weight", None)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out
+
+
+def load_checkpoint(
+    model: torch.nn.Module, path: str | Path, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Read ``path/dcp`` into ``model`` (and ``optimizer``): sharded under a process group
+    at any world size, or unsharded in a single process without one."""
+    import torch.distributed as td
+    import torch.distributed.checkpoint as dcp
+
+    ckpt = str(Path(path) / DCP_DIR)
+    if not td.is_initialized():  # one plain process: the full tensors, read from the shards
+        state: dict[str, Any] = {"model": model.state_dict()}
+        dcp.load(state, checkpoint_id=ckpt)
+        model.load_state_dict(state["model"])
+        if optimizer is not None:
+            raise ValueError(
+                f"{ckpt}: resuming the optimizer needs the model under a process group "
+                "(torchrun); a single plain process reads the model weights only"
+            )
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_state_dict,
+        set_model_state_dict,
+        set_state_dict,
+    )
+
+    if optimizer is None:
+        state = {"model": get_model_state_dict(model)}
+        dcp.load(state, checkpoint_id=ckpt)
+        set_model_state_dict(model, state["model"])
+    else:
+        msd, osd = get_state_dict(model, optimizer)
+        state = {"model": msd, "optimizer": osd}
+        dcp.load(state, checkpoint_id=ckpt)
+        set_state_dict(
+            model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
+        )

@@ -1,0 +1,170 @@
+"""FSDP2 (rlvr/fsdp.py) and the strategy guard (rlvr/distributed.py): the strategy asked for
+must be the launcher's; on 2 gloo processes under torchrun a ``fully_shard`` step sums the
+ranks' partial gradients (the one-process step), its DCP checkpoint saved at 2 ranks loads
+at 1 exactly, and the HF export loads in transformers with the same weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rlvr.config import Recipe
+from rlvr.distributed import (
+    DeepSpeedNotInstalledError,
+    DistEnv,
+    StrategyError,
+    current,
+    resolve_strategy,
+)
+from rlvr.fsdp import decoder_layers, load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fsdp_worker import fixed_batch, partial_loss  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FSDP2_ENV = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
+
+
+def _recipe(model_dir: Path, **train) -> Recipe:
+    return Recipe.model_validate({"model": {"path": str(model_dir)}, "train": train})
+
+
+def test_strategy_must_match_the_launcher(tiny_model_dir: Path) -> None:
+    assert resolve_strategy(_recipe(tiny_model_dir), {}) == "ddp"  # plain torchrun
+    assert resolve_strategy(_recipe(tiny_model_dir, strategy="ddp"), {}) == "ddp"
+    accelerate_ddp = {"ACCELERATE_MIXED_PRECISION": "no"}
+    assert resolve_strategy(_recipe(tiny_model_dir), accelerate_ddp) == "ddp"
+    with pytest.raises(StrategyError, match=r"train.strategy=fsdp2 but the launcher set up ddp"):
+        resolve_strategy(_recipe(tiny_model_dir, strategy="fsdp2"), accelerate_ddp)
+    with pytest.raises(StrategyError, match=r"train.strategy=ddp but the launcher set up fsdp2"):
+        resolve_strategy(_recipe(tiny_model_dir, strategy="ddp"), FSDP2_ENV)
+    fsdp1 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}
+    with pytest.raises(StrategyError, match="fsdp1 .* FSDP2 only"):
+        resolve_strategy(_recipe(tiny_model_dir), fsdp1)
+    # the loop does not run FSDP2 yet: refused by name, from the recipe or the launcher
+    for recipe, env in (
+        (_recipe(tiny_model_dir, strategy="fsdp2"), {}),
+        (_recipe(tiny_model_dir), FSDP2_ENV),
+    ):
+        with pytest.raises(StrategyError, match="does not run FSDP2 yet"):
+            resolve_strategy(recipe, env)
+    with pytest.raises(StrategyError, match="does not run FSDP2"):  # before any process group
+        DistEnv.setup(_recipe(tiny_model_dir), {"WORLD_SIZE": "2", "RANK": "0", **FSDP2_ENV})
+    assert not current().active
+
+
+def test_deepspeed_without_the_package_says_to_install_it(tiny_model_dir: Path) -> None:
+    recipe = _recipe(tiny_model_dir, strategy="deepspeed")
+    launched = {"ACCELERATE_USE_DEEPSPEED": "true"}
+    if importlib.util.find_spec("deepspeed") is None:
+        for r, env in ((recipe, {}), (_recipe(tiny_model_dir), launched)):
+            with pytest.raises(DeepSpeedNotInstalledError, match="pip install deepspeed"):
+                resolve_strategy(r, env)
+    else:
+        with pytest.raises(StrategyError, match="ZeRO is not wired"):
+            resolve_strategy(recipe, {})
+
+
+def test_configs_carry_their_command_in_line_one() -> None:
+    for name in ("ddp", "fsdp2", "deepspeed"):
+        path = REPO / "configs" / f"accelerate_{name}.yaml"
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(
+            f"# accelerate launch --config_file configs/{path.name} -m rlvr train"
+        )
+
+
+def test_decoder_layers_are_the_no_split_modules(tiny_model_dir: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    layers = decoder_layers(model)
+    assert layers == list(model.model.layers)
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fsdp_worker.py under torchrun on 2 gloo processes (once per module)."""
+    out = tmp_path_factory.mktemp("fsdp2")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*cmd, str(REPO / "tests" / "fsdp_worker.py"), str(tiny_model_dir), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+@pytest.mark.multiprocess
+def test_fsdp2_step_and_dcp_checkpoint_reshard_two_to_one(
+    tiny_model_dir: Path, fsdp_run: Path
+) -> None:
+    tmp_path = fsdp_run
+    assert json.loads((tmp_path / "world.json").read_text())["world_size"] == 2
+    ckpt = tmp_path / "ckpt"
+    assert (ckpt / "dcp" / ".metadata").is_file()
+
+    # the same step in one process: the whole batch's loss, one SGD step
+    torch.manual_seed(0)
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    ids, mask = fixed_batch(ref.config.vocab_size)
+    loss = partial_loss(ref, ids, mask, torch.arange(ids.shape[0]))
+    loss.backward()
+    torch.optim.SGD(ref.parameters(), lr=0.1).step()
+    assert json.loads((tmp_path / "world.json").read_text())["loss"] == pytest.approx(
+        float(loss.detach()), rel=1e-6
+    )
+
+    # DCP at W=2 -> a plain model in this process (no process group): exactly the shards
+    resharded = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    before = {k: v.clone() for k, v in resharded.state_dict().items()}
+    load_checkpoint(resharded, ckpt)
+    exported = AutoModelForCausalLM.from_pretrained(ckpt / "hf", dtype=torch.float32)
+    got, hf, want = resharded.state_dict(), exported.state_dict(), ref.state_dict()
+    assert got.keys() == want.keys() == hf.keys()
+    for k in want:
+        assert torch.equal(got[k], hf[k]), k  # the two W=2 outputs agree bit for bit
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-6, msg=k)  # SUM reduce
+    assert any(not torch.equal(got[k], before[k]) for k in want)  # the step did change it
+    with pytest.raises(ValueError, match="optimizer needs the model under a process group"):
+        load_checkpoint(resharded, ckpt, torch.optim.SGD(resharded.parameters(), lr=0.1))
+
+
+@pytest.mark.multiprocess
+@pytest.mark.vllm
+def test_fsdp2_hf_export_loads_in_vllm(fsdp_run: Path) -> None:
+    """vLLM serves the export as is: its sampling log-probs equal transformers' on it."""
+    from rlvr.policy import token_logprobs
+    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    export = fsdp_run / "ckpt" / "hf"
+    engine = VLLMEngine(str(export), seed=0, max_model_len=128)
+    try:
+        prompt = [[1, 5, 9, 13], [2, 4, 6]]
+        groups = engine.generate(prompt, SamplingParams(n=2, temperature=1.0, max_tokens=6, seed=0))
+    finally:
+        engine.close()
+    model = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32).eval()
+    worst = 0.0
+    for p, group in zip(prompt, groups, strict=True):
+        for c in group:
+            ids = torch.tensor([p + list(c.token_ids)])
+            target = torch.zeros_like(ids)
+            target[0, len(p) :] = 1
+            with torch.no_grad():
+                logp, _ = token_logprobs(model, ids, torch.ones_like(ids), target)
+            hf = logp[0, len(p) - 1 :]
+            worst = max(worst, float((hf - torch.tensor(c.logprobs)).abs().max()))
+    assert worst <= 1e-5, worst
