@@ -11,9 +11,10 @@ start-up time, and the load average before and after.
     python scripts/bench_vllm_cpu.py                      # models/quickstart, batch 256, 24 tokens
     python scripts/bench_vllm_cpu.py --configs auto:1,0:1,nobind:1,auto:4
 
-A configuration is ``BIND:KV_GIB``: BIND is ``auto`` (vLLM binds one OpenMP thread per core of
-its NUMA node), ``nobind`` (torch's default threads, unbound) or a core list such as ``0`` or
-``0-1``.
+A configuration is ``BIND:KV_GIB[:THREADS]``: BIND is ``auto`` (vLLM binds one OpenMP thread per
+core of its NUMA node), ``nobind`` (torch's default threads, unbound) or a core list such as
+``0`` or ``0-1``; THREADS, when given, is ``torch.set_num_threads`` after the engine starts (the
+engine runs in the worker's process, ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, as in rlvr).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def worker(args: argparse.Namespace) -> None:
     engine = VLLMEngine(args.model, dtype="float32", seed=0, max_model_len=512,
                         kv_cache_gib=int(os.environ["VLLM_CPU_KVCACHE_SPACE"]))  # fmt: skip
     startup = time.perf_counter() - t0
+    if args.threads:  # the engine runs in this process: its forward passes use these threads
+        torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.model)
     train, _ = arithmetic_examples(
         digits=2, operations=("+",), num_train=args.prompts, num_eval=10, seed=1234
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--json", default=None)
+    p.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -89,12 +93,13 @@ def main(argv: list[str] | None = None) -> None:
     procs: dict[str, subprocess.Popen] = {}
     ready: dict[str, dict] = {}
     for cfg in configs:
-        bind, _, kv = cfg.partition(":")
+        bind, _, rest = cfg.partition(":")
+        kv, _, threads = rest.partition(":")
         env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=bind, VLLM_CPU_KVCACHE_SPACE=kv or "1")
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         cmd = [sys.executable, __file__, "--worker", "--model", args.model,
                "--prompts", str(args.prompts), "--n", str(args.n),
-               "--max-tokens", str(args.max_tokens)]  # fmt: skip
+               "--max-tokens", str(args.max_tokens), "--threads", threads or "0"]  # fmt: skip
         procs[cfg] = subprocess.Popen(
             cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         result["configs"][cfg] = entry
         print(f"  {cfg:10} threads {entry['threads']}  start {entry['startup_s']:.1f} s  "
               f"RSS {entry['rss_mib']:.0f} MiB  median {entry['median_s']:.3f} s  "
-              f"/first {r[len(r) // 2]:.2f} ({r[0]:.2f}-{r[-1]:.2f})")  # fmt: skip
+              f"/first {statistics.median(r):.2f} ({r[0]:.2f}-{r[-1]:.2f})")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
