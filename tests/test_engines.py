@@ -88,6 +88,70 @@ def test_hf_finish_reasons(hf_model, tokenizer) -> None:
     assert all(g[0].finish_reason == "stop" and len(g[0].token_ids) == 1 for g in out)
 
 
+def _reference_generate(model, tok, engine, prompts, sp):
+    """The engine's sampling done the old way: ``generate(output_scores=True)`` with the same
+    warpers and seed, then log_softmax of each step's processed scores, gathered."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from rlvr.rollout.hf import _warpers
+
+    rows = [p for p in prompts for _ in range(sp.n)]
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), engine.pad_id, dtype=torch.long)
+    att = torch.zeros_like(ids)
+    for r, p in enumerate(rows):
+        ids[r, width - len(p) :] = torch.tensor(p)
+        att[r, width - len(p) :] = 1
+    config = GenerationConfig(
+        max_new_tokens=sp.max_tokens, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+        eos_token_id=engine.eos_ids, pad_token_id=engine.pad_id,
+        output_scores=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sp.seed)
+        out = model.generate(
+            input_ids=ids, attention_mask=att, generation_config=config,
+            logits_processor=LogitsProcessorList(_warpers(sp)),
+        )  # fmt: skip
+    gen = out.sequences[:, width:]
+    logp = torch.log_softmax(torch.stack(out.scores, dim=1).float(), dim=-1)
+    logp = logp.gather(-1, gen[..., None]).squeeze(-1)
+    result = []
+    for r in range(gen.shape[0]):
+        tokens = gen[r].tolist()
+        end = next((t + 1 for t, x in enumerate(tokens) if x in engine.eos_ids), len(tokens))
+        result.append((tokens[:end], logp[r, :end]))
+    return result
+
+
+@pytest.mark.parametrize("chunk", [None, 1, "uneven"])
+@pytest.mark.parametrize("temperature,top_k", [(1.0, -1), (0.7, 20)])
+def test_hf_outputs_equal_full_score_reference(
+    hf_model, tokenizer, monkeypatch, chunk, temperature, top_k
+) -> None:
+    """The step-wise recorder (chunked log_softmax, vectorized EOS search, batch decode) gives
+    the tokens, log-probs (bitwise) and finish reasons of the full-score path."""
+    import rlvr.rollout.hf as hf
+
+    vocab = hf_model.config.vocab_size
+    if chunk == 1:
+        monkeypatch.setattr(hf, "_RECORD_CHUNK_ELEMENTS", 1)  # one row per log_softmax
+    elif chunk == "uneven":
+        monkeypatch.setattr(hf, "_RECORD_CHUNK_ELEMENTS", 4 * vocab + 3)  # 4 rows, 9 = 4+4+1
+    engine = HFEngine(hf_model, tokenizer)
+    prompts = _prompts(tokenizer)
+    sp = SamplingParams(n=3, temperature=temperature, top_k=top_k, max_tokens=12, seed=3)
+    ref = _reference_generate(hf_model, tokenizer, engine, prompts, sp)
+    got = [c for group in engine.generate(prompts, sp) for c in group]
+    assert len(got) == len(ref) == 9
+    assert any(c.finish_reason == "stop" for c in got) or all(len(c.token_ids) == 12 for c in got)
+    for c, (tokens, logp) in zip(got, ref, strict=True):
+        assert c.token_ids == tokens
+        assert torch.equal(torch.tensor(c.logprobs), logp)
+        assert c.finish_reason == ("stop" if tokens[-1] in engine.eos_ids else "length")
+        assert c.text == tokenizer.decode(tokens, skip_special_tokens=True)
+
+
 @pytest.mark.vllm
 def test_vllm_logprobs_match_and_weight_sync(vllm_engine, hf_model, tokenizer) -> None:
     prompts = _prompts(tokenizer)
