@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlvr.config import RecipeError, _Section
+from rlvr.config import RecipeError, Section
 
 __all__ = ["SUITE_OVERRIDE_KEYS", "EvalRecipe", "normalize_keys", "parse_suites", "require_model"]
 
@@ -55,7 +55,7 @@ def parse_suites(value: Any) -> tuple[list[str], dict[str, str]]:
     return names, files
 
 
-class EvalRecipe(_Section):
+class EvalRecipe(Section):
     """Every setting of one eval run (the fields of :class:`eval.runner.EvalSettings`)."""
 
     model: str = Field(description="Local model directory or Hugging Face model name.")

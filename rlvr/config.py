@@ -22,11 +22,14 @@ class RecipeError(ValueError):
     """A recipe problem, with the file and key path in the message."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """The base of every recipe section (training, stages, eval, plug-ins' own sections):
+    unknown keys are refused and assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     path: str = Field(description="Local model directory or Hugging Face model name.")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False
@@ -34,7 +37,7 @@ class ModelConfig(_Section):
     gradient_checkpointing: bool = False
 
 
-class ArithmeticConfig(_Section):
+class ArithmeticConfig(Section):
     digits: int = Field(2, ge=1, le=9, description="Operands have 1..digits digits.")
     operations: list[Literal["+", "-", "*"]] = ["+"]
     num_train: int = Field(20000, ge=1)
@@ -42,7 +45,7 @@ class ArithmeticConfig(_Section):
     seed: int = 1234
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     source: Literal["arithmetic", "file", "hf"] = "arithmetic"
     path: str | None = Field(None, description="jsonl or parquet file when source=file.")
     hf_name: str | None = None
@@ -79,7 +82,7 @@ class DataConfig(_Section):
         return self
 
 
-class CureConfig(_Section):
+class CureConfig(Section):
     """CURE branching (rlvr/rollout/cure.py): each completion is continued from a high-entropy
     critical token; the group grows from G to G * (1 + branches)."""
 
@@ -92,7 +95,7 @@ class CureConfig(_Section):
     seed: int = 0
 
 
-class SoftThinkingConfig(_Section):
+class SoftThinkingConfig(Section):
     """SofT-GRPO soft thinking (rlvr/rollout/soft.py, rlvr/algos/soft.py): while thinking, each
     step feeds sum_i softmax(g'/tau_g)_i E[id_i] over the top-k ids, g' = log p~ + noise_scale *
     Gumbel; after ``think_end`` the answer is sampled with rollout.temperature/top_k/top_p.
@@ -112,7 +115,7 @@ class SoftThinkingConfig(_Section):
         return SoftThinkingParams(**self.model_dump())
 
 
-class RolloutAbstentionConfig(_Section):
+class RolloutAbstentionConfig(Section):
     """Dynamic abstention in RL rollouts (rlvr's own reading, off by default;
     rlvr/abstention/rl.py): the gate stops rollouts whose value falls below the threshold and
     they are scored r_abstain."""
@@ -123,7 +126,7 @@ class RolloutAbstentionConfig(_Section):
     min_tokens: int = Field(1, ge=1, description="Policy tokens before the gate may act.")
 
 
-class ServerConfig(_Section):
+class ServerConfig(Section):
     """Rollout servers in their own processes (``rollout.mode: server``; rlvr/rollout/server.py):
     each started with ``rlvr serve MODEL``; weights synced after every optimizer step, each
     sync checked by a log-prob receipt (rlvr/rollout/receipt.py)."""
@@ -148,7 +151,7 @@ class ServerConfig(_Section):
     )
 
 
-class RolloutConfig(_Section):
+class RolloutConfig(Section):
     engine: Literal["hf", "vllm"] = "hf"
     mode: Literal["colocate", "server"] = Field(
         "colocate",
@@ -232,14 +235,14 @@ class RolloutConfig(_Section):
         return self
 
 
-class RewardConfig(_Section):
+class RewardConfig(Section):
     name: str = Field(description="Registry name, 'pkg.module:fn' or 'path/file.py:fn'.")
     weight: float = 1.0
     params: dict[str, Any] = {}
     key: str | None = Field(None, description="Component name in metrics.")
 
 
-class RewardRunnerConfig(_Section):
+class RewardRunnerConfig(Section):
     num_workers: int = Field(2, ge=1)
     timeout_s: float = Field(5.0, gt=0)
     failure_score: float = 0.0
@@ -264,17 +267,17 @@ class RewardRunnerConfig(_Section):
     )
 
 
-class FilterConfig(_Section):
+class FilterConfig(Section):
     name: str = Field(description="Batch-filter registry name, e.g. 'dynamic_sampling'.")
     params: dict[str, Any] = {}
 
 
-class TokenWeightConfig(_Section):
+class TokenWeightConfig(Section):
     name: str = Field(description="Token-weight rule (rlvr/algos/token_weighting), e.g. 'steer'.")
     params: dict[str, Any] = {}
 
 
-class RolloutCorrectionConfig(_Section):
+class RolloutCorrectionConfig(Section):
     """Importance weights pi_old / mu on the surrogate (rlvr/algos/rollout_correction.py)."""
 
     mode: Literal["off", "truncate", "mask"] | None = Field(
@@ -303,7 +306,7 @@ class RolloutCorrectionConfig(_Section):
         return self
 
 
-class AlgoConfig(_Section):
+class AlgoConfig(Section):
     advantage: str = "grpo"
     advantage_params: dict[str, Any] = {}
     filters: list[FilterConfig] = Field(
@@ -356,7 +359,7 @@ class AlgoConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     steps: int = Field(100, ge=1)
     prompts_per_step: int = Field(8, ge=1, description="B prompts per step.")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward.")
@@ -407,7 +410,7 @@ class TrainConfig(_Section):
     )
 
 
-class WarmupConfig(_Section):
+class WarmupConfig(Section):
     """Supervised warm-up before RL in the same run (EGSPO stage 1; rlvr/stages/warmup.py)."""
 
     completion_field: str = Field("solution", description="Demonstration field to imitate.")
@@ -418,7 +421,7 @@ class WarmupConfig(_Section):
     max_examples: int | None = Field(None, ge=1)
 
 
-class LoraConfig(_Section):
+class LoraConfig(Section):
     """LoRA adapters on the policy (peft; rlvr/lora.py). Only the adapters train."""
 
     rank: int = Field(16, ge=1, description="r: rank of the update B A.")
@@ -435,13 +438,13 @@ class LoraConfig(_Section):
     )
 
 
-class CheckpointConfig(_Section):
+class CheckpointConfig(Section):
     every: int = Field(50, ge=1)
     keep_last: int = Field(2, ge=1)
     save_final: bool = True
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     tensorboard: bool = True
     wandb: bool = False
     wandb_project: str = "rlvr"
@@ -449,7 +452,7 @@ class LoggingConfig(_Section):
     progress: bool = True
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     before: bool = False
     after: bool = False
     num_problems: int = Field(100, ge=1)
@@ -458,7 +461,7 @@ class EvalConfig(_Section):
     max_new_tokens: int | None = None
 
 
-class Recipe(_Section):
+class Recipe(Section):
     name: str = "run"
     output_dir: str = "runs"
     seed: int = 0

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from rlvr.config import Recipe, _Section, dump_recipe, load_recipe
+from rlvr.config import Recipe, Section, dump_recipe, load_recipe
 from rlvr.registry import BindError
 from rlvr.stages.common import fingerprint, write_json
 from rlvr.stages.registry import get_stage
@@ -42,7 +42,7 @@ def stage_kind(kind: str) -> tuple[type, Callable[[Any], dict[str, Any]]]:
     return spec.schema, spec.runner
 
 
-class StageConfig(_Section):
+class StageConfig(Section):
     name: str = Field(description="Stage name: its run directory under the pipeline's.")
     kind: str = Field(
         description="Stage kind: train, sft, redi, specs, int, abstain-train (any registered "
@@ -60,7 +60,7 @@ class StageConfig(_Section):
         return self
 
 
-class PipelineRecipe(_Section):
+class PipelineRecipe(Section):
     name: str = "pipeline"
     output_dir: str = "runs"
     stages: list[StageConfig] = Field(min_length=1)

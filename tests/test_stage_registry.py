@@ -20,12 +20,12 @@ STAGE_FILE = textwrap.dedent(
     """Throwaway stage: writes a note and hands its input model on unchanged."""
     from pathlib import Path
 
-    from rlvr.config import _Section
+    from rlvr.config import Section
     from rlvr.stages.common import StageRecipe, write_json
     from rlvr.stages.registry import register_stage
 
 
-    class Note(_Section):
+    class Note(Section):
         text: str = "hello"
 
 

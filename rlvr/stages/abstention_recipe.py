@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import DataConfig, ModelConfig, Section, dump_recipe
 from rlvr.data.datasets import DataError, load_examples
 from rlvr.stages.common import (
     Sampling,
@@ -50,7 +50,7 @@ from rlvr.stages.registry import register_stage
 log = logging.getLogger("rlvr")
 
 
-class HeadConfig(_Section):
+class HeadConfig(Section):
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(128, ge=1, description="Rollouts per optimizer step.")
     epochs: int = Field(10, ge=1)
@@ -63,12 +63,12 @@ class HeadConfig(_Section):
     td_coef: float = Field(0.1, ge=0)
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     val_fraction: float = Field(0.1, ge=0, lt=1, description="Share of prompts, early stopping.")
     calib_fraction: float = Field(0.2, gt=0, lt=1, description="Share of prompts, calibration.")
 
 
-class CalibrationConfig(_Section):
+class CalibrationConfig(Section):
     isotonic: bool = True
     target_coverage: float | None = Field(
         None, gt=0, le=1, description="Threshold = the quantile giving this coverage."
@@ -79,7 +79,7 @@ class CalibrationConfig(_Section):
     min_tokens: int = Field(0, ge=0, description="Tokens before the gate may abstain.")
 
 
-class AbstentionRecipe(_Section):
+class AbstentionRecipe(Section):
     name: str = "abstain"
     output_dir: str = "runs"
     seed: int = 0

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import DataConfig, ModelConfig, _Section, dump_recipe
+from rlvr.config import DataConfig, ModelConfig, Section, dump_recipe
 
 log = logging.getLogger("rlvr")
 
@@ -35,7 +35,7 @@ Backend = Literal["hf", "vllm"]
 BACKEND_HELP = "Generation backend: hf (transformers.generate) or vllm (in-process; GPUs)."
 
 
-class StageEval(_Section):
+class StageEval(Section):
     """Held-out accuracy around a stage (needs a held-out split: ``data.source: arithmetic``)."""
 
     engine: Backend = Field("hf", description=BACKEND_HELP)
@@ -47,7 +47,7 @@ class StageEval(_Section):
     max_new_tokens: int = Field(64, ge=1)
 
 
-class Sampling(_Section):
+class Sampling(Section):
     """Self-sampling settings: ``n`` completions per problem on the first ``num_problems``."""
 
     engine: Backend = Field("hf", description=BACKEND_HELP)
@@ -58,7 +58,7 @@ class Sampling(_Section):
     max_new_tokens: int = Field(64, ge=1)
 
 
-class StageRecipe(_Section):
+class StageRecipe(Section):
     """The fields every stage recipe has (a stage kind adds its own sections)."""
 
     name: str = "stage"

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import _Section
+from rlvr.config import Section
 from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
     BACKEND_HELP,
@@ -49,7 +49,7 @@ from rlvr.stages.registry import register_stage
 log = logging.getLogger("rlvr")
 
 
-class INTAttempts(_Section):
+class INTAttempts(Section):
     path: str | None = Field(
         None, description="Incorrect attempts file (jsonl / parquet); else sample the model."
     )
@@ -62,7 +62,7 @@ class INTAttempts(_Section):
     max_per_problem: int = Field(1, ge=1, description="Incorrect attempts kept per problem.")
 
 
-class INTConfig(_Section):
+class INTConfig(Section):
     engine: Backend = Field(
         "hf", description="Backend for proposals and counterfactual continuations: " + BACKEND_HELP
     )

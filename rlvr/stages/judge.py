@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import ModelConfig, _Section
+from rlvr.config import ModelConfig, Section
 from rlvr.stages.common import BACKEND_HELP, Backend
 
 JUDGE_PROMPT = """\
@@ -42,7 +42,7 @@ _BOXED = re.compile(r"\\boxed\{\s*(yes|no)\s*\}", re.IGNORECASE)
 _WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
-class JudgeConfig(_Section):
+class JudgeConfig(Section):
     """Optional LLM judge; unset ``model`` = no judge (verifier only)."""
 
     model: str | None = Field(None, description="Local judge model (chat); unset: no judge.")

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import _Section
+from rlvr.config import Section
 from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
     Sampling,
@@ -49,7 +49,7 @@ from rlvr.stages.registry import register_stage
 log = logging.getLogger("rlvr")
 
 
-class REDITraces(_Section):
+class REDITraces(Section):
     path: str | None = Field(
         None, description="Teacher traces file (jsonl / parquet); else sample from `teacher`."
     )
@@ -65,7 +65,7 @@ class REDITraces(_Section):
     )
 
 
-class REDISFT(_Section):
+class REDISFT(Section):
     """Stage 1: SFT on the positive traces (0 steps skips it, e.g. when the model already is
     the stage-1 model)."""
 
@@ -79,7 +79,7 @@ class REDISFT(_Section):
     max_length: int = Field(1024, ge=8)
 
 
-class REDIObjective(_Section):
+class REDIObjective(Section):
     alpha: float = Field(0.8, ge=0, le=1, description="Weight of the negative term (paper 0.8).")
     chosen_coef: float = 1.0
     lr: float = Field(1e-6, gt=0)

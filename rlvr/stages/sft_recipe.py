@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rlvr.config import ArithmeticConfig, DataConfig, _Section
+from rlvr.config import ArithmeticConfig, DataConfig, Section
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
 from rlvr.data.prompts import prompt_messages
 from rlvr.stages.common import StageEval, StageRecipe, heldout_eval, start_stage, write_json
@@ -29,7 +29,7 @@ from rlvr.stages.registry import register_stage
 log = logging.getLogger("rlvr")
 
 
-class SFTData(_Section):
+class SFTData(Section):
     path: str | None = Field(None, description="jsonl / parquet file (or use `arithmetic`).")
     arithmetic: ArithmeticConfig | None = Field(
         None, description="Generate worked solutions of the seeded arithmetic task instead."
@@ -40,7 +40,7 @@ class SFTData(_Section):
     system_prompt: str | None = None
 
 
-class SFTTrain(_Section):
+class SFTTrain(Section):
     steps: int = Field(100, ge=1)
     lr: float = Field(2e-5, gt=0)
     batch_size: int = Field(8, ge=1)
@@ -51,7 +51,7 @@ class SFTTrain(_Section):
     packing: bool = False
 
 
-class LoraConfig(_Section):
+class LoraConfig(Section):
     enabled: bool = False
     r: int = Field(16, ge=1)
     alpha: int = 32

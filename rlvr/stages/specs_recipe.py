@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rlvr.config import _Section
+from rlvr.config import Section
 from rlvr.data.datasets import DataError, load_examples
 from rlvr.stages.common import (
     Sampling,
@@ -43,7 +43,7 @@ from rlvr.stages.registry import register_stage
 log = logging.getLogger("rlvr")
 
 
-class SPECSConfig(_Section):
+class SPECSConfig(Section):
     sampling: Sampling = Sampling(n=8)
     max_pairs_per_prompt: int = Field(4, ge=1)
     pairing: Literal["decoupled", "coupled"] = Field(
