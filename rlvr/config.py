@@ -371,6 +371,12 @@ class TrainConfig(Section):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     max_grad_norm: float | None = 1.0
     logprob_impl: Literal["fused", "naive"] = "fused"
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where the policy trains: auto (cuda, cuda:LOCAL_RANK under torchrun, when "
+        "a GPU is visible, else cpu), cpu, cuda or cuda:N.",
+    )
     skip_zero_rows: bool = Field(
         True,
         description="Leave out of forward/backward the rows that cannot contribute gradient: "

@@ -181,7 +181,7 @@ class DistEnv:
         td.broadcast(size, src=0)
         td.broadcast(torch.frombuffer(bytearray(header), dtype=torch.uint8), src=0)
         for t in tensors:
-            wire = t.detach().contiguous()
+            wire = t.detach().cpu().contiguous()  # messages travel on the CPU (gloo)
             if wire.dtype == torch.bool:
                 wire = wire.to(torch.uint8)
             td.broadcast(wire, src=0)

@@ -24,6 +24,7 @@ dict (tied weights included) for syncing rollout engines.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ from rlvr.rollout.base import Completion
 from rlvr.soft_policy import SoftTokens, policy_logprobs, soft_from_extras
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+log = logging.getLogger("rlvr")
 
 
 def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
@@ -68,6 +72,18 @@ def load_policy(recipe: Recipe, weights_path: str, *, revision: str | None) -> A
     )
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``train.device``: auto is ``cuda:LOCAL_RANK`` when a GPU is visible, else the CPU."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name}: no CUDA GPU is visible to this process")
+        torch.cuda.set_device(device)
+    return device
+
+
 @dataclass
 class UpdateResult:
     metrics: dict[str, float]
@@ -86,6 +102,11 @@ class Learner:
             self.model = load_policy(recipe, weights_path, revision=None if resumed else m.revision)
         else:  # the base from model.path; the adapter new, or from the checkpoint resumed
             self.model = load_policy(recipe, m.path, revision=m.revision)
+        self.dist = current_dist()  # several ranks: rlvr/distributed.py (one rank: no-ops)
+        # the model runs here; batches and the per-token loss math stay on the CPU (_logprobs)
+        self.device = resolve_device(t.device, self.dist.local_rank)
+        self.model.to(self.device)
+        log.info("the policy trains on %s", self.device)
         if m.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         if self.lora is not None:
@@ -102,7 +123,7 @@ class Learner:
         # with LoRA the reference is the base itself: the policy with its adapters disabled
         self.ref_is_base = self.lora is not None and recipe.algo.kl_coef > 0
         if recipe.algo.kl_coef > 0 and self.lora is None:
-            self.ref_model = load_policy(recipe, m.path, revision=m.revision).eval()
+            self.ref_model = load_policy(recipe, m.path, revision=m.revision).to(self.device).eval()
             self.ref_model.requires_grad_(False)
         self.token_rules = build_token_weights(recipe.algo.token_weights)
         rc = recipe.algo.rollout_correction
@@ -122,7 +143,6 @@ class Learner:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.updates_done = 0  # RL steps trained (seeds token rules' random choices)
-        self.dist = current_dist()  # several ranks: rlvr/distributed.py (one rank: no-ops)
 
     # ------------------------------------------------------------------ what others call
 
@@ -229,19 +249,24 @@ class Learner:
         idx: torch.Tensor,
         ln: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-prob, entropy) [M, ln-1] of rows ``idx``; soft-thinking steps (SofT-GRPO) get
-        the reparameterised log-prob from inputs rebuilt out of (ids, g'), rlvr/soft_policy.py."""
+        """(log-prob, entropy) [M, ln-1] of rows ``idx``, on the CPU; soft-thinking steps
+        (SofT-GRPO) get the reparameterised log-prob from inputs rebuilt out of (ids, g'),
+        rlvr/soft_policy.py. The rows go to the model's device; the results come back as a
+        differentiable copy, so the loss terms ([M, ln-1] floats) are computed on the CPU and
+        backward reaches the model wherever it is."""
         st = self.recipe.rollout.soft_thinking
-        return policy_logprobs(
+        dev = self.device
+        logp, ent = policy_logprobs(
             model,
-            input_ids[idx, :ln],
-            attention_mask[idx, :ln],
-            completion_mask[idx, :ln],
-            None if soft is None else soft.rows(idx, ln),
+            input_ids[idx, :ln].to(dev),
+            attention_mask[idx, :ln].to(dev),
+            completion_mask[idx, :ln].to(dev),
+            None if soft is None else soft.rows(idx, ln, dev),
             temperature=self.recipe.rollout.temperature,
             soft_temperature=1.0 if st is None else st.temperature,
             impl=self.recipe.train.logprob_impl,
         )
+        return logp.cpu(), ent.cpu()
 
     def frozen_logprobs(self, model: Any, batch: TrainBatch) -> torch.Tensor:
         return self.no_grad_pass(

@@ -40,11 +40,13 @@ class SoftTokens:
     perturbed: torch.Tensor  # [N, L, k] float32, g'
     tau_g: float
 
-    def rows(self, idx: torch.Tensor, length: int) -> SoftTokens:
+    def rows(
+        self, idx: torch.Tensor, length: int, device: torch.device | None = None
+    ) -> SoftTokens:
         return SoftTokens(
-            self.mask[idx, :length],
-            self.topk_ids[idx, :length],
-            self.perturbed[idx, :length],
+            self.mask[idx, :length].to(device),
+            self.topk_ids[idx, :length].to(device),
+            self.perturbed[idx, :length].to(device),
             self.tau_g,
         )
 

@@ -54,6 +54,8 @@ class HFEngine(RolloutEngine):
             revision=revision,
             use_safetensors=True,
         )
+        if torch.cuda.is_available():  # its own copy generates on the GPU (this rank's device)
+            model.to(torch.device("cuda", torch.cuda.current_device()))
         model.eval()
         return cls(model, tok)
 
