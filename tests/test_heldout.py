@@ -102,8 +102,8 @@ def test_stage_heldout_eval_uses_the_shared_eval(monkeypatch: pytest.MonkeyPatch
     engine = ScriptedEngine(tok, ["\\boxed{2}", "\\boxed{5}"], [[good, "3"], [good, "\\boxed{4}"]])
     seen: dict[str, Any] = {}
 
-    def fake_model_engine(model: Any, engine: str, *, path: Any = None, **kw: Any) -> Any:
-        seen.update(model=model, engine=engine, path=path, **kw)
+    def fake_model_engine(model: Any, engine_name: str, *, path: Any = None, **kw: Any) -> Any:
+        seen.update(model=model, engine=engine_name, path=path, **kw)
         return engine
 
     monkeypatch.setattr("rlvr.rollout.model_engine", fake_model_engine)
