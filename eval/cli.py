@@ -9,24 +9,42 @@ flags left
 unset take each suite's default (printed in the summary): AIME n=16, MATH-500 n=4, both at
 temperature 0.6 / top-p 0.95 / 32,768 tokens (DeepSeek-R1 protocol); IFEval / IFBench greedy,
 n=1.  ``--oracle`` runs the self-checks of :mod:`eval.oracle` instead of a model.
+``--backend`` (and a recipe's ``backend:``) is the deprecated name of ``--engine`` (``engine``):
+accepted with a warning, hidden from ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from eval.config import EvalRecipe, normalize_keys, require_model
+from eval.report import summary_engine
 from eval.runner import EvalSettings, ResumeError, run_eval
 from eval.suites import PROMPT_TEMPLATES, SUITES, DataError
-from rlvr.config import RecipeError, apply_override, parse_override, read_tree, validate_tree
+from rlvr.config import (
+    RecipeError,
+    apply_override,
+    parse_override,
+    read_tree,
+    renamed_key,
+    validate_tree,
+)
 
 __all__ = ["build_parser", "load_recipe_args", "load_settings", "main"]
 
 # argparse destinations that are not keys of the eval section
 _NOT_SETTINGS = ("config", "items", "print_recipe", "progress", "oracle")
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger("rlvr").warning(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: aime24,aime25,math500)",
     )
     p.add_argument("--out", default=S, help="output directory (default: runs/eval)")
-    p.add_argument("--backend", choices=["vllm", "hf"], default=S, help="default: vllm")
+    p.add_argument(
+        "--engine",
+        choices=["vllm", "hf"],
+        default=S,
+        help="rollout engine: vllm, or hf (transformers.generate) (default: vllm)",
+    )
+    # the old name of --engine: accepted with a deprecation warning, hidden from --help
+    p.add_argument("--backend", choices=["vllm", "hf"], default=S, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=S, help="samples per problem (default: per suite)")
     p.add_argument("--temperature", type=float, default=S, help="default: per suite")
     p.add_argument("--top-p", type=float, default=S, help="default: per suite")
@@ -109,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=S,
         help="soft-thinking decoding (SofT-GRPO): while thinking, feed Gumbel-weighted top-k "
         "embedding mixtures; the answer after </think> is sampled with the flags above "
-        "(implies --backend hf)",
+        "(implies --engine hf)",
     )
     p.add_argument("--soft-top-k", type=int, default=S, help="k of each mixture (default 5)")
     p.add_argument("--soft-top-p", type=float, default=S, help="soft-phase top-p (default 0.95)")
@@ -127,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=S,
         metavar="HEAD",
         help="dynamic abstention with this value head (head.safetensors from rlvr "
-        "abstain-train; implies --backend hf): reports coverage, selective accuracy, tokens "
+        "abstain-train; implies --engine hf): reports coverage, selective accuracy, tokens "
         "saved against the same seeds without abstention, utility, the baselines never / "
         "pre- / post-generation and curves over the threshold",
     )
@@ -212,10 +237,24 @@ def load_recipe_args(args: argparse.Namespace) -> EvalRecipe:
             apply_override(tree, keys, value)
         except (IndexError, ValueError) as e:
             raise RecipeError(f"override '{text}': {e}") from e
-    tree = normalize_keys(tree)
-    tree.update({k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS})
+    where = source if files else "command line"
+    try:
+        tree = renamed_key(normalize_keys(tree), "backend", "engine", where)
+    except ValueError as e:
+        raise RecipeError(str(e)) from e
+    flags = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    if "backend" in flags:  # --backend, the old name of --engine
+        engine = flags.pop("backend")
+        if flags.get("engine", engine) != engine:
+            raise RecipeError(
+                f"--engine {flags['engine']} and --backend {engine} disagree: pass --engine "
+                "only (--backend is its deprecated name)"
+            )
+        flags["engine"] = engine
+        _warn_once("--backend is deprecated: use --engine (same values)")
+    tree.update(flags)
     require_model(tree)
-    return validate_tree(tree, source if files else "command line", EvalRecipe)
+    return validate_tree(tree, where, EvalRecipe)
 
 
 def load_settings(args: argparse.Namespace) -> tuple[EvalSettings, dict[str, Any]]:
@@ -289,7 +328,7 @@ def _print_summary(summary: dict[str, Any], settings: EvalSettings) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"rlvr eval: {summary['model']} ({summary['backend']})")
+    table = Table(title=f"rlvr eval: {summary['model']} ({summary_engine(summary)})")
     for col in ("suite", "problems", "n", "metric", "value", "pass@n", "mean tok", "trunc %"):
         table.add_column(col, overflow="fold")
     for name, s in summary["suites"].items():

@@ -9,19 +9,27 @@ flags of ``rlvr eval`` are top-level keys of the same section (``--max-tokens`` 
 ``strip_thinking: false``, ``--score-timeout`` is ``score_timeout_s``).
 
 Precedence: recipe file < dotted overrides < flags. Sampling keys left unset (``None``) take
-each suite's default (:meth:`eval.runner.EvalSettings.sampling_for`). ``suites`` is a list or a
+each suite's default (:meth:`EvalRecipe.sampling_for`). ``suites`` is a list or a
 comma-separated string; an item ``NAME=FILE`` also sets ``data_files[NAME]``. Keys may be
 written with ``-`` for ``_`` (the flag spelling), and ``score_timeout`` for ``score_timeout_s``.
+``backend`` (and the ``--backend`` flag) is the deprecated name of ``engine``: it is read as
+``engine`` with a warning, and refused when both are given with different values.
+
+The runner takes this section itself: ``eval.runner.EvalSettings`` is :class:`EvalRecipe`, so
+keys, defaults and checks are defined once.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlvr.config import RecipeError, Section
+from rlvr.config import RecipeError, Section, renamed_key
+
+if TYPE_CHECKING:
+    from eval.suites import Suite
 
 __all__ = ["SUITE_OVERRIDE_KEYS", "EvalRecipe", "normalize_keys", "parse_suites", "require_model"]
 
@@ -56,7 +64,8 @@ def parse_suites(value: Any) -> tuple[list[str], dict[str, str]]:
 
 
 class EvalRecipe(Section):
-    """Every setting of one eval run (the fields of :class:`eval.runner.EvalSettings`)."""
+    """Every setting of one eval run; the runner takes this section itself
+    (``eval.runner.EvalSettings`` is this class)."""
 
     model: str = Field(description="Local model directory or Hugging Face model name.")
     suites: list[str] = Field(
@@ -64,7 +73,9 @@ class EvalRecipe(Section):
         description="Suites to run; 'NAME=FILE' points one suite at a data file.",
     )
     out: str = Field("runs/eval", description="Output directory (resumed when it exists).")
-    backend: Literal["vllm", "hf"] = "vllm"
+    engine: Literal["vllm", "hf"] = Field(
+        "vllm", description="Rollout engine: vllm, or hf (transformers.generate)."
+    )
     n: int | None = Field(None, ge=1, description="Samples per problem (None: per suite).")
     temperature: float | None = Field(None, ge=0, description="None: per suite.")
     top_p: float | None = Field(None, gt=0, le=1, description="None: per suite.")
@@ -115,19 +126,20 @@ class EvalRecipe(Section):
     @model_validator(mode="before")
     @classmethod
     def _spellings_and_implied(cls, value: Any) -> Any:
-        """Flag spellings, ``NAME=FILE`` suites, and ``backend: hf`` where soft thinking or
-        abstention is asked for without a backend (both need per-step access, hf only)."""
+        """Flag spellings, ``backend`` (the old name of ``engine``, with a deprecation warning),
+        ``NAME=FILE`` suites, and ``engine: hf`` where soft thinking or abstention is asked for
+        without an engine (both need per-step access, hf only)."""
         if not isinstance(value, dict):
             return value
-        tree = normalize_keys(value)
+        tree = renamed_key(normalize_keys(value), "backend", "engine", "eval recipe")
         if isinstance(tree.get("suites"), (str, list, tuple)):
             names, files = parse_suites(tree["suites"])
             tree["suites"] = names
             if files:
                 given = tree.get("data_files")
                 tree["data_files"] = {**(given if isinstance(given, dict) else {}), **files}
-        if (tree.get("soft_thinking") or tree.get("abstain")) and "backend" not in tree:
-            tree["backend"] = "hf"
+        if (tree.get("soft_thinking") or tree.get("abstain")) and "engine" not in tree:
+            tree["engine"] = "hf"
         return tree
 
     @field_validator("suites")
@@ -151,11 +163,100 @@ class EvalRecipe(Section):
                     )
         return value
 
-    def settings(self) -> Any:
-        """The :class:`eval.runner.EvalSettings` the runner takes."""
-        from eval.runner import EvalSettings
+    def abstain_gate(self) -> Any:
+        """The enforcing gate of ``abstain`` (None without one)."""
+        if self.abstain is None:
+            return None
+        from rlvr.abstention import AbstentionGate
+        from rlvr.abstention.head import load_head
 
-        return EvalSettings(**self.model_dump())
+        _, meta = load_head(self.abstain)
+        min_tokens = self.abstain_min_tokens
+        if min_tokens is None:
+            min_tokens = int(meta.get("min_tokens") or 0)
+        return AbstentionGate.from_file(
+            self.abstain, self.threshold, enforce=True, trace=True, min_tokens=min_tokens
+        )
+
+    def abstain_identity(self) -> dict[str, Any] | None:
+        gate = self.abstain_gate()
+        if gate is None:
+            return None
+        import hashlib
+
+        from rlvr.abstention.head import head_paths
+
+        weights, _ = head_paths(self.abstain or "")
+        return {
+            "head_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16],
+            "threshold": gate.threshold,
+            "min_tokens": gate.min_tokens,
+        }
+
+    def soft_params(self) -> Any:
+        """The soft-thinking settings, or None for ordinary decoding."""
+        if not self.soft_thinking:
+            return None
+        from rlvr.rollout.soft import SoftThinkingParams
+
+        return SoftThinkingParams(
+            top_k=self.soft_top_k,
+            top_p=self.soft_top_p,
+            tau_g=self.soft_tau_g,
+            noise_scale=self.soft_noise_scale,
+            temperature=self.soft_temperature,
+        )
+
+    def soft_identity(self) -> dict[str, Any] | None:
+        params = self.soft_params()
+        return None if params is None else dict(vars(params))
+
+    def sampling_for(self, suite: Suite) -> dict[str, Any]:
+        """The sampling settings that apply to ``suite`` (override > global > suite default)."""
+        d = suite.defaults
+        from eval.suites import resolve_template
+
+        over = self.suite_overrides.get(suite.name, {})
+        unknown = set(over) - set(SUITE_OVERRIDE_KEYS)
+        if unknown:
+            raise ValueError(f"suite_overrides.{suite.name}: unknown keys {sorted(unknown)}")
+
+        def pick(key: str, default: Any) -> Any:
+            if key in over and over[key] is not None:
+                return over[key]
+            value = getattr(self, key)
+            return default if value is None else value
+
+        out = {
+            "n": int(pick("n", d.n)),
+            "temperature": float(pick("temperature", d.temperature)),
+            "top_p": float(pick("top_p", d.top_p)),
+            "top_k": int(pick("top_k", d.top_k)),
+            "max_tokens": int(pick("max_tokens", d.max_tokens)),
+        }
+        template = over.get("prompt_template", self.prompt_template)
+        out["prompt_template"] = template if template is not None else suite.prompt_template
+        out["template_text"] = resolve_template(suite, template)
+        if out["n"] < 1:
+            raise ValueError(f"{suite.name}: n must be >= 1, got {out['n']}")
+        if out["temperature"] < 0:
+            raise ValueError(f"{suite.name}: temperature must be >= 0")
+        if not 0 < out["top_p"] <= 1:
+            raise ValueError(f"{suite.name}: top_p must be in (0, 1]")
+        if out["max_tokens"] < 1:
+            raise ValueError(f"{suite.name}: max_tokens must be >= 1")
+        if out["temperature"] == 0 and out["n"] > 1:
+            raise ValueError(
+                f"{suite.name}: n={out['n']} samples with temperature 0 are identical; "
+                "use n=1 or a temperature > 0 (e.g. --temperature, or suite_overrides in "
+                "--config for this suite)"
+            )
+        return out
+
+    def settings(self) -> EvalRecipe:
+        """The settings the runner takes: the section itself (``eval.runner.EvalSettings`` is
+        this class), kept for callers of the time the two were separate."""
+        return self
 
 
 def require_model(tree: dict[str, Any]) -> None:

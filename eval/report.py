@@ -24,7 +24,7 @@ from typing import Any
 
 from eval import metrics as M
 
-__all__ = ["compute_suite_metrics", "markdown_report"]
+__all__ = ["compute_suite_metrics", "markdown_report", "summary_engine"]
 
 
 def _group_rows(
@@ -149,11 +149,17 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+def summary_engine(summary: dict[str, Any]) -> str:
+    """The rollout engine of a run summary: ``engine``, or ``backend`` in summaries written
+    before the key was renamed."""
+    return str(summary.get("engine", summary.get("backend")))
+
+
 def markdown_report(summary: dict[str, Any]) -> str:
     """Markdown tables of a run summary: math suites, IF suites, breakdowns, settings."""
     lines = [f"# Evaluation of `{summary['model']}`", ""]
     lines.append(
-        f"backend `{summary['backend']}`, seed {summary['settings']['seed']}, "
+        f"engine `{summary_engine(summary)}`, seed {summary['settings']['seed']}, "
         f"chat template {'on' if summary['settings']['chat_template'] else 'off'}"
         + (", system prompt set" if summary["settings"].get("system_prompt") else "")
     )

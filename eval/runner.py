@@ -21,7 +21,7 @@ gives prompt i of a call seed ``call_seed + i * n`` and its samples ``+ j``, so 
 problem p always has seed ``base + p * n + j`` whatever the chunking or resume point.  The HF
 engine seeds torch's RNG per call, so its samples are reproducible for the same chunking.
 
-Dynamic abstention (``abstain`` = a value head from ``rlvr abstain-train``; hf backend only,
+Dynamic abstention (``abstain`` = a value head from ``rlvr abstain-train``; hf engine only,
 vLLM exposes no per-step hidden states): every generate call runs twice with the same seed,
 once with the gate (EOS forced where V̂_t < c) and once without it, recording the value trace.
 The full run's completion is scored as usual (its verdict is the sample's correct-if-answered
@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.config import EvalRecipe
 from eval.report import compute_suite_metrics, markdown_report
 from eval.suites import (
     DataSource,
@@ -52,7 +53,6 @@ from eval.suites import (
     get_suite,
     load_examples,
     render_prompt,
-    resolve_template,
 )
 
 __all__ = ["EvalSettings", "ResumeError", "SuiteRun", "run_eval"]
@@ -64,148 +64,10 @@ class ResumeError(RuntimeError):
     """The output directory holds a run with different settings (or a corrupt sample file)."""
 
 
-@dataclass
-class EvalSettings:
-    """All settings of an eval run; ``None`` sampling values mean "the suite's default"."""
-
-    model: str
-    suites: list[str] = field(default_factory=lambda: ["aime24", "aime25", "math500"])
-    out: str = "runs/eval"
-    backend: str = "vllm"
-    n: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_tokens: int | None = None
-    data_dir: str | None = None
-    data_files: dict[str, str] = field(default_factory=dict)
-    limit: int | None = None
-    seed: int = 0
-    chat_template: bool = True
-    system_prompt: str | None = None
-    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
-    prompt_template: str | None = None
-    strip_thinking: bool = True
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.85
-    kv_cache_gib: int = 4
-    trust_remote_code: bool = False
-    chunk_size: int | None = None
-    score_workers: int = 2
-    score_timeout_s: float = 5.0
-    overwrite: bool = False
-    suite_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # soft-thinking decoding (SofT-GRPO; rlvr/rollout/soft.py, hf backend): the thinking phase
-    # feeds Gumbel-weighted top-k embedding mixtures, the answer is sampled as usual
-    soft_thinking: bool = False
-    soft_top_k: int = 5
-    soft_top_p: float = 0.95
-    soft_tau_g: float = 0.1
-    soft_noise_scale: float = 1.0
-    soft_temperature: float = 1.0
-    # dynamic abstention (rlvr/abstention; hf backend): value head, threshold c (default: the
-    # sidecar's, else 0.5), abstention reward r_⊥ for the utility (default: c), tokens before
-    # the gate may act (default: the sidecar's, else 0)
-    abstain: str | None = None
-    threshold: float | None = None
-    r_abstain: float | None = None
-    abstain_min_tokens: int | None = None
-
-    def abstain_gate(self) -> Any:
-        """The enforcing gate of ``abstain`` (None without one)."""
-        if self.abstain is None:
-            return None
-        from rlvr.abstention import AbstentionGate
-        from rlvr.abstention.head import load_head
-
-        _, meta = load_head(self.abstain)
-        min_tokens = self.abstain_min_tokens
-        if min_tokens is None:
-            min_tokens = int(meta.get("min_tokens") or 0)
-        return AbstentionGate.from_file(
-            self.abstain, self.threshold, enforce=True, trace=True, min_tokens=min_tokens
-        )
-
-    def abstain_identity(self) -> dict[str, Any] | None:
-        gate = self.abstain_gate()
-        if gate is None:
-            return None
-        import hashlib
-
-        from rlvr.abstention.head import head_paths
-
-        weights, _ = head_paths(self.abstain or "")
-        return {
-            "head_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()[:16],
-            "threshold": gate.threshold,
-            "min_tokens": gate.min_tokens,
-        }
-
-    def soft_params(self) -> Any:
-        """The soft-thinking settings, or None for ordinary decoding."""
-        if not self.soft_thinking:
-            return None
-        from rlvr.rollout.soft import SoftThinkingParams
-
-        return SoftThinkingParams(
-            top_k=self.soft_top_k,
-            top_p=self.soft_top_p,
-            tau_g=self.soft_tau_g,
-            noise_scale=self.soft_noise_scale,
-            temperature=self.soft_temperature,
-        )
-
-    def soft_identity(self) -> dict[str, Any] | None:
-        params = self.soft_params()
-        return None if params is None else dict(vars(params))
-
-    def sampling_for(self, suite: Suite) -> dict[str, Any]:
-        """The sampling settings that apply to ``suite`` (override > global > suite default)."""
-        d = suite.defaults
-        over = self.suite_overrides.get(suite.name, {})
-        unknown = set(over) - {
-            "n",
-            "temperature",
-            "top_p",
-            "top_k",
-            "max_tokens",
-            "prompt_template",
-        }
-        if unknown:
-            raise ValueError(f"suite_overrides.{suite.name}: unknown keys {sorted(unknown)}")
-
-        def pick(key: str, default: Any) -> Any:
-            if key in over and over[key] is not None:
-                return over[key]
-            value = getattr(self, key)
-            return default if value is None else value
-
-        out = {
-            "n": int(pick("n", d.n)),
-            "temperature": float(pick("temperature", d.temperature)),
-            "top_p": float(pick("top_p", d.top_p)),
-            "top_k": int(pick("top_k", d.top_k)),
-            "max_tokens": int(pick("max_tokens", d.max_tokens)),
-        }
-        template = over.get("prompt_template", self.prompt_template)
-        out["prompt_template"] = template if template is not None else suite.prompt_template
-        out["template_text"] = resolve_template(suite, template)
-        if out["n"] < 1:
-            raise ValueError(f"{suite.name}: n must be >= 1, got {out['n']}")
-        if out["temperature"] < 0:
-            raise ValueError(f"{suite.name}: temperature must be >= 0")
-        if not 0 < out["top_p"] <= 1:
-            raise ValueError(f"{suite.name}: top_p must be in (0, 1]")
-        if out["max_tokens"] < 1:
-            raise ValueError(f"{suite.name}: max_tokens must be >= 1")
-        if out["temperature"] == 0 and out["n"] > 1:
-            raise ValueError(
-                f"{suite.name}: n={out['n']} samples with temperature 0 are identical; "
-                "use n=1 or a temperature > 0 (e.g. --temperature, or suite_overrides in "
-                "--config for this suite)"
-            )
-        return out
+EvalSettings = EvalRecipe
+"""All settings of an eval run: the ``rlvr eval`` recipe section itself
+(:class:`eval.config.EvalRecipe`, one definition of the keys, defaults and checks); ``None``
+sampling values mean "the suite's default" (:meth:`~eval.config.EvalRecipe.sampling_for`)."""
 
 
 @dataclass
@@ -353,7 +215,7 @@ def _identity(settings: EvalSettings, runs: Sequence[SuiteRun]) -> dict[str, Any
     """Settings that change samples; a resumed run must match them exactly."""
     return {
         "model": settings.model,
-        "backend": settings.backend,
+        "engine": settings.engine,
         "soft_thinking": settings.soft_identity(),
         "abstention": settings.abstain_identity(),
         "seed": settings.seed,
@@ -384,6 +246,8 @@ def _check_resume(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
                 p.unlink()
     elif path.exists():
         old = json.loads(path.read_text())
+        if "backend" in old and "engine" not in old:  # written before the key was renamed
+            old["engine"] = old.pop("backend")
         diffs = []
         for key in identity:
             if key == "suites":
@@ -412,8 +276,8 @@ def _seed_base(seed: int, suite: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(suite.encode())) % (2**31)
 
 
-def _default_chunk(backend: str, n: int) -> int:
-    budget = 512 if backend == "vllm" else 32
+def _default_chunk(engine: str, n: int) -> int:
+    budget = 512 if engine == "vllm" else 32
     return max(1, budget // n)
 
 
@@ -483,18 +347,18 @@ def run_eval(
     from eval.scoring import Scorer
 
     t_start = time.perf_counter()
-    if settings.soft_thinking and settings.backend != "hf":
+    if settings.soft_thinking and settings.engine != "hf":
         raise ValueError(
-            f"soft thinking runs on the hf backend (vLLM takes no per-step embedding inputs); "
-            f"got backend {settings.backend!r}: use --backend hf"
+            f"soft thinking runs on the hf engine (vLLM takes no per-step embedding inputs); "
+            f"got engine {settings.engine!r}: use --engine hf"
         )
     settings.soft_params()  # validates the soft settings before anything loads
     gate = settings.abstain_gate()  # a missing / broken head fails before anything loads
-    if gate is not None and (settings.backend != "hf" or settings.soft_thinking):
+    if gate is not None and (settings.engine != "hf" or settings.soft_thinking):
         raise ValueError(
-            "--abstain needs per-step hidden states, which only the hf backend exposes (vLLM "
+            "--abstain needs per-step hidden states, which only the hf engine exposes (vLLM "
             "gives its sampler no hidden states; soft thinking is not supported): use "
-            f"--backend hf (got {settings.backend!r}"
+            f"--engine hf (got {settings.engine!r}"
             + (" with soft thinking)" if settings.soft_thinking else ")")
         )
     out = Path(settings.out)
@@ -555,11 +419,9 @@ def run_eval(
                 from rlvr.console import status
                 from rlvr.rollout import build_engine
 
-                with status(
-                    f"starting the {settings.backend} engine on {settings.model}", progress
-                ):
+                with status(f"starting the {settings.engine} engine on {settings.model}", progress):
                     engine = build_engine(
-                        settings.backend,
+                        settings.engine,
                         settings.model,
                         dtype=settings.dtype,
                         seed=settings.seed,
@@ -639,7 +501,7 @@ def _generate_all(
             if not todo:
                 continue
             task = bar.add_task(r.suite.name, total=todo)
-            chunk = settings.chunk_size or _default_chunk(settings.backend, n)
+            chunk = settings.chunk_size or _default_chunk(settings.engine, n)
             max_tokens = r.clamped_max_tokens or r.sampling["max_tokens"]
             for call in _calls(pending, chunk):
                 idxs = [i for i, _ in call]
@@ -825,12 +687,12 @@ def _summarize(
         }
         total_gen_s += r.gen_seconds
         total_tok += r.gen_tokens
-    global_settings = asdict(settings)
+    global_settings = settings.model_dump(mode="json")
     return {
         "harness": f"rlvr-eval {VERSION}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": settings.model,
-        "backend": settings.backend,
+        "engine": settings.engine,
         "model_context": ctx,
         "settings": global_settings,
         "scoring": scorer.describe(),

@@ -9,6 +9,7 @@ before validation, so they are checked exactly like the file.
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -16,6 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger("rlvr")
+_warned_renames: set[tuple[str, str]] = set()
 
 
 class RecipeError(ValueError):
@@ -27,6 +31,26 @@ class Section(BaseModel):
     unknown keys are refused and assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def renamed_key(data: Any, old: str, new: str, where: str) -> Any:
+    """``data`` (a section's raw mapping) with the key ``old``, a former name of ``new``, read as
+    ``new``; a deprecation warning is logged once per (``where``, ``old``). Both keys given with
+    different values is refused, naming both. Anything but a mapping is returned unchanged."""
+    if not isinstance(data, dict) or old not in data:
+        return data
+    data = dict(data)
+    value = data.pop(old)
+    if new in data and data[new] != value:
+        raise ValueError(
+            f"{where}: set {new} once ({old} is its old name; got {old}={value!r} and "
+            f"{new}={data[new]!r})"
+        )
+    data[new] = value
+    if (where, old) not in _warned_renames:
+        _warned_renames.add((where, old))
+        log.warning("%s: '%s' is deprecated, write '%s' (same values)", where, old, new)
+    return data
 
 
 class ModelConfig(Section):

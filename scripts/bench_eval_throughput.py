@@ -36,7 +36,7 @@ def _run_once(backend: str, engine: Any, args: argparse.Namespace, model: str, o
         model=model,
         suites=[args.suite],
         out=str(out / backend),
-        backend=backend,
+        engine=backend,
         n=args.n,
         temperature=args.temperature,
         top_p=args.top_p,

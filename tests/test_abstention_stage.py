@@ -87,7 +87,7 @@ def test_eval_abstain_reports_gated_run_and_baselines(trained: Path, tmp_path: P
     )  # fmt: skip
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["backend"] == "hf"
+    assert s["engine"] == "hf"
     ab = s["suites"]["arithmetic"]["abstention"]
     assert ab["threshold"] == 0.3 and ab["r_abstain"] == 0.3
     assert ab["gated_matches_full"] == 1.0  # same seeds: identical up to the gate
@@ -111,11 +111,11 @@ def test_eval_abstain_reports_gated_run_and_baselines(trained: Path, tmp_path: P
 
 def test_eval_abstain_refuses_vllm(trained: Path, tmp_path: Path, capsys) -> None:
     rc = main(
-        ["eval", "--model", str(MODEL), "--suites", "arithmetic", "--backend", "vllm",
+        ["eval", "--model", str(MODEL), "--suites", "arithmetic", "--engine", "vllm",
          "--abstain", str(trained / "head.safetensors"), "--out", str(tmp_path / "e")]
     )  # fmt: skip
     assert rc == 2
-    assert "only the hf backend" in capsys.readouterr().err
+    assert "only the hf engine" in capsys.readouterr().err
     rc = main(
         ["eval", "--model", str(MODEL), "--suites", "arithmetic",
          "--abstain", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "e")]

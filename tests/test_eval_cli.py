@@ -25,7 +25,7 @@ def test_flags_override_yaml_and_suite_files(tmp_path: Path) -> None:
     s = _settings(["--config", str(cfg), "--n", "4", "--suites", "aime24=/x/a.jsonl,ifeval"])
     assert s.model == "m" and s.n == 4 and s.temperature == 0.7 and s.max_tokens == 100
     assert s.suites == ["aime24", "ifeval"] and s.data_files == {"aime24": "/x/a.jsonl"}
-    assert s.system_prompt == "be brief" and s.backend == "vllm" and s.seed == 0
+    assert s.system_prompt == "be brief" and s.engine == "vllm" and s.seed == 0
     aime = s.sampling_for(get_suite("aime24"))
     assert (aime["n"], aime["temperature"], aime["top_p"], aime["max_tokens"]) == (
         4,
@@ -108,10 +108,10 @@ def test_recipe_positional_overrides_and_flags(tmp_path: Path) -> None:
     assert _settings(["--config", str(cfg)]).n == 8
     with pytest.raises(ValueError, match="one recipe file at most"):
         _settings(["--config", str(cfg), str(cfg)])
-    # no file: overrides alone; soft thinking implies the hf backend unless one is given
+    # no file: overrides alone; soft thinking implies the hf engine unless one is given
     s = _settings(["model=m", "soft_thinking=true"])
-    assert s.backend == "hf" and s.soft_thinking is True
-    assert _settings(["model=m", "soft_thinking=true", "backend=vllm"]).backend == "vllm"
+    assert s.engine == "hf" and s.soft_thinking is True
+    assert _settings(["model=m", "soft_thinking=true", "engine=vllm"]).engine == "vllm"
 
 
 def test_unknown_keys_and_types_are_named(tmp_path: Path) -> None:
@@ -122,8 +122,8 @@ def test_unknown_keys_and_types_are_named(tmp_path: Path) -> None:
         _settings(["--model", "m", "max_token=10"])
     with pytest.raises(ValueError, match=r"'n': Input should be greater than or equal to 1"):
         _settings(["--model", "m", "--n", "0"])
-    with pytest.raises(ValueError, match=r"'backend': Input should be 'vllm' or 'hf'"):
-        _settings(["--model", "m", "backend=vlm"])
+    with pytest.raises(ValueError, match=r"'engine': Input should be 'vllm' or 'hf'"):
+        _settings(["--model", "m", "engine=vlm"])
     with pytest.raises(
         ValueError,
         match=r"suite_overrides\.aime24: unknown key 'temp' \(did you mean 'temperature'",
@@ -146,7 +146,7 @@ def test_print_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main([str(cfg), "--suites", "ifeval", "limit=3", "--print-recipe"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"] == "m" and printed["max_tokens"] == 100 and printed["limit"] == 3
-    assert printed["suites"] == ["ifeval"] and printed["backend"] == "vllm"
+    assert printed["suites"] == ["ifeval"] and printed["engine"] == "vllm"
     # the printed recipe is a recipe: loading it gives the same settings
     again = tmp_path / "again.yaml"
     again.write_text(yaml.safe_dump(printed))
@@ -155,14 +155,50 @@ def test_print_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "did you mean 'temperature'" in capsys.readouterr().err
 
 
-def test_recipe_section_matches_settings() -> None:
-    """The eval section and the runner's settings have the same keys and defaults."""
-    import dataclasses
-
+def test_recipe_section_is_the_settings() -> None:
+    """The runner takes the eval section itself: keys and defaults are defined once."""
     from eval.config import EvalRecipe
     from eval.runner import EvalSettings
 
-    fields = {f.name: f for f in dataclasses.fields(EvalSettings)}
-    assert set(EvalRecipe.model_fields) == set(fields)
-    defaults = EvalRecipe(model="m").settings()
-    assert defaults == EvalSettings(model="m")
+    assert EvalSettings is EvalRecipe
+    assert _settings(["--model", "m"]) == EvalRecipe(model="m")
+    # the checks of the section apply to settings built in Python too
+    with pytest.raises(ValueError, match="no suites given"):
+        EvalSettings(model="m", suites=[])
+
+
+def test_backend_is_the_old_name_of_engine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``backend:`` in an eval recipe and ``--backend`` are read as ``engine`` / ``--engine``,
+    with one deprecation warning each; disagreeing spellings are refused."""
+    import logging
+
+    import eval.cli
+    import rlvr.config
+
+    monkeypatch.setattr(rlvr.config, "_warned_renames", set())
+    monkeypatch.setattr(eval.cli, "_warned", set())
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("model: m\nbackend: hf\n")
+    with caplog.at_level(logging.WARNING, logger="rlvr"):
+        assert _settings([str(cfg)]).engine == "hf"
+        assert _settings([str(cfg)]).engine == "hf"
+    warned = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert warned == [f"{cfg}: 'backend' is deprecated, write 'engine' (same values)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rlvr"):
+        # the flag wins over the file's engine, as every flag does
+        assert _settings([str(cfg), "--backend", "vllm"]).engine == "vllm"
+    assert "--backend is deprecated: use --engine" in caplog.text
+    with pytest.raises(ValueError, match="set engine once"):
+        _settings(["--model", "m", "backend=hf", "engine=vllm"])
+    with pytest.raises(ValueError, match="--engine vllm and --backend hf disagree"):
+        _settings(["--model", "m", "--engine", "vllm", "--backend", "hf"])
+    # Python callers: the section's own validator maps the old key
+    from eval.config import EvalRecipe
+
+    assert EvalRecipe(model="m", backend="hf").engine == "hf"
+    # --engine is documented, --backend is not
+    text = build_parser().format_help()
+    assert "--engine" in text and "--backend" not in text

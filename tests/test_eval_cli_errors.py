@@ -114,7 +114,7 @@ def test_ctrl_c_is_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
             str(tiny_model_dir),
             "--suites",
             "arithmetic",
-            "--backend",
+            "--engine",
             "hf",
             "--n",
             "64",

@@ -25,7 +25,7 @@ def _completions(out: Path, suite: str) -> list[tuple[str, int, str]]:
     return sorted((r["id"], r["sample"], r["completion"]) for r in rows)
 
 
-def test_cli_hf_backend_yaml_resume_and_determinism(
+def test_cli_hf_engine_yaml_resume_and_determinism(
     tiny: Path, tmp_path: Path, shared_data_dir: Path
 ) -> None:
     cfg = tmp_path / "eval.yaml"
@@ -34,7 +34,7 @@ def test_cli_hf_backend_yaml_resume_and_determinism(
             {
                 "model": str(tiny),
                 "suites": "arithmetic,aime24",
-                "backend": "hf",
+                "engine": "hf",
                 "n": 2,
                 "temperature": 0.8,
                 "max_tokens": 8,
@@ -84,7 +84,7 @@ def test_cli_errors_are_reported(tiny: Path, tmp_path: Path, capsys: Any) -> Non
             str(bad),
             "--out",
             str(tmp_path / "o"),
-            "--backend",
+            "--engine",
             "hf",
             "--no-progress",
         ]
@@ -94,7 +94,7 @@ def test_cli_errors_are_reported(tiny: Path, tmp_path: Path, capsys: Any) -> Non
 
 
 @pytest.mark.vllm
-def test_vllm_backend_end_to_end_and_deterministic(
+def test_vllm_engine_end_to_end_and_deterministic(
     tiny_model_dir: Path, vllm_engine: Any, tmp_path: Path
 ) -> None:
     """Uses the session's shared vLLM engine (conftest) on the session tiny model."""
@@ -111,7 +111,7 @@ def test_vllm_backend_end_to_end_and_deterministic(
             model=str(tiny_model_dir),
             suites=["arithmetic"],
             out=str(tmp_path / name),
-            backend="vllm",
+            engine="vllm",
             n=4,
             max_tokens=8,
             limit=3,

@@ -76,11 +76,15 @@ def test_markdown_with_different_n() -> None:
 
     summary = {
         "model": "m",
-        "backend": "hf",
+        "engine": "hf",
         "settings": {"seed": 0, "chat_template": True},
         "suites": {"aime24": suite(4), "math500": suite(2)},
     }
     md = markdown_report(summary)
+    assert "engine `hf`, seed 0" in md
+    # a summary written before the key was renamed (``backend``) reads the same
+    old = {("backend" if k == "engine" else k): v for k, v in summary.items()}
+    assert markdown_report(old) == md
     header = next(line for line in md.splitlines() if line.startswith("| suite"))
     assert "pass@1 | pass@2 | pass@4 | maj@n" in header
     row = next(line for line in md.splitlines() if line.startswith("| math500"))

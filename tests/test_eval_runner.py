@@ -76,7 +76,7 @@ def _settings(tiny: Path, out: Path, **kw: Any) -> EvalSettings:
         model=str(tiny),
         suites=["arithmetic"],
         out=str(out),
-        backend="hf",
+        engine="hf",
         n=4,
         limit=6,
         max_tokens=16,
@@ -164,6 +164,30 @@ def test_resume_skips_finished_samples(
     assert summary["suites"]["arithmetic"]["metrics"]["n"] == 8
 
 
+def test_resume_reads_run_json_written_with_backend(
+    tiny: Path, tokenizer: Any, scorer: Scorer, tmp_path: Path
+) -> None:
+    """A run directory from before the rename (``backend`` in run.json) resumes; a run there
+    with another engine is still refused."""
+    import json
+
+    settings = _settings(tiny, tmp_path, limit=2)
+    _run(settings, ScriptedEngine(tokenizer), tokenizer, scorer)
+    run = tmp_path / "run.json"
+    ident = json.loads(run.read_text())
+    ident["backend"] = ident.pop("engine")
+    run.write_text(json.dumps(ident))
+    idle = ScriptedEngine(tokenizer, fail_after=0)
+    summary = _run(settings, idle, tokenizer, scorer)
+    assert summary["engine"] == "hf" and summary["suites"]["arithmetic"]["metrics"]["n"] == 4
+    assert json.loads(run.read_text())["engine"] == "hf" and "backend" not in run.read_text()
+    ident = json.loads(run.read_text())
+    ident["backend"] = ident.pop("engine").replace("hf", "vllm")
+    run.write_text(json.dumps(ident))
+    with pytest.raises(ResumeError, match="engine: 'vllm' -> 'hf'"):
+        _run(settings, ScriptedEngine(tokenizer), tokenizer, scorer)
+
+
 def test_torn_last_line_is_dropped(
     tiny: Path, tokenizer: Any, scorer: Scorer, tmp_path: Path
 ) -> None:
@@ -240,7 +264,7 @@ def test_if_suite_scoring(tiny: Path, tokenizer: Any, scorer: Scorer, tmp_path: 
             suites=["ifeval"],
             out=str(tmp_path / "o"),
             data_dir=str(data),
-            backend="hf",
+            engine="hf",
             max_tokens=8,
         ),
         Fixed(),

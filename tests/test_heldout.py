@@ -102,8 +102,8 @@ def test_stage_heldout_eval_uses_the_shared_eval(monkeypatch: pytest.MonkeyPatch
     engine = ScriptedEngine(tok, ["\\boxed{2}", "\\boxed{5}"], [[good, "3"], [good, "\\boxed{4}"]])
     seen: dict[str, Any] = {}
 
-    def fake_model_engine(model: Any, backend: str, *, path: Any = None, **kw: Any) -> Any:
-        seen.update(model=model, backend=backend, path=path, **kw)
+    def fake_model_engine(model: Any, engine_name: str, *, path: Any = None, **kw: Any) -> Any:
+        seen.update(model=model, engine=engine_name, path=path, **kw)
         return engine
 
     monkeypatch.setattr("rlvr.rollout.model_engine", fake_model_engine)
@@ -115,7 +115,7 @@ def test_stage_heldout_eval_uses_the_shared_eval(monkeypatch: pytest.MonkeyPatch
     # right, ``good`` is not); well-formed: the <think>...</think> samples only
     assert out["eval/greedy"] == 0.5 and out["eval/pass@1"] == 0.5
     assert out["eval/well_formed"] == 0.5
-    assert seen["model"] is model and seen["path"] == "trained" and seen["backend"] == "hf"
+    assert seen["model"] is model and seen["path"] == "trained" and seen["engine"] == "hf"
     want = PromptFormatter.from_data(tok, data)
     assert engine.prompts[0] == [want.token_ids(ex) for ex in EXAMPLES]
     sent_sp = [sp for sp, _ in engine.calls]

@@ -265,14 +265,14 @@ def test_rlvr_eval_soft_thinking_decoding(tiny_model_dir, tmp_path, capsys) -> N
     ]
     assert main([*args, "--soft-thinking", "--soft-tau-g", "0.3"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["backend"] == "hf"
+    assert summary["engine"] == "hf"
     assert summary["settings"]["soft_thinking"] is True
     assert summary["settings"]["soft_tau_g"] == 0.3
     assert "soft thinking: k 5" in capsys.readouterr().out
     # resuming with other soft settings is refused (they change the samples)
     assert main([*args, "--soft-thinking", "--soft-tau-g", "0.5"]) == 2
-    assert main([*args, "--soft-thinking", "--backend", "vllm", "--overwrite"]) == 2
-    assert "hf backend" in capsys.readouterr().err
+    assert main([*args, "--soft-thinking", "--engine", "vllm", "--overwrite"]) == 2
+    assert "hf engine" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- learner

@@ -153,6 +153,29 @@ def test_stage_recipe_errors_name_the_key(tmp_path: Path) -> None:
         load_recipe(bad, ["redi={alpha: 1.5}"], schema=REDIRecipe)
 
 
+def test_stage_backend_is_the_old_name_of_engine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``backend:`` in a stage section is read as ``engine`` with one deprecation warning per
+    section kind; both keys with different values are refused, naming the key."""
+    import logging
+
+    import rlvr.config
+    from rlvr.stages.redi_recipe import REDIRecipe
+
+    monkeypatch.setattr(rlvr.config, "_warned_renames", set())
+    old = tmp_path / "redi.yaml"
+    old.write_text("model: {path: x}\neval: {backend: vllm}\n")
+    with caplog.at_level(logging.WARNING, logger="rlvr"):
+        assert load_recipe(old, schema=REDIRecipe).eval.engine == "vllm"
+        assert load_recipe(old, schema=REDIRecipe).eval.engine == "vllm"
+    warned = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert warned == ["StageEval: 'backend' is deprecated, write 'engine' (same values)"]
+    with pytest.raises(RecipeError, match=r"eval.*set engine once"):
+        load_recipe(old, ["eval.engine=hf"], schema=REDIRecipe)
+    assert load_recipe(old, ["eval.engine=vllm"], schema=REDIRecipe).eval.engine == "vllm"
+
+
 def test_rlvr_redi_from_self_sampled_traces(tmp_path: Path) -> None:
     rc = main(
         [

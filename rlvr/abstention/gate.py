@@ -155,6 +155,6 @@ def attach_gate(engine: Any, gate: AbstentionGate | None) -> None:
             f"dynamic abstention needs per-step hidden states, which only the hf "
             f"(transformers) engine exposes; got {type(engine).__name__} (vLLM's sampler "
             "gives a logits processor no hidden states; soft thinking is not supported): "
-            "use the hf backend"
+            "use the hf engine"
         )
     engine.abstention = gate

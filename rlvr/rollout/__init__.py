@@ -22,7 +22,7 @@ __all__ = [
 
 
 def build_engine(
-    backend: str,
+    engine: str,
     model_path: str,
     *,
     dtype: str = "float32",
@@ -39,19 +39,19 @@ def build_engine(
     sleep: bool = False,
     lora_config: dict[str, Any] | None = None,
 ) -> RolloutEngine:
-    """Build a rollout engine. ``backend`` is "hf" or "vllm".
+    """Build a rollout engine. ``engine`` is "hf" (transformers.generate) or "vllm".
 
-    With ``backend="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
+    With ``engine="hf"`` and a ``model`` (and ``tokenizer``) given, the engine generates with
     that very module (no weight copy needed); otherwise it loads ``model_path`` in ``dtype``.
     ``soft`` selects soft-thinking decoding (rlvr/rollout/soft.py), which runs on the hf
-    backend only. ``enforce_eager`` (None: eager on CPU only), ``sleep`` and ``lora_config``
+    engine only. ``enforce_eager`` (None: eager on CPU only), ``sleep`` and ``lora_config``
     (adapter sync as LoRA requests) are vLLM's (rlvr/rollout/vllm_engine.py).
     """
     if soft is not None:
-        if backend != "hf":
+        if engine != "hf":
             raise ValueError(
                 "soft-thinking rollouts feed embedding mixtures step by step, which vLLM does "
-                f"not accept: use the 'hf' engine (got {backend!r})"
+                f"not accept: use the 'hf' engine (got {engine!r})"
             )
         if model is not None:
             if tokenizer is None:
@@ -64,7 +64,7 @@ def build_engine(
             trust_remote_code=trust_remote_code,
             revision=revision,
         )
-    if backend == "hf":
+    if engine == "hf":
         if model is not None:
             if tokenizer is None:
                 raise ValueError("build_engine('hf', model=...) also needs tokenizer=")
@@ -72,7 +72,7 @@ def build_engine(
         return HFEngine.from_pretrained(
             model_path, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision
         )
-    if backend == "vllm":
+    if engine == "vllm":
         from rlvr.rollout.vllm_engine import VLLMEngine
 
         return VLLMEngine(
@@ -88,12 +88,12 @@ def build_engine(
             sleep=sleep,
             lora_config=lora_config,
         )
-    raise ValueError(f"unknown rollout engine {backend!r}: use 'hf' or 'vllm'")
+    raise ValueError(f"unknown rollout engine {engine!r}: use 'hf' or 'vllm'")
 
 
 def model_engine(
     model_cfg: Any,
-    backend: str,
+    engine: str,
     *,
     path: str | None = None,
     dtype: str | None = None,
@@ -109,7 +109,7 @@ def model_engine(
     ``trust_remote_code`` is the section's; other keywords go to :func:`build_engine`."""
     load = str(model_cfg.path if path is None else path)
     return build_engine(
-        backend,
+        engine,
         load,
         dtype=model_cfg.dtype if dtype is None else dtype,
         trust_remote_code=model_cfg.trust_remote_code,

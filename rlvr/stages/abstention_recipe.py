@@ -191,7 +191,7 @@ def _sample_chunks(recipe: AbstentionRecipe, problems: list[dict]) -> list[dict]
     "+ TD loss), calibrates on held-out prompts (isotonic + coverage quantile or "
     "threshold = r_abstain) and writes head.safetensors + head.json to runs/<name>/; "
     "rollouts and features are cached in rollouts/ so a re-run resumes. Use the head "
-    "with: rlvr eval --backend hf --abstain runs/<name>/head.safetensors.",
+    "with: rlvr eval --engine hf --abstain runs/<name>/head.safetensors.",
 )
 def run_abstention_recipe(recipe: AbstentionRecipe) -> dict[str, Any]:
     """Sample, label, split, train, calibrate, write the head; returns the summary (with

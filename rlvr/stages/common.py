@@ -24,21 +24,32 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from rlvr.config import DataConfig, ModelConfig, Section, dump_recipe
+from rlvr.config import DataConfig, ModelConfig, Section, dump_recipe, renamed_key
 
 log = logging.getLogger("rlvr")
 
 
-Backend = Literal["hf", "vllm"]
-BACKEND_HELP = "Generation backend: hf (transformers.generate) or vllm (in-process; GPUs)."
+EngineName = Literal["hf", "vllm"]
+ENGINE_HELP = "Rollout engine: hf (transformers.generate) or vllm (in-process; GPUs)."
 
 
-class StageEval(Section):
+class EngineSection(Section):
+    """A section with an ``engine`` key (the rollout engine, as ``rollout.engine`` of an RL
+    recipe); ``backend``, its old name in stage recipes, is read as ``engine`` with a
+    deprecation warning."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_is_engine(cls, data: Any) -> Any:
+        return renamed_key(data, "backend", "engine", cls.__name__)
+
+
+class StageEval(EngineSection):
     """Held-out accuracy around a stage (needs a held-out split: ``data.source: arithmetic``)."""
 
-    engine: Backend = Field("hf", description=BACKEND_HELP)
+    engine: EngineName = Field("hf", description=ENGINE_HELP)
     before: bool = True
     after: bool = True
     num_problems: int = Field(200, ge=1)
@@ -47,10 +58,10 @@ class StageEval(Section):
     max_new_tokens: int = Field(64, ge=1)
 
 
-class Sampling(Section):
+class Sampling(EngineSection):
     """Self-sampling settings: ``n`` completions per problem on the first ``num_problems``."""
 
-    engine: Backend = Field("hf", description=BACKEND_HELP)
+    engine: EngineName = Field("hf", description=ENGINE_HELP)
     num_problems: int = Field(512, ge=1)
     n: int = Field(4, ge=1)
     temperature: float = Field(1.0, gt=0)
@@ -115,7 +126,7 @@ def eval_into(
 
 def open_engine(
     model: ModelConfig,
-    backend: str = "hf",
+    engine: str = "hf",
     *,
     path: str | Path | None = None,
     seed: int = 0,
@@ -129,7 +140,7 @@ def open_engine(
 
     return model_engine(
         model,
-        backend,
+        engine,
         path=None if path is None else str(path),
         seed=seed,
         gpu_memory_utilization=0.8,

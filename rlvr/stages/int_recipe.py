@@ -30,8 +30,9 @@ from pydantic import Field
 from rlvr.config import Section
 from rlvr.data.datasets import DataError, load_examples, load_file
 from rlvr.stages.common import (
-    BACKEND_HELP,
-    Backend,
+    ENGINE_HELP,
+    EngineName,
+    EngineSection,
     Sampling,
     StageRecipe,
     cached_rows,
@@ -62,9 +63,9 @@ class INTAttempts(Section):
     max_per_problem: int = Field(1, ge=1, description="Incorrect attempts kept per problem.")
 
 
-class INTConfig(Section):
-    engine: Backend = Field(
-        "hf", description="Backend for proposals and counterfactual continuations: " + BACKEND_HELP
+class INTConfig(EngineSection):
+    engine: EngineName = Field(
+        "hf", description="Engine for proposals and counterfactual continuations: " + ENGINE_HELP
     )
     proposer: Literal["model", "reference_diff"] = "model"
     k_interv: int = Field(4, ge=1, description="Proposals per attempt (proposer: model).")

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import Field
 
-from rlvr.config import ModelConfig, Section
-from rlvr.stages.common import BACKEND_HELP, Backend
+from rlvr.config import ModelConfig
+from rlvr.stages.common import ENGINE_HELP, EngineName, EngineSection
 
 JUDGE_PROMPT = """\
 You are checking a student's solution to a math problem.
@@ -42,7 +42,7 @@ _BOXED = re.compile(r"\\boxed\{\s*(yes|no)\s*\}", re.IGNORECASE)
 _WORD = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
-class JudgeConfig(Section):
+class JudgeConfig(EngineSection):
     """Optional LLM judge; unset ``model`` = no judge (verifier only)."""
 
     model: str | None = Field(None, description="Local judge model (chat); unset: no judge.")
@@ -51,7 +51,7 @@ class JudgeConfig(Section):
     )
     max_new_tokens: int = Field(512, ge=1)
     trust_remote_code: bool = False
-    engine: Backend = Field("hf", description=BACKEND_HELP)
+    engine: EngineName = Field("hf", description=ENGINE_HELP)
 
 
 def parse_verdict(text: str) -> bool | None:
