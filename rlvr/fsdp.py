@@ -174,17 +174,21 @@ def load_checkpoint(
     at any world size, or unsharded in a single process without one."""
     import torch.distributed as td
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.tensor import DTensor
 
     ckpt = str(Path(path) / DCP_DIR)
-    if not td.is_initialized():  # one plain process: the full tensors, read from the shards
-        state: dict[str, Any] = {"model": model.state_dict()}
-        dcp.load(state, checkpoint_id=ckpt)
-        model.load_state_dict(state["model"])
+    sharded = any(isinstance(p, DTensor) for p in model.parameters())
+    # one plain process (no group, or a 1-process group such as in-process vLLM's): the full
+    # tensors, read from the shards
+    if not sharded and (not td.is_initialized() or td.get_world_size() == 1):
         if optimizer is not None:
             raise ValueError(
                 f"{ckpt}: resuming the optimizer needs the model under a process group "
                 "(torchrun); a single plain process reads the model weights only"
             )
+        state: dict[str, Any] = {"model": model.state_dict()}
+        dcp.load(state, checkpoint_id=ckpt)
+        model.load_state_dict(state["model"])
         return
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,

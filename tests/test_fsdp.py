@@ -168,3 +168,33 @@ def test_fsdp2_hf_export_loads_in_vllm(fsdp_run: Path) -> None:
             hf = logp[0, len(p) - 1 :]
             worst = max(worst, float((hf - torch.tensor(c.logprobs)).abs().max()))
     assert worst <= 1e-5, worst
+
+
+@pytest.mark.multiprocess
+def test_plain_load_under_a_group_of_one(tiny_model_dir: Path, fsdp_run: Path) -> None:
+    """A 1-process group already in the process (in-process vLLM starts one) still reads the
+    DCP checkpoint into a plain model, and still refuses the optimizer by name."""
+    script = f"""
+import os, torch, torch.distributed as td
+from transformers import AutoModelForCausalLM
+from rlvr.fsdp import load_checkpoint
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="0")
+td.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:0")
+m = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r}, dtype=torch.float32)
+load_checkpoint(m, {str(fsdp_run / "ckpt")!r})
+hf = AutoModelForCausalLM.from_pretrained({str(fsdp_run / "ckpt" / "hf")!r}, dtype=torch.float32)
+assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), hf.state_dict().values()))
+try:
+    load_checkpoint(m, {str(fsdp_run / "ckpt")!r}, torch.optim.SGD(m.parameters(), lr=0.1))
+except ValueError as e:
+    assert "needs the model under a process group" in str(e)
+else:
+    raise AssertionError("the optimizer was not refused")
+td.destroy_process_group()
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
