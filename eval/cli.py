@@ -259,7 +259,7 @@ def load_recipe_args(args: argparse.Namespace) -> EvalRecipe:
 
 def load_settings(args: argparse.Namespace) -> tuple[EvalSettings, dict[str, Any]]:
     """The :class:`EvalSettings` of the command line (see :func:`load_recipe_args`)."""
-    return load_recipe_args(args).settings(), {"progress": args.progress}
+    return load_recipe_args(args), {"progress": args.progress}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
             return 0
-        settings = recipe.settings()
+        settings = recipe
         _check_inputs(settings)
         from rlvr.console import log_to_file
 

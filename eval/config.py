@@ -93,7 +93,7 @@ class EvalRecipe(Section):
         {}, description="Passed to the chat template, e.g. {enable_thinking: false}."
     )
     prompt_template: str | None = Field(
-        None, description="Math prompt: a registered name or text with {problem}."
+        None, description="Math prompt: a registered name or text with {prompt}."
     )
     strip_thinking: bool = Field(True, description="IF suites score the text after </think>.")
     dtype: str = Field("auto", description="float32 | bfloat16 | float16 | auto")
@@ -216,10 +216,7 @@ class EvalRecipe(Section):
         d = suite.defaults
         from eval.suites import resolve_template
 
-        over = self.suite_overrides.get(suite.name, {})
-        unknown = set(over) - set(SUITE_OVERRIDE_KEYS)
-        if unknown:
-            raise ValueError(f"suite_overrides.{suite.name}: unknown keys {sorted(unknown)}")
+        over = self.suite_overrides.get(suite.name, {})  # keys checked on validation
 
         def pick(key: str, default: Any) -> Any:
             if key in over and over[key] is not None:
@@ -252,11 +249,6 @@ class EvalRecipe(Section):
                 "--config for this suite)"
             )
         return out
-
-    def settings(self) -> EvalRecipe:
-        """The settings the runner takes: the section itself (``eval.runner.EvalSettings`` is
-        this class), kept for callers of the time the two were separate."""
-        return self
 
 
 def require_model(tree: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ A recipe names a reward by its registry name (``"math"``), by import path
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -77,11 +78,13 @@ _STATEFUL_ATTR = "__rlvr_reward_stateful__"
 _COMMON_MODULES = ("rewards.math", "rewards.format")
 
 
-def _builtin_modules() -> list[str]:
-    """Every top-level module of the ``rewards`` package, ``_COMMON_MODULES`` first."""
+@functools.lru_cache(maxsize=1)
+def _builtin_modules() -> tuple[str, ...]:
+    """Every top-level module of the ``rewards`` package, ``_COMMON_MODULES`` first (the
+    directory is read once per process)."""
     here = os.path.dirname(os.path.abspath(__file__))
     found = [f"rewards.{m.name}" for m in pkgutil.iter_modules([here]) if not m.ispkg]
-    return sorted(found, key=lambda m: (m not in _COMMON_MODULES, m))
+    return tuple(sorted(found, key=lambda m: (m not in _COMMON_MODULES, m)))
 
 
 @dataclass(frozen=True)

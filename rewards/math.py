@@ -660,18 +660,25 @@ def _alternatives(s: str) -> tuple[str | None, list[str]]:
 _FUNCTION_DEF = re.compile(r"(?:y|[a-z]\(\s*([a-z])\s*\))\s*=\s*([^=,;<>]+)")
 
 
+@functools.lru_cache(maxsize=4096)
+def _reference(answer: str) -> tuple[str, Any, str]:
+    """The reference's answer text, its clock time (or None) and its prepared form: the same
+    for every sample of a group, so computed once per reference."""
+    gold_text = _reference_text(
+        answer if len(answer) <= MAX_TAIL_CHARS else answer[:MAX_TAIL_CHARS]
+    )
+    return gold_text, clock_of(gold_text), prepare(gold_text)
+
+
 def _score(completion: str, answer: str, mode: str, max_answer_chars: int) -> float:
     cand = extract_answer(completion, mode=mode)
     if cand is None or not cand.strip():
         return 0.0
-    gold_text = _reference_text(
-        answer if len(answer) <= MAX_TAIL_CHARS else answer[:MAX_TAIL_CHARS]
-    )
-    gold_clock, cand_clock = clock_of(gold_text), clock_of(cand)
+    gold_text, gold_clock, gold = _reference(answer)
+    cand_clock = clock_of(cand)
     if gold_clock is not None and cand_clock is not None:
         return float(gold_clock.same_time(cand_clock))
     cand = prepare(cand)
-    gold = prepare(gold_text)
     if not cand:
         return 0.0
     gold_def, cand_def = _FUNCTION_DEF.fullmatch(gold), _FUNCTION_DEF.fullmatch(cand)

@@ -351,7 +351,7 @@ def resolve_strategy(recipe: Any, env: dict[str, str]) -> str:
     if asked is not None and launched is not None and asked != launched:
         raise StrategyError(
             f"train.strategy={asked} but the launcher set up {launched} ({how}): launch with "
-            f"configs/accelerate_{'ddp' if asked == 'ddp' else asked}.yaml, or set "
+            f"configs/accelerate_{asked}.yaml, or set "
             f"train.strategy={launched}"
         )
     strategy = asked or launched or "ddp"

@@ -74,11 +74,15 @@ class Registry:
         own names."""
         if self._discovered or self.package is None:
             return
-        self._discovered = True
-        pkg = importlib.import_module(self.package)
-        for info in pkgutil.iter_modules(pkg.__path__, self.package + "."):
-            if not info.ispkg and info.name.endswith(self.suffix):
-                importlib.import_module(info.name)
+        self._discovered = True  # set first: a module may look a name up while it imports
+        try:
+            pkg = importlib.import_module(self.package)
+            for info in pkgutil.iter_modules(pkg.__path__, self.package + "."):
+                if not info.ispkg and info.name.endswith(self.suffix):
+                    importlib.import_module(info.name)
+        except BaseException:  # the real import error, and the next lookup tries again
+            self._discovered = False
+            raise
 
     def get(self, name: str) -> Any:
         """The class registered as ``name``, or named by ``pkg.mod:Class`` / ``file.py:Class``."""

@@ -123,6 +123,8 @@ def rollout_engine(
             sleep=r.sleep,
             lora_config=lora_config,
         )
+    if not shares and isinstance(getattr(engine, "model", None), torch.nn.Module):
+        engine.model.to(next(model.parameters()).device)  # an HF copy: beside the policy
     return engine, shares
 
 

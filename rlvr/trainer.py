@@ -232,7 +232,6 @@ class Trainer:
         else:  # injected (tests share one engine): never the learner's own module
             self.engine_shares_model = False
             check_lora_sync(recipe, False)
-        self.engine = engine
         self.sampler = Sampler(
             recipe,
             self.tokenizer,
@@ -284,6 +283,10 @@ class Trainer:
     @property
     def model(self) -> Any:
         return self.learner.model
+
+    @property
+    def engine(self) -> RolloutEngine:
+        return self.sampler.engine
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:

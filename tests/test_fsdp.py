@@ -183,7 +183,8 @@ td.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1
 m = AutoModelForCausalLM.from_pretrained({str(tiny_model_dir)!r}, dtype=torch.float32)
 load_checkpoint(m, {str(fsdp_run / "ckpt")!r})
 hf = AutoModelForCausalLM.from_pretrained({str(fsdp_run / "ckpt" / "hf")!r}, dtype=torch.float32)
-assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), hf.state_dict().values()))
+got, want = m.state_dict(), hf.state_dict()
+assert got.keys() == want.keys() and all(torch.equal(v, want[k]) for k, v in got.items())
 try:
     load_checkpoint(m, {str(fsdp_run / "ckpt")!r}, torch.optim.SGD(m.parameters(), lr=0.1))
 except ValueError as e:
