@@ -4,7 +4,9 @@
 its tokenizer, ``optimizer.pt`` / ``scheduler.pt`` (tensors and plain containers only, read
 back with ``torch.load(weights_only=True)``: nothing is unpickled), ``rng.pt`` (torch, python,
 numpy generator states) and ``trainer_state.json`` (step, data position, reward and advantage
-module state). A checkpoint is written into ``step_000010.tmp`` and renamed when complete;
+module state). An FSDP2 run (``train.strategy=fsdp2``) writes the same files except
+``optimizer.pt``: its model and optimizer shards go to ``dcp/`` (rlvr/fsdp.py), read back at
+any world size and by a single process. A checkpoint is written into ``step_000010.tmp`` and renamed when complete;
 ``latest`` is replaced atomically last, so a run killed at any moment resumes from the last
 complete checkpoint. Only the last ``keep_last`` are kept: the one just written and the newest
 before it (never a stale later step sorted past it).
@@ -71,9 +73,12 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep_last: int,
     write_extra: Callable[[Path], None] | None = None,
+    write_weights: Callable[[Path], None] | None = None,
 ) -> Path:
     """``write_extra(dir)`` adds files to the checkpoint before it is made visible (the
-    off-policy rollout weights, rlvr/off_policy.py)."""
+    off-policy rollout weights, rlvr/off_policy.py); ``write_weights(dir)`` writes the model
+    and optimizer instead of ``save_pretrained`` + ``optimizer.pt`` (the learner's, which
+    under FSDP2 is a collective)."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -81,9 +86,12 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp, safe_serialization=True)
+    if write_weights is None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    else:
+        write_weights(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=1))
@@ -140,9 +148,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_training_state(
-    ckpt: Path, *, optimizer: torch.optim.Optimizer, scheduler: Any
+    ckpt: Path,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    load_optimizer: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    """``load_optimizer(dir)`` reads the optimizer state instead of ``optimizer.pt`` (the
+    learner's, which also reads an FSDP2 run's ``dcp/``)."""
+    if load_optimizer is None:
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    else:
+        load_optimizer(ckpt)
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
     set_rng_state(torch.load(ckpt / "rng.pt", weights_only=True))
     return json.loads((ckpt / "trainer_state.json").read_text())

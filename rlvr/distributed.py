@@ -39,13 +39,25 @@ silently runs one process, huggingface/accelerate#2741): a mismatch raises
 Strategy guard (:func:`resolve_strategy`): ``train.strategy`` (ddp | fsdp2 | deepspeed) is
 checked against what the launcher set up (accelerate's ``ACCELERATE_USE_FSDP`` /
 ``FSDP_VERSION`` / ``ACCELERATE_USE_DEEPSPEED``; plain torchrun: ddp); a mismatch raises
-:class:`StrategyError`. The training loop runs ``ddp`` (the scheme above). ``fsdp2``: the
-sharding, the DCP checkpoint that reshards to any world size and the HF export exist
-(rlvr/fsdp.py), but ``rlvr train`` refuses it with :class:`StrategyError` until the loop keeps
-the ranks in lockstep (every FSDP2 forward is a collective: rank 0's rollout, sync and
-checkpoint passes, and uneven micro-batch counts, would hang). ``deepspeed`` without the
-package raises :class:`DeepSpeedNotInstalledError` (install it: ``pip install deepspeed``);
-with it, :class:`StrategyError` (ZeRO is not wired in yet).
+:class:`StrategyError`. ``ddp``: the scheme above. ``fsdp2``: every rank's policy (and
+reference) is sharded with ``fully_shard`` (rlvr/fsdp.py, reduce-scatter as a plain SUM) and
+the ranks move in lockstep, since every FSDP2 forward is a collective:
+
+    init        rank 0 names the weights every rank loads (model, warm-up output or the
+                checkpoint resumed) before the learners are built and sharded
+    update      every pass (reference, old log-probs, token rules, the micro-batch loop) runs
+                max_r(micro-batches_r) times on every rank; a rank out of rows runs a
+                zero-weight pass on row 0 (its forward joins the all-gathers, its backward adds
+                exact zeros to the reduce-scatter)
+    weights     the engine sync: the full state dict gathered onto rank 0
+    checkpoint  DCP of the sharded model and optimizer from every rank + the HF files from
+                rank 0; resume reads it back at any world size (DCP reshards)
+
+Rank 0's rollout engine under fsdp2 is its own unsharded copy (HF ``generate``), synced
+from the gathered weights. LoRA, CURE (the policy's entropies while generating), soft
+thinking and rollout servers are refused under fsdp2 (:func:`refuse_unsupported`).
+``deepspeed`` without the package raises :class:`DeepSpeedNotInstalledError` (install it:
+``pip install deepspeed``); with it, :class:`StrategyError` (ZeRO is not wired in yet).
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,12 +110,25 @@ class DistEnv:
     world_size: int = 1
     local_rank: int = 0
     backend: str = "none"
-    strategy: str = "single"
+    strategy: str = "single"  # single | ddp | fsdp2
     serving: bool = True  # rank 0: the followers wait for messages (a "stop" is owed)
 
     @property
     def active(self) -> bool:
         return self.world_size > 1
+
+    @property
+    def sharded(self) -> bool:
+        """FSDP2: parameters are DTensors; every forward is a collective (lockstep)."""
+        return self.strategy == "fsdp2"
+
+    @property
+    def description(self) -> str:
+        return {
+            "single": "single process",
+            "ddp": "ddp (replicated, gradient SUM all-reduce)",
+            "fsdp2": "fsdp2 (fully_shard per decoder layer, gradient SUM reduce-scatter)",
+        }.get(self.strategy, self.strategy)
 
     @property
     def is_driver(self) -> bool:
@@ -121,7 +147,14 @@ class DistEnv:
         local_rank = int(env.get("LOCAL_RANK", "0"))
         check_world_size(recipe, world, env)
         strategy = resolve_strategy(recipe, env)
-        if world == 1:
+        if strategy == "fsdp2":
+            refuse_unsupported_fsdp2(recipe)
+            if world == 1 and "MASTER_ADDR" not in env:
+                raise StrategyError(
+                    "train.strategy=fsdp2 needs a process group, even for one process: launch "
+                    "with `torchrun --nproc_per_node N -m rlvr train ...` (N >= 1)"
+                )
+        if world == 1 and strategy != "fsdp2":
             dist = cls()
         else:
             refuse_unsupported(recipe, world)
@@ -135,19 +168,13 @@ class DistEnv:
                     f"process group has world size {td.get_world_size()} / rank "
                     f"{td.get_rank()}, the launcher's environment WORLD_SIZE={world} RANK={rank}"
                 )
-            dist = cls(
-                rank,
-                world,
-                local_rank,
-                backend,
-                f"{strategy} (replicated, gradient SUM all-reduce)",
-            )
+            dist = cls(rank, world, local_rank, backend, strategy)
         set_current(dist)
         if dist.is_driver:
             log.info(
                 "world size %d, strategy: %s, backend: %s%s",
                 dist.world_size,
-                dist.strategy,
+                dist.description,
                 dist.backend,
                 "; rank 0 drives rollout, rewards and advantages" if dist.active else "",
             )
@@ -155,18 +182,23 @@ class DistEnv:
 
     def finish(self) -> None:
         """Rank 0: tell the followers to stop (idempotent); every rank: leave the group."""
-        if not self.active:
+        if not self.active and not self.sharded:
             return
         import torch.distributed as td
 
         if not td.is_initialized():
             return
-        if self.is_driver and self.serving:
+        if self.is_driver and self.serving and self.active:
             self.send({"cmd": "stop"})
         td.destroy_process_group()
         set_current(DistEnv())
 
     # ------------------------------------------------------------------ messages
+
+    def command(self, message: dict[str, Any]) -> None:
+        """Rank 0 of several: ask the followers to join a collective (no-op otherwise)."""
+        if self.active and self.is_driver:
+            self.send(message)
 
     def send(self, message: dict[str, Any]) -> None:
         """Rank 0: broadcast ``message`` (JSON-able values and tensors, any nesting)."""
@@ -213,6 +245,16 @@ class DistEnv:
 
             td.all_reduce(t, op=td.ReduceOp.SUM)
         return t
+
+    def all_reduce_max(self, value: int) -> int:
+        """The largest ``value`` over ranks."""
+        if not self.active:
+            return value
+        import torch.distributed as td
+
+        t = torch.tensor([value], dtype=torch.int64)
+        td.all_reduce(t, op=td.ReduceOp.MAX)
+        return int(t[0])
 
     def all_reduce_sums(self, sums: dict[str, float]) -> dict[str, float]:
         """Each value summed over ranks (float64 on the wire)."""
@@ -264,7 +306,7 @@ class DistEnv:
         if not (self.active and self.is_driver):
             return
         if not getattr(learner, "_state_shared", False):
-            self.send({"cmd": "state", **learner_state(learner)})
+            self.send({"cmd": "state", **learner_state(learner, full=not self.sharded)})
             learner._state_shared = True
         self.send({"cmd": "update", "batch": batch_fields(batch)})
 
@@ -365,14 +407,27 @@ def resolve_strategy(recipe: Any, env: dict[str, str]) -> str:
             "train.strategy=deepspeed: DeepSpeed ZeRO is not wired into the training loop "
             "yet: use train.strategy=ddp"
         )
-    if strategy == "fsdp2":
-        raise StrategyError(
-            "train.strategy=fsdp2: the training loop does not run FSDP2 yet (every FSDP2 "
-            "forward is a collective, and rank 0's rollout, weight-sync and checkpoint passes "
-            "would hang the other ranks); rlvr.fsdp has the sharding, the DCP checkpoint and "
-            "the HF export. Use train.strategy=ddp"
-        )
     return strategy
+
+
+def refuse_unsupported_fsdp2(recipe: Any) -> None:
+    """What rank 0 would run on the learner's module alone (a hang under FSDP2) is refused."""
+    r = recipe.rollout
+    refused = [
+        (recipe.lora is not None, "lora (LoRA under FSDP2 is not wired in yet)"),
+        (
+            getattr(r, "mode", "colocate") == "server",
+            "rollout.mode=server (its probe runs the learner's model on rank 0 alone)",
+        ),
+        (r.engine == "vllm", "rollout.engine=vllm (rank 0 generates with an HF copy)"),
+        (r.cure is not None, "rollout.cure (the policy's entropies while generating)"),
+        (r.soft_thinking is not None, "rollout.soft_thinking (reads the sharded embeddings)"),
+    ]
+    for bad, what in refused:
+        if bad:
+            raise StrategyError(
+                f"train.strategy=fsdp2 does not run with {what}: use train.strategy=ddp"
+            )
 
 
 def refuse_unsupported(recipe: Any, world: int) -> None:
@@ -415,23 +470,35 @@ def batch_fields(batch: Any) -> dict[str, Any]:
     return {f.name: getattr(batch, f.name) for f in fields(batch)}
 
 
-def learner_state(learner: Any) -> dict[str, Any]:
-    """Everything a follower's learner needs to equal rank 0's."""
-    ref = learner.ref_model
-    return {
-        "model": dict(learner.model.state_dict()),
-        "ref": None if ref is None else dict(ref.state_dict()),
-        "optimizer": learner.optimizer.state_dict(),
+def learner_state(learner: Any, *, full: bool = True) -> dict[str, Any]:
+    """Everything a follower's learner needs to equal rank 0's. ``full=False`` (FSDP2, where
+    every rank loaded the same weights and the sharded optimizer state): the schedule, the
+    update count and the optimizer's hyperparameters (resume-time ``train.lr`` changes)."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in learner.optimizer.param_groups]
+    state: dict[str, Any] = {
         "scheduler": learner.scheduler.state_dict(),
         "updates_done": learner.updates_done,
+        "param_groups": groups,
     }
+    if full:
+        ref = learner.ref_model
+        state["model"] = dict(learner.model.state_dict())
+        state["ref"] = None if ref is None else dict(ref.state_dict())
+        state["optimizer"] = learner.optimizer.state_dict()
+    return state
 
 
 def load_learner_state(learner: Any, state: dict[str, Any]) -> None:
-    learner.model.load_state_dict(state["model"])
-    if state["ref"] is not None and learner.ref_model is not None:
-        learner.ref_model.load_state_dict(state["ref"])
-    learner.optimizer.load_state_dict(state["optimizer"])
+    if "model" in state:
+        learner.model.load_state_dict(state["model"])
+        if state["ref"] is not None and learner.ref_model is not None:
+            learner.ref_model.load_state_dict(state["ref"])
+        learner.optimizer.load_state_dict(state["optimizer"])
+    else:
+        for group, values in zip(
+            learner.optimizer.param_groups, state["param_groups"], strict=True
+        ):
+            group.update(values)
     learner.scheduler.load_state_dict(state["scheduler"])
     learner.updates_done = int(state["updates_done"])
 
@@ -456,7 +523,15 @@ def follow(recipe: Any, dist: DistEnv) -> int:
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
-    learner = Learner(recipe, pad_id=pad_id, weights_path=recipe.model.path, resumed=False)
+    weights_path, resumed = recipe.model.path, False
+    if dist.sharded:  # every rank loads rank 0's weights, then shards them (rlvr/fsdp.py)
+        init = dist.receive()
+        if init["cmd"] == "stop":  # rank 0 failed before its learner existed
+            return 0
+        weights_path, resumed = init["weights_path"], init["resumed"]
+        model = recipe.model.model_copy(update={"path": init["model_path"]})
+        recipe = recipe.model_copy(update={"model": model})
+    learner = Learner(recipe, pad_id=pad_id, weights_path=weights_path, resumed=resumed)
     serve(learner, dist)
     import torch.distributed as td
 
@@ -480,6 +555,12 @@ def serve(learner: Any, dist: DistEnv) -> int:
         elif cmd == "update":
             learner.update(TrainBatch(**message["batch"]))
             updates += 1
+        elif cmd == "weights":  # FSDP2: the engine sync gathers the full weights on rank 0
+            learner.weights()
+        elif cmd == "checkpoint":  # FSDP2: every rank writes its shards
+            learner.save_weights(Path(message["dir"]))
+        elif cmd == "resume":  # FSDP2: every rank reads its shards (any world size)
+            learner.load_optimizer_state(Path(message["dir"]))
         else:
             raise RuntimeError(f"rank {dist.rank}: unknown message {cmd!r} from rank 0")
 

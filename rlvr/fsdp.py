@@ -39,6 +39,7 @@ __all__ = [
     "decoder_layers",
     "full_state_dict",
     "load_checkpoint",
+    "load_full_optimizer_state",
     "save_checkpoint",
     "shard_model",
 ]
@@ -70,11 +71,15 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
 def shard_model(model: torch.nn.Module, *, sum_gradients: bool = True) -> torch.nn.Module:
     """``fully_shard`` each decoder layer, then the root, in place (returns ``model``).
     ``sum_gradients``: the reduce-scatter sums instead of averaging (divide factor 1)."""
-    from torch.distributed.fsdp import FSDPModule, fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+
+    from rlvr.policy import add_sharded_method
 
     for layer in decoder_layers(model):
         fully_shard(layer)
     fully_shard(model)
+    # rlvr's log-prob path calls the decoder and reads the LM head outside model.forward
+    register_fsdp_forward_method(model, add_sharded_method(model))
     if sum_gradients:  # per FSDP unit (the setters do not recurse); plain SUM, no PREMUL_SUM
         for unit in model.modules():  # (gloo has no PREMUL_SUM)
             if isinstance(unit, FSDPModule):
@@ -119,10 +124,12 @@ def save_checkpoint(
     *,
     rank: int,
     tokenizer: Any = None,
+    hf_subdir: str = HF_DIR,
 ) -> Path:
     """Collective: write ``path/dcp`` (sharded model and optimizer) and, from rank 0,
-    ``path/hf`` (a Hugging Face model directory, with ``tokenizer`` when given, so that
-    vLLM can serve it as is). Returns ``path``."""
+    ``path/<hf_subdir>`` (a Hugging Face model directory, with ``tokenizer`` when given, so
+    that vLLM can serve it as is; ``hf_subdir=""``: ``path`` itself, as a training checkpoint
+    holds it). Returns ``path``."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
@@ -135,7 +142,7 @@ def save_checkpoint(
     dcp.save(state, checkpoint_id=str(path / DCP_DIR))
     full = full_state_dict(model)
     if rank == 0:
-        export_hf(model, full, path / HF_DIR, tokenizer=tokenizer)
+        export_hf(model, full, path / hf_subdir if hf_subdir else path, tokenizer=tokenizer)
     return path
 
 
@@ -170,26 +177,14 @@ def export_hf(
 def load_checkpoint(
     model: torch.nn.Module, path: str | Path, optimizer: torch.optim.Optimizer | None = None
 ) -> None:
-    """Read ``path/dcp`` into ``model`` (and ``optimizer``): sharded under a process group
-    at any world size, or unsharded in a single process without one."""
-    import torch.distributed as td
+    """Read ``path/dcp`` into ``model`` (and ``optimizer``) at any world size: a sharded
+    model under a process group (collective; DCP reshards), or a plain model (one process,
+    or rank 0 of a replicated run) reading the whole tensors from the shards on its own."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.tensor import DTensor
 
     ckpt = str(Path(path) / DCP_DIR)
     sharded = any(isinstance(p, DTensor) for p in model.parameters())
-    # one plain process (no group, or a 1-process group such as in-process vLLM's): the full
-    # tensors, read from the shards
-    if not sharded and (not td.is_initialized() or td.get_world_size() == 1):
-        if optimizer is not None:
-            raise ValueError(
-                f"{ckpt}: resuming the optimizer needs the model under a process group "
-                "(torchrun); a single plain process reads the model weights only"
-            )
-        state: dict[str, Any] = {"model": model.state_dict()}
-        dcp.load(state, checkpoint_id=ckpt)
-        model.load_state_dict(state["model"])
-        return
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,
         get_state_dict,
@@ -197,14 +192,36 @@ def load_checkpoint(
         set_state_dict,
     )
 
+    plain = not sharded  # no collective: this process alone reads the files
     if optimizer is None:
-        state = {"model": get_model_state_dict(model)}
-        dcp.load(state, checkpoint_id=ckpt)
+        state: dict[str, Any] = {"model": get_model_state_dict(model)}
+        dcp.load(state, checkpoint_id=ckpt, no_dist=plain)
         set_model_state_dict(model, state["model"])
     else:
         msd, osd = get_state_dict(model, optimizer)
         state = {"model": msd, "optimizer": osd}
-        dcp.load(state, checkpoint_id=ckpt)
+        dcp.load(state, checkpoint_id=ckpt, no_dist=plain)
         set_state_dict(
             model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
         )
+
+
+def load_full_optimizer_state(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Collective: a whole ``optimizer.state_dict()`` (rank 0's ``state``; ``{}`` on the
+    others), as a replicated run's checkpoint holds it, into the sharded optimizer: its
+    parameter ids become names (the optimizer's parameters are the model's trainable ones,
+    in order), then rank 0 broadcasts and each rank keeps its shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if state:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        state = {
+            "state": {names[i]: v for i, v in state["state"].items()},
+            "param_groups": [
+                {**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]
+            ],
+        }
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)

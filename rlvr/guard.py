@@ -44,8 +44,15 @@ def first_nonfinite(quantities: Mapping[str, float | torch.Tensor]) -> str | Non
 
 
 def parameters_finite(model: Any) -> bool:
-    """Whether every parameter of ``model`` is finite (one reduction per tensor)."""
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """Whether every parameter of ``model`` is finite (one reduction per tensor); of an FSDP2
+    model, this rank's shards (no collective: rank 0 decides alone; the other ranks' shards
+    came from the same finite, all-reduced gradient norm and loss)."""
+    from torch.distributed.tensor import DTensor
+
+    return all(
+        bool(torch.isfinite(p.to_local() if isinstance(p, DTensor) else p).all())
+        for p in model.parameters()
+    )
 
 
 class NonFiniteGuard:

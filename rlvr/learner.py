@@ -20,6 +20,12 @@ What it measured flows back as the return value of :meth:`Learner.update` (metri
 completion tokens' entropies for the histogram). :meth:`token_entropies` is the explicit
 function CURE's branching (on the sampler side) is handed; :meth:`weights` is the full state
 dict (tied weights included) for syncing rollout engines.
+
+Under ``train.strategy=fsdp2`` the policy and the reference are sharded (rlvr/fsdp.py) and
+every pass is padded to the same count on every rank (:meth:`Learner._lockstep`): a rank out
+of rows runs a zero-weight pass, so each FSDP2 all-gather and reduce-scatter has all ranks.
+:meth:`weights`, :meth:`save_weights` and :meth:`load_optimizer_state` are collectives there
+(rank 0 asks the followers to join, rlvr/distributed.py).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +50,7 @@ from rlvr.metrics import entropy_metrics
 from rlvr.rollout.base import Completion
 from rlvr.soft_policy import SoftTokens, policy_logprobs, soft_from_extras
 
+OPTIMIZER_FILE = "optimizer.pt"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -100,11 +108,14 @@ class Learner:
         self.recipe = recipe
         self.pad_id = pad_id
         self.lora = recipe.lora
+        self.dist = current_dist()  # several ranks: rlvr/distributed.py (one rank: no-ops)
+        if self.dist.sharded:  # FSDP2: every rank loads these weights, then shards them
+            init = {"weights_path": weights_path, "resumed": resumed, "model_path": m.path}
+            self.dist.command({"cmd": "init", **init})
         if self.lora is None:
             self.model = load_policy(recipe, weights_path, revision=None if resumed else m.revision)
         else:  # the base from model.path; the adapter new, or from the checkpoint resumed
             self.model = load_policy(recipe, m.path, revision=m.revision)
-        self.dist = current_dist()  # several ranks: rlvr/distributed.py (one rank: no-ops)
         # the model runs here; batches and the per-token loss math stay on the CPU (_logprobs)
         self.device = resolve_device(t.device, self.dist.local_rank)
         self.model.to(self.device)
@@ -127,6 +138,12 @@ class Learner:
         if recipe.algo.kl_coef > 0 and self.lora is None:
             self.ref_model = load_policy(recipe, m.path, revision=m.revision).to(self.device).eval()
             self.ref_model.requires_grad_(False)
+        if self.dist.sharded:  # train.strategy=fsdp2: parameters become DTensor shards
+            from rlvr.fsdp import shard_model
+
+            shard_model(self.model)
+            if self.ref_model is not None:
+                shard_model(self.ref_model)
         self.token_rules = build_token_weights(recipe.algo.token_weights)
         rc = recipe.algo.rollout_correction
         self.rollout_correction = (  # algo.rollout_correction: w_t = f(pi_old / mu) on the surrogate
@@ -159,12 +176,50 @@ class Learner:
                 return adapter_state_dict(self.model).items()
 
             return merged_state_dict(self.model).items()
+        if self.dist.sharded:  # collective: the full tensors on rank 0 ({} on the others)
+            from rlvr.fsdp import full_state_dict
+
+            self.dist.command({"cmd": "weights"})
+            return full_state_dict(self.model).items()
         return self.model.state_dict().items()
+
+    def save_weights(self, path: Path) -> None:
+        """The policy (Hugging Face files) and the optimizer state into checkpoint ``path``;
+        FSDP2 (collective): ``path/dcp`` from every rank plus the HF files from rank 0."""
+        if self.dist.sharded:
+            from rlvr.fsdp import save_checkpoint
+
+            self.dist.command({"cmd": "checkpoint", "dir": str(path)})
+            save_checkpoint(self.model, self.optimizer, path, rank=self.dist.rank, hf_subdir="")
+            return
+        self.model.save_pretrained(path, safe_serialization=True)
+        torch.save(self.optimizer.state_dict(), path / OPTIMIZER_FILE)
+
+    def load_optimizer_state(self, path: Path) -> None:
+        """The optimizer state of checkpoint ``path`` (written at any world size, by either
+        strategy): ``optimizer.pt``, or the ``dcp`` directory of an FSDP2 run (FSDP2:
+        collective, DCP reshards; one process: read whole)."""
+        from rlvr import fsdp
+
+        if self.dist.sharded:
+            self.dist.command({"cmd": "resume", "dir": str(path)})
+        if (path / fsdp.DCP_DIR).is_dir():
+            fsdp.load_checkpoint(self.model, path, self.optimizer)
+        elif self.dist.sharded:
+            fsdp.load_full_optimizer_state(
+                self.model,
+                self.optimizer,
+                torch.load(path / OPTIMIZER_FILE, weights_only=True) if self.dist.is_driver else {},
+            )
+        else:
+            self.optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, weights_only=True))
 
     def token_entropies(
         self, prompt_ids: list[list[int]], groups: list[list[Completion]]
     ) -> list[list[list[float]]]:
         """Per completion token, the current policy's predictive entropy: [B][G][tokens]."""
+        if self.dist.sharded:  # refused at start (rlvr/distributed.py); rank 0 alone would hang
+            raise RuntimeError("token_entropies runs on rank 0 alone: not under FSDP2")
         rows = [(p, c) for p, g in zip(prompt_ids, groups, strict=True) for c in g]
         width = max(len(p) + len(c.token_ids) for p, c in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -200,6 +255,20 @@ class Learner:
         size = t.micro_batch_size
         return [rows[i : i + size] for i in range(0, len(rows), size)]
 
+    def _lockstep(self, plan: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """FSDP2: ``plan`` padded with ``None`` (a zero-weight pass) to the largest count over
+        ranks, so every rank joins every all-gather / reduce-scatter; otherwise ``plan``."""
+        if not self.dist.sharded:
+            return list(plan)
+        passes = self.dist.all_reduce_max(len(plan))
+        return [*plan, *[None] * (passes - len(plan))]
+
+    def _pad_pass(self, model: Any, batch_tensors: tuple[torch.Tensor, ...], soft: Any) -> Any:
+        """A pass over row 0 whose result is unused (FSDP2 lockstep); returns its log-probs."""
+        ids, attn, cmask = batch_tensors
+        row = torch.tensor([0])
+        return self._logprobs(model, ids, attn, cmask, soft, row, int(attn[0].sum()))[0]
+
     def trained_rows(self, batch: TrainBatch) -> torch.Tensor:
         """Rows that can contribute gradient (all of them unless ``train.skip_zero_rows``).
 
@@ -232,7 +301,10 @@ class Learner:
         out = torch.zeros((n, width - 1), dtype=torch.float32)
         ent_out = torch.zeros((n, width - 1), dtype=torch.float32)
         rows = torch.arange(n) if rows is None else rows
-        for idx in self.plan_micro_batches(rows, attention_mask):
+        for idx in self._lockstep(self.plan_micro_batches(rows, attention_mask)):
+            if idx is None:  # FSDP2: this rank is out of rows; the pass joins the collectives
+                self._pad_pass(model, (input_ids, attention_mask, completion_mask), soft)
+                continue
             ln = int(attention_mask[idx].sum(dim=1).max())
             logp, ent = self._logprobs(
                 model, input_ids, attention_mask, completion_mask, soft, idx, ln
@@ -347,7 +419,11 @@ class Learner:
         for update in range(a.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             loss_before = sums["loss"]
-            for idx in plan:
+            for idx in self._lockstep(plan):
+                if idx is None:  # FSDP2: a zero-weight backward (exact zeros) joins the ranks'
+                    pad = self._pad_pass(self.model, (ids, batch.attention_mask, cmask), soft)
+                    (pad.sum() * 0.0).backward()  # reduce-scatters
+                    continue
                 ln = int(batch.attention_mask[idx].sum(dim=1).max())
                 mask = target_mask[idx, : ln - 1]
                 logp, ent = self._logprobs(
@@ -410,7 +486,8 @@ class Learner:
                 sums["loss"] += float(terms.loss.detach())
             if not plan:  # every row skipped: the exact gradient is zero
                 self._zero_grads()
-            dist.all_reduce_grads(self.model.parameters())  # SUM of the ranks' partial losses
+            if not dist.sharded:  # FSDP2 reduce-scattered the SUM in each backward
+                dist.all_reduce_grads(self.model.parameters())  # SUM of the ranks' partial losses
             grad_norms.append(self._clip_grad_norm())
             # every rank decides on the same numbers: the summed loss, the reduced grad norm
             step_loss = dist.all_reduce_sum(torch.tensor([sums["loss"] - loss_before]))
@@ -466,6 +543,8 @@ class Learner:
 
     def _clip_grad_norm(self) -> float:
         max_norm = self.recipe.train.max_grad_norm
+        if self.dist.sharded:
+            return self._clip_sharded_grad_norm(max_norm)
         if max_norm is not None:
             return float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         return float(
@@ -477,3 +556,20 @@ class Learner:
                 )
             )
         )
+
+    def _clip_sharded_grad_norm(self, max_norm: float | None) -> float:
+        """FSDP2: ||g|| from each rank's gradient shards (squares summed over ranks), then
+        torch's clipping rule g *= min(1, max_norm / (||g|| + 1e-6)) on every shard."""
+        from torch.distributed.tensor import DTensor
+
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        local = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+        squares = torch.tensor(
+            [sum(float((g.double() ** 2).sum()) for g in local)], dtype=torch.float64
+        )
+        norm = float(self.dist.all_reduce_sum(squares).sqrt())
+        if max_norm is not None and max_norm / (norm + 1e-6) < 1.0:
+            coef = max_norm / (norm + 1e-6)
+            for g in grads:
+                g.mul_(coef)
+        return norm

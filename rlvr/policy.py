@@ -5,10 +5,16 @@ is applied inside :func:`rlvr.kernels.logprob_entropy`, which streams over the v
 that [tokens, vocab] logits are never materialised in fp32 at once. ``impl="naive"`` runs the
 full LM head and log_softmax instead, for comparison. For sequence position t the target is
 token t+1: logp[:, t] = log softmax(h_t W^T / T)[x_{t+1}].
+
+Under FSDP2 the decoder call and ``head.weight`` sit outside the root module's ``forward``, so
+the root's parameters (embeddings, final norm, LM head) would stay sharded: a sharded model
+carries this computation as a method (:func:`add_sharded_method`) that FSDP2 treats as a
+forward (``register_fsdp_forward_method``: all-gather before, gradient reduce-scatter after).
 """
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import torch
@@ -16,6 +22,7 @@ import torch
 from rlvr.kernels import logprob_entropy, naive_logprob_entropy
 
 IGNORE = -100
+SHARDED_METHOD = "rlvr_token_logprobs"  # the FSDP2 forward method (rlvr/fsdp.py)
 
 
 def _unwrap(model: Any) -> Any:
@@ -42,6 +49,30 @@ def token_logprobs(
 
     ``target_mask`` [M, L] marks the tokens whose log-prob is wanted (completion tokens).
     """
+    sharded = getattr(model, SHARDED_METHOD, None)
+    if sharded is not None:  # FSDP2: through the root's forward hooks
+        return sharded(input_ids, attention_mask, target_mask, temperature=temperature, impl=impl)
+    return _token_logprobs(
+        model, input_ids, attention_mask, target_mask, temperature=temperature, impl=impl
+    )
+
+
+def add_sharded_method(model: torch.nn.Module) -> str:
+    """Give ``model`` the log-prob computation as a method (for FSDP2 to register as a
+    forward); returns its name."""
+    setattr(model, SHARDED_METHOD, types.MethodType(_token_logprobs, model))
+    return SHARDED_METHOD
+
+
+def _token_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    target_mask: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    impl: str = "fused",
+) -> tuple[torch.Tensor, torch.Tensor]:
     core = _unwrap(model)
     decoder = core.get_decoder()
     head = core.get_output_embeddings()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from rlvr.config import Recipe
+from rlvr.distributed import current as current_dist
 
 log = logging.getLogger("rlvr")
 
@@ -96,6 +97,7 @@ def rollout_engine(
         and r.engine == "hf"
         and rollout_dtype == m.dtype
         and not r.max_staleness
+        and not current_dist().sharded  # FSDP2: rank 0 generates with a whole copy
     )
     check_lora_sync(recipe, shares)
     lora_config = None
@@ -159,7 +161,10 @@ def resume_training_state(
     from rlvr.run_dir import apply_resume_changes
 
     state = load_training_state(
-        checkpoint, optimizer=learner.optimizer, scheduler=learner.scheduler
+        checkpoint,
+        optimizer=learner.optimizer,
+        scheduler=learner.scheduler,
+        load_optimizer=learner.load_optimizer_state,
     )
     learner.updates_done = int(state["step"])
     if not parameters_finite(learner.model):  # e.g. written before the guard existed

@@ -319,6 +319,7 @@ class Trainer:
             else {**off.sampler_state(), "off_policy": off.state_dict()},
             keep_last=self.recipe.checkpoint.keep_last,
             write_extra=None if off is None else off.save,
+            write_weights=self.learner.save_weights,
         )
 
     def close(self) -> None:
