@@ -89,3 +89,14 @@ CASES["lora_kl_mb4"] = {
     "algo": {"kl_coef": 0.05},
     "lora": {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj", "up_proj"]},
 }
+# FSDP2 (train.strategy=fsdp2; LoRA is refused there): the aggregations at micro-batch 1 (rank
+# 1 runs padding passes: its shard has fewer micro-batches), a whole-batch rule, KL
+FSDP2_CASES = {
+    k: CASES[k]
+    for k in (
+        "token_mean_mb1",
+        "seq_mean_token_sum_norm_mb4",
+        "high_entropy_only_mb4",
+        "kl_two_updates_mb4",
+    )
+}

@@ -1,7 +1,10 @@
 """Run by ``torchrun`` from tests/test_distributed.py: one Learner.update per case on a fixed
 global batch; rank 0 drives (broadcasts the batch), the others serve.
 
-    torchrun --nproc_per_node 2 tests/dist_learner_worker.py MODEL_DIR OUT_DIR CASES_JSON
+    torchrun --nproc_per_node 2 tests/dist_learner_worker.py MODEL_DIR OUT_DIR CASES_JSON [fsdp2]
+
+With ``fsdp2`` the learners are sharded (train.strategy=fsdp2); gradients and weights are
+written whole (``full_tensor``).
 
 Rank r writes OUT_DIR/rank{r}_{case}.safetensors (pre-step gradient, updated weights) and
 OUT_DIR/rank{r}_{case}.json (the update's metrics).
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,15 +28,20 @@ from dist_cases import case_batch, case_learner  # noqa: E402
 from rlvr.distributed import DistEnv, serve  # noqa: E402
 
 
+def whole(t: torch.Tensor) -> torch.Tensor:
+    return t.full_tensor() if isinstance(t, DTensor) else t  # FSDP2: a collective
+
+
 def run_case(name: str, case: dict, model_dir: str, out: Path, dist: DistEnv) -> None:
+    if dist.sharded and not dist.is_driver:
+        dist.receive()  # rank 0's learner names the weights to load: the same directory here
     learner = case_learner(model_dir, case)
     seen: list[torch.Tensor] = []
     step = learner.optimizer.step
 
     def record(*args, **kwargs):
-        seen.append(
-            torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.requires_grad])
-        )
+        params = [p for p in learner.model.parameters() if p.requires_grad]
+        seen.append(torch.cat([whole(p.grad).flatten() for p in params]))
         return step(*args, **kwargs)
 
     learner.optimizer.step = record  # type: ignore[method-assign]
@@ -42,14 +51,15 @@ def run_case(name: str, case: dict, model_dir: str, out: Path, dist: DistEnv) ->
     else:
         serve(learner, dist)
         metrics = {}
-    weights = torch.cat([p.detach().flatten() for p in learner.model.parameters()])
+    weights = torch.cat([whole(p.detach()).flatten() for p in learner.model.parameters()])
     save_file({"grad": seen[0], "weights": weights}, out / f"rank{dist.rank}_{name}.safetensors")
     (out / f"rank{dist.rank}_{name}.json").write_text(json.dumps(metrics))
 
 
 def main() -> None:
     model_dir, out, cases = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    recipe = case_learner(model_dir, {}, build=False)
+    strategy = {"train": {"strategy": sys.argv[4]}} if len(sys.argv) > 4 else {}
+    recipe = case_learner(model_dir, strategy, build=False)
     dist = DistEnv.setup(recipe)
     for name, case in cases.items():
         run_case(name, case, model_dir, out, dist)

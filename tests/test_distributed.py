@@ -28,7 +28,7 @@ from rlvr.distributed import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dist_cases import CASES, case_batch, case_learner  # noqa: E402
+from dist_cases import CASES, FSDP2_CASES, case_batch, case_learner  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ("time/", "tokens_per_s")
@@ -141,11 +141,20 @@ def test_two_ranks_equal_one_process(tiny_model_dir: Path, tmp_path: Path) -> No
     torchrun(
         2, "tests/dist_learner_worker.py", str(tiny_model_dir), str(tmp_path), json.dumps(CASES)
     )
-    compare_with_one_process(tiny_model_dir, tmp_path)
+    compare_with_one_process(tiny_model_dir, tmp_path, CASES)
 
 
-def compare_with_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
-    for name, case in CASES.items():
+@pytest.mark.multiprocess
+def test_two_fsdp2_ranks_equal_one_process(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The same comparison with the learners sharded by FSDP2 (train.strategy=fsdp2): uneven
+    micro-batch counts (padding passes), a whole-batch rule, KL with two updates."""
+    cases = json.dumps(FSDP2_CASES)
+    torchrun(2, "tests/dist_learner_worker.py", str(tiny_model_dir), str(tmp_path), cases, "fsdp2")
+    compare_with_one_process(tiny_model_dir, tmp_path, FSDP2_CASES)
+
+
+def compare_with_one_process(tiny_model_dir: Path, tmp_path: Path, cases: dict) -> None:
+    for name, case in cases.items():
         learner = case_learner(str(tiny_model_dir), case)
         seen: list[torch.Tensor] = []
         step = learner.optimizer.step
