@@ -12,14 +12,24 @@ Three sides (``--sides``), each in its own worker process:
 
 ``step_ratio`` (in ``--json``'s top level) is the median over repetitions of rlvr_best's step
 time over TRL's in the same repetition; ``memory_ratio`` the ratio of peak RSS (rlvr's reward
-workers included). ``--scale quickstart|25m|100m`` picks a preset: the bundled partly trained
-quickstart model (math reward), a random 24M model with 128-token completions, or a random
-~102M model whose vocabulary is real-size (151,936 ids, most of the parameters); random models
-use ``scripts/bench_reward.py``'s coin reward (p = 0.15, so about a quarter of the groups have
-zero advantage, as a partly trained model's do) on both sides.
+workers included). ``--scale quickstart|25m|100m|0.5b`` picks a preset: the bundled partly
+trained quickstart model (math reward), a random 24M model with 128-token completions, a random
+~102M model whose vocabulary is real-size (151,936 ids, most of the parameters), or a random
+Qwen2.5-0.5B-shaped model (d 896, 24 layers, 14 / 2 heads, intermediate 4864, V 151936, tied
+embeddings; 494M parameters, built locally) at B=8 x G=8 x 256 tokens, meant for
+``--device cuda``; random models use ``scripts/bench_reward.py``'s coin reward (p = 0.15, so
+about a quarter of the groups have zero advantage, as a partly trained model's do) on both sides.
 
-All sides run on CPU (rlvr ``rollout.engine=hf``, TRL ``use_vllm=False``, unless rlvr_best's
-engine is vLLM) on the same Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
+``--device cpu`` (the default): all sides run on CPU in fp32 (rlvr ``train.device=cpu``,
+``rollout.engine=hf`` unless rlvr_best's engine is vLLM; TRL ``use_cpu=True``,
+``use_vllm=False``). ``--device cuda``: both sides on the GPU (rlvr ``train.device=cuda``, its
+HF / vLLM engines there too; TRL ``use_cpu=False``), in ``--dtype`` (default bfloat16 on cuda:
+rlvr ``model.dtype=bfloat16``, rollouts bf16; TRL loads the model in bfloat16 with
+``bf16=True``; ``--dtype float32``: fp32 on both); rlvr_best's engine defaults to vLLM when it
+imports, else HF; peak memory is ``torch.cuda.max_memory_allocated`` of each worker over the
+step (reset before it) instead of RSS (RSS is still recorded), and every timed phase and step
+end waits for the GPU (``torch.cuda.synchronize``). It stops with a message when no CUDA device
+is visible. Both sides use the same Qwen2 model (built with :func:`rlvr.data.tiny.build_tiny_model`
 into a temp dir, or ``--model``), the same arithmetic prompts in the same order (step k uses
 train problems k*B .. k*B+B-1 of :func:`rlvr.data.arithmetic_examples` on both sides; no
 shuffling), B prompts x G completions, exactly ``--new-tokens`` generated tokens per completion
@@ -30,7 +40,7 @@ beta = 0 (no reference model), clipped surrogate eps 0.2 / 0.2, token-mean loss 
 rollout batch (rlvr ``token_mean`` = TRL ``loss_type="dapo"``), group-scaled advantages, one
 optimizer step per B*G completions (TRL: per_device_train_batch_size = micro-batch,
 gradient_accumulation_steps = B*G / micro-batch, generation once per step), AdamW lr 1e-5, constant
-schedule, grad-norm clip 1.0, fp32, no gradient checkpointing, no logging / saving.
+schedule, grad-norm clip 1.0, the same dtype, no gradient checkpointing, no logging / saving.
 
 Method: each side lives in its own worker process (started once, set up, then driven step by step
 over a pipe), so its memory is its own. ``--warmup`` steps per side are run and discarded, then
@@ -55,6 +65,7 @@ the generator is the trained module itself). ``other`` is the rest of the step.
     python scripts/bench_step.py                             # B=8, G=8, 32 tokens, 5 reps
     python scripts/bench_step.py --prompts 16 --group 8 --new-tokens 64 --reps 7
     python scripts/bench_step.py --profile /tmp/prof          # + cProfile of the measured steps
+    python scripts/bench_step.py --scale 0.5b --device cuda --json bench.json  # one GPU
 
 ``--profile`` inflates the times it measures (use it to find where time goes, not for the ratio).
 Each worker runs torch with ``--threads 1`` by default: on a small shared machine, two OpenMP
@@ -115,17 +126,29 @@ class Clock:
     def __init__(self) -> None:
         self.acc: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        # --device cuda: torch.cuda.synchronize, called before and after every timed call so that
+        # a phase's wall time covers its kernels (CUDA launches return before the work is done)
+        self.sync: Any = None
 
     def reset(self) -> None:
         self.acc.clear()
         self.calls.clear()
 
+    def barrier(self) -> None:
+        """Wait for queued CUDA work (no-op on CPU): step times end after their kernels."""
+        if self.sync is not None:
+            self.sync()
+
     def wrap(self, name: str, fn: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.sync is not None:
+                self.sync()
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                if self.sync is not None:
+                    self.sync()
                 self.acc[name] += time.perf_counter() - t0
                 self.calls[name] += 1
 
@@ -159,6 +182,66 @@ def _reward_spec(args: argparse.Namespace) -> dict:
     return {"name": "math"}
 
 
+def rlvr_recipe(args: argparse.Namespace, workdir: Path, best: bool) -> dict[str, Any]:
+    """The rlvr side's recipe (validated by :class:`rlvr.config.Recipe` in the worker)."""
+    engine = args.best_engine if best else "hf"
+    return {
+        "name": "bench_rlvr_best" if best else "bench_rlvr",
+        "output_dir": str(workdir),
+        "seed": args.seed,
+        "model": {"path": args.model, "dtype": args.dtype},
+        "data": {
+            "source": "arithmetic",
+            "shuffle": False,
+            "arithmetic": {
+                "digits": args.digits,
+                "operations": ["+"],
+                "num_train": args.num_train,
+                "num_eval": 100,
+                "seed": 1234,
+            },
+        },
+        "rollout": {
+            "engine": engine,
+            # rlvr_best may roll out in another dtype (its own engine copy, synced)
+            "dtype": (args.rollout_dtype or args.dtype) if best else args.dtype,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
+            "group_size": args.group,
+            "max_new_tokens": args.new_tokens,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": -1,
+        },
+        "rewards": [_reward_spec(args)],
+        "reward_runner": {"num_workers": args.reward_workers, "timeout_s": 5.0},
+        "algo": {
+            "advantage": "grpo",
+            "filters": [],
+            "mask_truncated": False,
+            "eps_low": 0.2,
+            "eps_high": 0.2,
+            "kl_coef": 0.0,
+            "loss_aggregation": "token_mean",
+            "updates_per_batch": 1,
+            "old_logprobs": "trainer",
+        },
+        "train": {
+            "steps": 1_000_000,
+            "prompts_per_step": args.prompts,
+            "micro_batch_size": args.micro_batch,
+            "lr": 1e-5,
+            "max_grad_norm": 1.0,
+            "logprob_impl": args.rlvr_logprob_impl,
+            "threads": args.threads or None,
+            "device": args.device,
+            "skip_zero_rows": best,
+            "micro_batch_order": "length" if best else "index",
+        },
+        "logging": {"tensorboard": False, "plots": False, "progress": False},
+        "checkpoint": {"save_final": False},
+    }
+
+
 class RlvrSide:
     """rlvr's trainer. ``best=False``: the same work as TRL (HF generate, every row through
     forward/backward, batch order); ``best=True``: rlvr's defaults that do less work
@@ -172,60 +255,7 @@ class RlvrSide:
         from rlvr.config import Recipe
 
         engine = args.best_engine if best else "hf"
-
-        recipe = Recipe.model_validate(
-            {
-                "name": "bench_rlvr_best" if best else "bench_rlvr",
-                "output_dir": str(workdir),
-                "seed": args.seed,
-                "model": {"path": args.model, "dtype": "float32"},
-                "data": {
-                    "source": "arithmetic",
-                    "shuffle": False,
-                    "arithmetic": {
-                        "digits": args.digits,
-                        "operations": ["+"],
-                        "num_train": args.num_train,
-                        "num_eval": 100,
-                        "seed": 1234,
-                    },
-                },
-                "rollout": {
-                    "engine": engine,
-                    "group_size": args.group,
-                    "max_new_tokens": args.new_tokens,
-                    "temperature": 1.0,
-                    "top_p": 1.0,
-                    "top_k": -1,
-                },
-                "rewards": [_reward_spec(args)],
-                "reward_runner": {"num_workers": args.reward_workers, "timeout_s": 5.0},
-                "algo": {
-                    "advantage": "grpo",
-                    "filters": [],
-                    "mask_truncated": False,
-                    "eps_low": 0.2,
-                    "eps_high": 0.2,
-                    "kl_coef": 0.0,
-                    "loss_aggregation": "token_mean",
-                    "updates_per_batch": 1,
-                    "old_logprobs": "trainer",
-                },
-                "train": {
-                    "steps": 1_000_000,
-                    "prompts_per_step": args.prompts,
-                    "micro_batch_size": args.micro_batch,
-                    "lr": 1e-5,
-                    "max_grad_norm": 1.0,
-                    "logprob_impl": args.rlvr_logprob_impl,
-                    "threads": args.threads or None,
-                    "skip_zero_rows": best,
-                    "micro_batch_order": "length" if best else "index",
-                },
-                "logging": {"tensorboard": False, "plots": False, "progress": False},
-                "checkpoint": {"save_final": False},
-            }
-        )
+        recipe = Recipe.model_validate(rlvr_recipe(args, workdir, best))
         policy_mod.token_logprobs = clock.wrap("forward", policy_mod.token_logprobs)
         self.trainer = trainer_mod.Trainer(recipe, progress=False)
         t = self.trainer
@@ -242,7 +272,8 @@ class RlvrSide:
                 return base_params(*a, **kw)
 
             vllm.SamplingParams = exact_length  # rlvr's engine imports it at each call
-        if engine == "hf":
+        if engine == "hf":  # its own copy when rollout.dtype differs: the same setting there
+            t.engine.model.generation_config.min_new_tokens = args.new_tokens
             t.engine.model.generate = clock.wrap("generate", t.engine.model.generate)
         else:
             t.engine.llm.generate = clock.wrap("generate", t.engine.llm.generate)
@@ -251,9 +282,11 @@ class RlvrSide:
         opt_t0 = [0.0]
 
         def _pre(*a: Any) -> None:
+            clock.barrier()
             opt_t0[0] = time.perf_counter()
 
         def _post(*a: Any) -> None:
+            clock.barrier()
             clock.acc["optimizer"] += time.perf_counter() - opt_t0[0]
             clock.calls["optimizer"] += 1
 
@@ -267,6 +300,7 @@ class RlvrSide:
         self.index += 1
         t0 = time.perf_counter()
         self.last = self.trainer.train_step(self.index)
+        self.clock.barrier()
         return time.perf_counter() - t0
 
     def extra(self) -> dict[str, float]:
@@ -314,19 +348,10 @@ def _trl_coin_reward(prompts: list, completions: list, answer: list, **kwargs: A
     return [coin_reward(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
 
 
-def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Link) -> None:
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from rlvr.data import PromptFormatter
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+def trl_config_kwargs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The TRL side's GRPOConfig arguments."""
     n = args.prompts * args.group
-    config = GRPOConfig(
+    return dict(
         output_dir=str(workdir / "bench_trl"),
         per_device_train_batch_size=args.micro_batch,
         gradient_accumulation_steps=n // args.micro_batch,
@@ -352,9 +377,9 @@ def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Lin
         max_grad_norm=1.0,
         optim="adamw_torch",
         gradient_checkpointing=False,
-        bf16=False,
+        bf16=args.dtype == "bfloat16",  # --dtype bfloat16: bf16 weights (below) and autocast
         fp16=False,
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         report_to="none",
         save_strategy="no",
         logging_strategy="no",
@@ -365,9 +390,23 @@ def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Lin
         max_steps=1_000_000,
         seed=args.seed,
     )
+
+
+def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Link) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlvr.data import PromptFormatter
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    config = GRPOConfig(**trl_config_kwargs(args, workdir))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForCausalLM.from_pretrained(
-        args.model, dtype=torch.float32, use_safetensors=True
+        args.model, dtype=getattr(torch, args.dtype), use_safetensors=True
     )
     examples = _examples(args)
     dataset = Dataset.from_list(
@@ -425,14 +464,17 @@ def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Lin
             return self._wait(control)
 
         def on_pre_optimizer_step(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            clock.barrier()
             state["opt0"] = time.perf_counter()
             return control
 
         def on_optimizer_step(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            clock.barrier()
             clock.acc["optimizer"] += time.perf_counter() - state["opt0"]
             return control
 
         def on_step_end(self, a: Any, s: Any, control: Any, **kw: Any) -> Any:
+            clock.barrier()
             elapsed = time.perf_counter() - state["t0"]
             metrics = trainer._metrics["train"]
             extra = {
@@ -457,7 +499,17 @@ def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Lin
 class Link:
     """Worker side of the pipe to the parent: commands in, JSON results out."""
 
-    def __init__(self, cmd_fd: int, res_fd: int, clock: Clock, profile: str | None, side: str):
+    def __init__(
+        self,
+        cmd_fd: int,
+        res_fd: int,
+        clock: Clock,
+        profile: str | None,
+        side: str,
+        cuda: bool = False,
+    ) -> None:
+        self.cuda = cuda
+        self.cuda0 = 0
         self.cmd = os.fdopen(cmd_fd, "r")
         self.res = os.fdopen(res_fd, "w")
         self.clock = clock
@@ -487,6 +539,12 @@ class Link:
         self.clock.reset()
         self.rss0 = _status_kib("VmRSS")
         self.peak_reset = _reset_peak()
+        if self.cuda:  # this process's CUDA allocator: peak from here, over the step
+            import torch
+
+            torch.cuda.synchronize()
+            self.cuda0 = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         if self.profiler is not None and self.measuring:
             self.profiler.enable()
         return True
@@ -504,6 +562,13 @@ class Link:
             "helpers_peak_mib": _mib(self.helper_peaks()) if self.helper_peaks else 0.0,
             **extra,
         }
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            out["cuda_before_mib"] = self.cuda0 / 2**20
+            out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            out["cuda_reserved_peak_mib"] = torch.cuda.max_memory_reserved() / 2**20
         self.send(out)
 
     def finish(self) -> None:
@@ -519,8 +584,14 @@ class Link:
 
 def worker_main(args: argparse.Namespace) -> None:
     clock = Clock()
+    if args.device == "cuda":
+        import torch
+
+        clock.sync = torch.cuda.synchronize
     _patch_common(clock)
-    link = Link(args.cmd_fd, args.res_fd, clock, args.profile, args.worker)
+    link = Link(
+        args.cmd_fd, args.res_fd, clock, args.profile, args.worker, cuda=args.device == "cuda"
+    )
     workdir = Path(args.workdir)
     t0 = time.perf_counter()
     if args.worker in ("rlvr", "rlvr_best"):
@@ -604,7 +675,12 @@ def _shared_argv(args: argparse.Namespace) -> list[str]:
         "--rlvr-logprob-impl", args.rlvr_logprob_impl,
         "--reward", args.reward,
         "--best-engine", args.best_engine,
+        "--device", args.device,
+        "--dtype", args.dtype,
+        "--gpu-memory-utilization", str(args.gpu_memory_utilization),
     ]  # fmt: skip
+    if args.rollout_dtype:
+        out += ["--rollout-dtype", args.rollout_dtype]
 
     out += ["--threads", str(args.threads)]
     if args.profile:
@@ -755,11 +831,16 @@ def _summarize(
             "warmup": args.warmup,
             "reward": args.reward,
             "best_engine": args.best_engine,
+            "vllm_installed": _vllm_installed(),
             "reward_workers": args.reward_workers,
             "threads": args.threads,
             "rlvr_logprob_impl": args.rlvr_logprob_impl,
+            "device": args.device,
+            "dtype": args.dtype,
+            "precision": _precision(args),
         },
         "sides": sides,
+        "memory_basis": "cuda_max_memory_allocated" if args.device == "cuda" else "rss",
         "load_before": load_before,
         "load_after": load_after,
     }
@@ -785,6 +866,13 @@ def _summarize(
             "step_increment_mib": max(r["step_peak_mib"] - r["rss_before_mib"] for r in rs),
         }
         s[side]["step_peak_total_mib"] = s[side]["step_peak_mib"] + s[side]["helpers_peak_mib"]
+        if args.device == "cuda":  # the worker's CUDA allocator (reward workers use no GPU)
+            s[side]["cuda_step_peak_mib"] = max(r["cuda_peak_mib"] for r in rs)
+            s[side]["cuda_before_step_mib"] = _median([r["cuda_before_mib"] for r in rs])
+            s[side]["cuda_step_increment_mib"] = max(
+                r["cuda_peak_mib"] - r["cuda_before_mib"] for r in rs
+            )
+            s[side]["cuda_reserved_peak_mib"] = max(r["cuda_reserved_peak_mib"] for r in rs)
     trl_rows = [r.get("prompt_rows_checked", 0) for r in results["trl"] + warm["trl"]]
     trl_bad = [r.get("prompt_rows_mismatch", 0) for r in results["trl"] + warm["trl"]]
     s["prompt_ids_checked"] = max(trl_rows) if trl_rows else 0
@@ -801,12 +889,34 @@ def _summarize(
             "time_paired_max": max(paired),
             "peak_memory": s[side]["step_peak_total_mib"] / s["trl"]["step_peak_mib"],
         }
+        if args.device == "cuda":  # GPU memory is the ratio; host RSS kept beside it
+            ratios[side]["peak_rss"] = ratios[side]["peak_memory"]
+            ratios[side]["peak_memory"] = (
+                s[side]["cuda_step_peak_mib"] / s["trl"]["cuda_step_peak_mib"]
+            )
     s["ratios_vs_trl"] = ratios
     head = "rlvr_best" if "rlvr_best" in ratios else next(iter(ratios))
     s["step_ratio"] = ratios[head]["time_paired_median"]
     s["memory_ratio"] = ratios[head]["peak_memory"]
     s["ratio_side"] = head
     return s
+
+
+def _vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _precision(args: argparse.Namespace) -> str:
+    """What each side computes in, in words (summary.config.precision)."""
+    rollout = args.rollout_dtype or args.dtype
+    if args.dtype == "bfloat16":
+        trl = "TRL: model loaded in bfloat16, bf16=True (autocast), generate in bfloat16"
+    else:
+        trl = f"TRL: model in {args.dtype}, bf16=False"
+    rlvr = f"rlvr: model.dtype={args.dtype}, rlvr_best rollout.dtype={rollout}"
+    return f"{rlvr}; {trl}; both on {args.device}"
 
 
 def _param_count(model_dir: str) -> int | None:
@@ -836,8 +946,10 @@ def _print(
         f"one GRPO step ({c['scale'] or 'custom'}: {params}), B={c['B']} prompts x G={c['G']} "
         f"completions x {c['new_tokens']} tokens, micro-batch {c['micro_batch']}, reward "
         f"{c['reward']}, torch threads {c['threads'] or 'default'}; {c['reps']} measured steps "
-        f"per side after {c['warmup']} warm-up, alternating"
+        f"per side after {c['warmup']} warm-up, alternating; {c['device']}, {c['dtype']}"
     )
+    if c["device"] == "cuda":
+        print(f"  precision: {c['precision']}")
     for side in sides:
         print(f"  {SIDE_LABEL[side]:<10} {SIDE_HELP[side].format(engine=c['best_engine'])}")
     print(f"{s['load_before']} (start)   {s['load_after']} (end)")
@@ -860,6 +972,11 @@ def _print(
     row("  = total (MiB)", "step_peak_total_mib", "{:.0f}")
     row("RSS before step (MiB)", "rss_before_step_mib", "{:.0f}")
     row("process peak incl. set-up (MiB)", "process_peak_mib", "{:.0f}")
+    if c["device"] == "cuda":
+        row("CUDA max allocated, step (MiB)", "cuda_step_peak_mib", "{:.0f}")
+        row("  allocated before step (MiB)", "cuda_before_step_mib", "{:.0f}")
+        row("  step increment (MiB)", "cuda_step_increment_mib", "{:.0f}")
+        row("CUDA max reserved, step (MiB)", "cuda_reserved_peak_mib", "{:.0f}")
     print(
         f"prompt token ids identical (rlvr formatter vs TRL): "
         f"{s['prompt_ids_checked'] - s['prompt_ids_mismatch']}/{s['prompt_ids_checked']} rows"
@@ -871,9 +988,10 @@ def _print(
             f"ratios {r['time_paired_min']:.2f}..{r['time_paired_max']:.2f}; medians "
             f"{r['time']:.2f}), peak memory {r['peak_memory']:.2f}"
         )
+    basis = "CUDA max allocated" if c["device"] == "cuda" else "peak RSS"
     print(
         f"step_ratio {s['step_ratio']:.2f} (goal <= 0.50), memory_ratio "
-        f"{s['memory_ratio']:.2f} (goal <= 1.00)  [{SIDE_LABEL[s['ratio_side']]} vs TRL]"
+        f"{s['memory_ratio']:.2f} ({basis}; goal <= 1.00)  [{SIDE_LABEL[s['ratio_side']]} vs TRL]"
     )
     print()
     for line in _phase_table(results, sides):
@@ -909,6 +1027,16 @@ SCALES: dict[str, dict[str, Any]] = {
                   "intermediate_size": 1408, "vocab_size": 151936},
         "prompts": 4, "group": 8, "new_tokens": 64, "micro_batch": 8, "reward": "coin",
     },
+    # Qwen2.5-0.5B's shape, random weights built locally (tied embeddings: tiny_config); sized
+    # for one GPU (--device cuda). vLLM's KV cache: 0.1 of the GPU is far more than 64 x ~300
+    # tokens need (~0.25 GiB at bf16), and rlvr's default 0.3 would dominate memory_ratio.
+    "0.5b": {
+        "shape": {"hidden_size": 896, "num_layers": 24, "num_heads": 14, "num_kv_heads": 2,
+                  "intermediate_size": 4864, "vocab_size": 151936,
+                  "max_position_embeddings": 1024},
+        "prompts": 8, "group": 8, "new_tokens": 256, "micro_batch": 16, "reward": "coin",
+        "gpu_memory_utilization": 0.1,
+    },
 }  # fmt: skip
 
 
@@ -918,7 +1046,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", choices=sorted(SCALES), default=None,
         help="preset: quickstart (the bundled partly trained model, math reward), 25m (random "
         "24M model, 128 tokens), 100m (random model with a 151,936-token vocabulary, ~102M "
-        "parameters); the coin reward on random models. Explicit flags override the preset.",
+        "parameters), 0.5b (random Qwen2.5-0.5B-shaped model, 494M parameters, 256 tokens: "
+        "for --device cuda); the coin reward on random models. Explicit flags override the "
+        "preset.",
     )  # fmt: skip
     p.add_argument("--model", default=None, help="model dir (default: build a tiny model)")
     p.add_argument(
@@ -926,8 +1056,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of rlvr_best, rlvr (same work as TRL), trl",
     )  # fmt: skip
     p.add_argument(
-        "--best-engine", choices=["hf", "vllm"], default="vllm", help="rollout engine of rlvr_best"
-    )
+        "--best-engine", choices=["hf", "vllm"], default=None,
+        help="rollout engine of rlvr_best (default: vllm; on --device cuda vllm when it imports, "
+        "else hf)",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu",
+        help="where both sides run: rlvr train.device (and its engines), TRL's model",
+    )  # fmt: skip
+    p.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default=None,
+        help="weights and compute on both sides (default: float32 on cpu, bfloat16 on cuda): "
+        "rlvr model.dtype; TRL loads the model in it, bf16=True for bfloat16",
+    )  # fmt: skip
+    p.add_argument(
+        "--rollout-dtype", choices=["float32", "bfloat16"], default=None,
+        help="rlvr_best's rollout.dtype (default: --dtype; another dtype = its own engine copy)",
+    )  # fmt: skip
+    p.add_argument(
+        "--gpu-memory-utilization", type=float, default=0.3,
+        help="rlvr rollout.gpu_memory_utilization (vLLM on CUDA only)",
+    )  # fmt: skip
     p.add_argument(
         "--reward", choices=["math", "coin"], default="math",
         help="math: rlvr's math verifier; coin: scripts/bench_reward.py (random models)",
@@ -962,13 +1111,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _apply_scale(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Preset values for --scale, under any flag given explicitly."""
+    """Preset values for --scale, under any flag given explicitly; then the device's defaults
+    (--dtype, --best-engine) for whatever is still unset."""
     args = parser.parse_args(argv)
     if args.scale and not args.worker:
         preset = {k: v for k, v in SCALES[args.scale].items() if k != "shape"}
         parser.set_defaults(**preset)
         args = parser.parse_args(argv)
+    cuda = args.device == "cuda"
+    if args.dtype is None:
+        args.dtype = "bfloat16" if cuda else "float32"
+    if args.best_engine is None:
+        args.best_engine = "vllm" if not cuda or _vllm_installed() else "hf"
     return args
+
+
+def _require_cuda(args: argparse.Namespace) -> None:
+    """--device cuda with no CUDA device: stop before anything is built, saying why."""
+    if args.device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit(
+            f"bench_step.py --device cuda: no CUDA device is visible (torch "
+            f"{torch.__version__}, torch.cuda.is_available() is False); run on a GPU machine "
+            "or use --device cpu"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -976,6 +1145,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker_main(args)
     else:
+        _require_cuda(args)
         parent_main(args)
 
 

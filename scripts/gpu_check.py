@@ -1,6 +1,6 @@
 """The CUDA-only checks, one step at a time, each writing its figures (run by scripts/gpu_check.sh).
 
-    python scripts/gpu_check.py STEP --out DIR        # STEP: env | kernel | matmul | train | sync
+    python scripts/gpu_check.py STEP --out DIR   # STEP: env | kernel | matmul | train | bench | sync
 
 Every step writes ``DIR/<step>.json``: ``{"step", "status": "ok" | "skipped" | "failed",
 "reason"?, ...figures}``. A step that needs CUDA (or vLLM, or server mode) and finds none is
@@ -19,6 +19,10 @@ Every step writes ``DIR/<step>.json``: ``{"step", "status": "ok" | "skipped" | "
   ``rollout.engine=vllm`` when vLLM imports (else ``hf``), and the same at a random
   Qwen2.5-0.5B-shaped model in bf16; reports step time by phase, rollout tokens/s and the
   ``logprob_mismatch`` distribution from metrics.jsonl.
+* ``bench``: ``scripts/bench_step.py --scale 0.5b --device cuda`` (rlvr's best GRPO step
+  against TRL's, alternating, on a random Qwen2.5-0.5B-shaped model, bf16 on both sides) under
+  a timeout; ``bench.json`` holds its ratios and per-side figures, ``bench_step.json`` the raw
+  output.
 * ``sync``: server mode (``rlvr serve``) weight sync on one GPU, when the CLI has it.
 """
 
@@ -28,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -324,6 +329,87 @@ def step_train(out: Path, steps: int, timeout: int, smoke: bool) -> dict[str, An
     return {"status": "ok" if ok else "failed", **results}
 
 
+BENCH_SIDE_KEYS = (
+    "median_step_s",
+    "min_step_s",
+    "max_step_s",
+    "steps_s",
+    "warmup_s",
+    "cuda_step_peak_mib",
+    "cuda_before_step_mib",
+    "cuda_step_increment_mib",
+    "cuda_reserved_peak_mib",
+    "step_peak_mib",
+    "length_mean",
+    "zero_adv_fraction",
+    "skipped_rows",
+)
+
+
+def bench_command(out: Path, reps: int, sides: str) -> list[str]:
+    """The bench step's bench_step.py command line (0.5B shape, both sides on the GPU)."""
+    return [
+        sys.executable,
+        str(REPO / "scripts" / "bench_step.py"),
+        "--scale",
+        "0.5b",
+        "--device",
+        "cuda",
+        "--sides",
+        sides,
+        "--reps",
+        str(reps),
+        "--warmup",
+        "1",
+        "--reward-workers",
+        "1",
+        "--json",
+        str(out / "bench_step.json"),
+    ]
+
+
+def step_bench(out: Path, reps: int, timeout: int, sides: str) -> dict[str, Any]:
+    if not _has_cuda():
+        return {"status": "skipped", "reason": "no CUDA device"}
+    cmd = bench_command(out, reps, sides)
+    raw, log = out / "bench_step.json", out / "bench_step.log"
+    raw.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    with log.open("w") as fh:  # its own session: a timeout ends its worker processes too
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = None
+    result: dict[str, Any] = {
+        "cmd": " ".join(cmd[1:]),
+        "rc": rc,
+        "wall_s": time.perf_counter() - t0,
+    }
+    tail = log.read_text(errors="replace")[-3000:]
+    if rc is None:
+        reason = f"bench_step.py timed out after {timeout}s"
+        return {"status": "failed", "reason": reason, **result, "tail": tail}
+    data = _read(raw)
+    if rc != 0 or not data:
+        return {"status": "failed", "reason": "bench_step.py failed", **result, "tail": tail}
+    summary = data.get("summary", {})
+    result |= {
+        "step_ratio": data.get("step_ratio"),
+        "memory_ratio": data.get("memory_ratio"),
+        "memory_basis": summary.get("memory_basis"),
+        "ratio_side": summary.get("ratio_side"),
+        "ratios_vs_trl": summary.get("ratios_vs_trl"),
+        "config": summary.get("config"),
+        "setup_s": summary.get("setup_s"),
+    }
+    for side in summary.get("sides", []):
+        result[side] = {k: summary[side][k] for k in BENCH_SIDE_KEYS if k in summary[side]}
+    return {"status": "ok", **result}
+
+
 def step_sync(out: Path) -> dict[str, Any]:
     if not _has_cuda():
         return {"status": "skipped", "reason": "no CUDA device"}
@@ -354,12 +440,22 @@ def step_sync(out: Path) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("step", choices=["env", "matmul", "kernel", "train", "sync"])
+    p.add_argument("step", choices=["env", "matmul", "kernel", "train", "bench", "sync"])
     p.add_argument("--out", type=Path, required=True, help="directory for <step>.json")
     p.add_argument("--shape", default="16384x896x151936", help="kernel N x d x V")
-    p.add_argument("--reps", type=int, default=5, help="timed kernel repetitions")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=5,
+        help="timed kernel repetitions; bench: measured steps per side",
+    )
     p.add_argument("--steps", type=int, default=4, help="GRPO steps per training check")
-    p.add_argument("--timeout", type=int, default=240, help="seconds per training run")
+    p.add_argument(
+        "--timeout", type=int, default=240, help="seconds per training run / the bench run"
+    )
+    p.add_argument(
+        "--sides", default="rlvr_best,trl", help="bench: bench_step.py --sides (with trl)"
+    )
     p.add_argument(
         "--cpu-smoke",
         action="store_true",
@@ -378,6 +474,8 @@ def main() -> int:
             result = step_kernel(args.out, n, d, v, args.reps, args.cpu_smoke)
         elif args.step == "train":
             result = step_train(args.out, args.steps, args.timeout, args.cpu_smoke)
+        elif args.step == "bench":
+            result = step_bench(args.out, args.reps, args.timeout, args.sides)
         else:
             result = step_sync(args.out)
     except Exception as exc:  # noqa: BLE001 - a failed step is recorded, the script goes on

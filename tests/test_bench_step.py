@@ -1,4 +1,5 @@
-"""scripts/bench_step.py: presets, and the ratios its --json reports (no benchmark is run)."""
+"""scripts/bench_step.py: presets, device settings, and the ratios its --json reports (no
+benchmark is run)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,46 @@ def test_coin_reward_is_deterministic_with_rate_p() -> None:
     assert scores == [coin_reward(f"completion {i}") for i in range(4000)]
     assert 0.12 < sum(scores) / len(scores) < 0.18
     assert coin_reward("x", p=0.0) == 0.0 and coin_reward("x", p=1.0) == 1.0
+
+
+def test_cuda_settings_reach_both_sides_and_cpu_stays_fp32(tmp_path: Path) -> None:
+    from rlvr.config import Recipe
+
+    b = _load()
+    args = b._apply_scale(b.build_parser(), ["--scale", "0.5b", "--device", "cuda"])
+    assert (args.prompts, args.group, args.new_tokens, args.dtype) == (8, 8, 256, "bfloat16")
+    shape = b.SCALES["0.5b"]["shape"]
+    assert (shape["hidden_size"], shape["num_layers"], shape["vocab_size"]) == (896, 24, 151936)
+    assert (shape["num_heads"], shape["num_kv_heads"], shape["intermediate_size"]) == (14, 2, 4864)
+    args.model, args.num_train = str(tmp_path), 100
+    for best in (True, False):
+        r = Recipe.model_validate(b.rlvr_recipe(args, tmp_path, best))
+        assert r.train.device == "cuda" and r.model.dtype == "bfloat16"
+        assert (r.rollout.dtype or r.model.dtype) == "bfloat16"
+    trl = b.trl_config_kwargs(args, tmp_path)
+    assert trl["use_cpu"] is False and trl["bf16"] is True
+    cpu = b._apply_scale(b.build_parser(), ["--scale", "25m"])
+    assert (cpu.device, cpu.dtype, cpu.best_engine) == ("cpu", "float32", "vllm")
+    cpu.model, cpu.num_train = str(tmp_path), 100
+    r = Recipe.model_validate(b.rlvr_recipe(cpu, tmp_path, True))
+    assert r.train.device == "cpu" and r.model.dtype == "float32" and r.rollout.dtype == "float32"
+    trl = b.trl_config_kwargs(cpu, tmp_path)
+    assert trl["use_cpu"] is True and trl["bf16"] is False
+
+
+def test_cuda_memory_ratio_is_the_cuda_allocator_peak() -> None:
+    b = _load()
+    args = b._apply_scale(b.build_parser(), ["--model", "/nonexistent", "--device", "cuda"])
+
+    def step(t: float, rss: float, cuda: float) -> dict:
+        return {**_step(t, rss), "cuda_before_mib": 100.0, "cuda_peak_mib": cuda,
+                "cuda_reserved_peak_mib": cuda + 50.0}  # fmt: skip
+
+    results = {"rlvr_best": [step(1.0, 90.0, 300.0)], "trl": [step(2.0, 200.0, 600.0)]}
+    finals = {s: {"process_peak_mib": 0.0} for s in results}
+    s = b._summarize(args, ["rlvr_best", "trl"], results, {"rlvr_best": [], "trl": []}, finals,
+                     "", "")  # fmt: skip
+    assert s["memory_basis"] == "cuda_max_memory_allocated" and s["memory_ratio"] == 0.5
+    assert s["ratios_vs_trl"]["rlvr_best"]["peak_rss"] == 0.5  # (90 + 10) / 200, host side
+    assert s["rlvr_best"]["cuda_step_increment_mib"] == 200.0 and s["step_ratio"] == 0.5
+    assert s["config"]["device"] == "cuda" and "bf16=True" in s["config"]["precision"]

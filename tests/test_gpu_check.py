@@ -34,9 +34,30 @@ def test_gpu_check_skips_cuda_steps_with_reasons(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["env"]["status"] == "ok" and summary["env"]["cuda_available"] is False
-    for step in ("tests", "matmul", "kernel", "train", "sync"):
+    for step in ("tests", "matmul", "kernel", "bench", "train", "sync"):
         assert summary[step]["status"] == "skipped", (step, summary[step])
         assert summary[step]["reason"] == "no CUDA device"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
+def test_bench_step_on_cuda_without_cuda_says_so() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/bench_step.py"),
+            "--scale",
+            "0.5b",
+            "--device",
+            "cuda",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "--device cuda: no CUDA device is visible" in proc.stderr, proc.stdout + proc.stderr
 
 
 def test_gpu_check_kernel_and_train_steps_run_on_cpu(tmp_path: Path) -> None:
