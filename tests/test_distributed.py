@@ -213,31 +213,100 @@ def _run_recipe(tiny_model_dir: Path, out: Path, fixtures: Path, steps: int) -> 
     }
 
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def three_steps(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """The metrics of 3 steps of the run recipe in one plain process (the reference)."""
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import train_recipe
+
+    out = tmp_path_factory.mktemp("reference")
+    reference = Recipe.model_validate(_run_recipe(tiny_model_dir, out, FIXTURES, 3))
+    train_recipe(reference)
+    rows = read_metrics(reference.run_dir / "metrics.jsonl")
+    assert any(r["grad_norm"] > 0 for r in rows)
+    return rows
+
+
+def assert_same_run(rows: list[dict], expected: list[dict], world_sizes: list[int]) -> None:
+    assert [r["step"] for r in rows] == [r["step"] for r in expected]
+    assert [r["world_size"] for r in rows] == world_sizes
+    for want, got in zip(expected, rows, strict=True):
+        for key in COMPARED:
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
+
+
+def _resumed(tree: dict, steps: int, **train: object) -> Recipe:
+    return Recipe.model_validate(
+        {**tree, "resume": True, "train": {**tree["train"], "steps": steps, **train}}
+    )
+
+
 @pytest.mark.multiprocess
 def test_resume_at_another_world_size_continues_the_run(
-    tiny_model_dir: Path, tmp_path: Path, fixtures_dir: Path
+    tiny_model_dir: Path, tmp_path: Path, three_steps: list[dict]
 ) -> None:
     """2 steps at W=2 (torchrun), then 1 at W=1 (resume) equals 3 steps at W=1."""
     from rlvr.metrics import read_metrics
     from rlvr.trainer import train_recipe
 
-    reference = Recipe.model_validate(_run_recipe(tiny_model_dir, tmp_path / "a", fixtures_dir, 3))
-    train_recipe(reference)
-    expected = read_metrics(reference.run_dir / "metrics.jsonl")
-
-    tree = _run_recipe(tiny_model_dir, tmp_path / "b", fixtures_dir, 2)
+    tree = _run_recipe(tiny_model_dir, tmp_path / "b", FIXTURES, 2)
     path = tmp_path / "b.yaml"
     path.write_text(yaml.safe_dump(tree))
     torchrun(2, "-m", "rlvr", "train", str(path), "train.world_size=2")
-    resumed = Recipe.model_validate(
-        {**tree, "resume": True, "train": {**tree["train"], "steps": 3}}
-    )
+    resumed = _resumed(tree, 3)
     train_recipe(resumed)
-    rows = read_metrics(resumed.run_dir / "metrics.jsonl")
+    assert_same_run(read_metrics(resumed.run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
 
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    assert [r["world_size"] for r in rows] == [2, 2, 1]
-    assert any(r["grad_norm"] > 0 for r in expected)
-    for want, got in zip(expected, rows, strict=True):
-        for key in COMPARED:
-            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-6), (got["step"], key)
+
+@pytest.mark.multiprocess
+def test_fsdp2_run_checkpoints_and_resumes_at_any_world_size(
+    tiny_model_dir: Path, tmp_path: Path, three_steps: list[dict]
+) -> None:
+    """`torchrun -m rlvr train` with train.strategy=fsdp2: 2 steps at W=2 equal the plain
+    run's; the checkpoint (dcp/ shards + HF files, no optimizer.pt) continues the run for
+    step 3 under fsdp2 at W=1 and in a plain single process."""
+    import shutil
+
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import train_recipe
+
+    tree = _run_recipe(tiny_model_dir, tmp_path / "f", FIXTURES, 2)
+    tree["train"]["strategy"] = "fsdp2"
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    done = torchrun(2, "-m", "rlvr", "train", str(path), "train.world_size=2")
+    assert "strategy: fsdp2" in done.stdout + done.stderr
+    run_dir = tmp_path / "f" / "ws"
+    ckpt = run_dir / "checkpoints" / "step_000002"
+    assert (ckpt / "dcp" / ".metadata").is_file() and (ckpt / "model.safetensors").is_file()
+    assert not (ckpt / "optimizer.pt").exists()
+    shutil.copytree(tmp_path / "f", tmp_path / "plain")
+
+    torchrun(1, "-m", "rlvr", "train", str(path), "resume=true", "train.steps=3")
+    assert_same_run(read_metrics(run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
+
+    plain = _resumed({**tree, "output_dir": str(tmp_path / "plain")}, 3, strategy=None)
+    train_recipe(plain)
+    assert_same_run(read_metrics(plain.run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
+
+
+@pytest.mark.multiprocess
+def test_replicated_checkpoint_resumes_under_fsdp2(
+    tiny_model_dir: Path, tmp_path: Path, three_steps: list[dict]
+) -> None:
+    """A plain run's checkpoint (optimizer.pt, whole) continues under fsdp2 at W=2: the
+    optimizer state is broadcast from rank 0 and sharded."""
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import train_recipe
+
+    tree = _run_recipe(tiny_model_dir, tmp_path / "r", FIXTURES, 2)
+    train_recipe(Recipe.model_validate(tree))
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    args = ("resume=true", "train.steps=3", "train.strategy=fsdp2")
+    torchrun(2, "-m", "rlvr", "train", str(path), *args)
+    rows = read_metrics(tmp_path / "r" / "ws" / "metrics.jsonl")
+    assert_same_run(rows, three_steps, [1, 1, 2])
