@@ -6,8 +6,9 @@ Extraction (:mod:`rewards.math_extract`): on the text after the last ``</think>`
 ``mode="auto"`` (default) boxed first (the last group of adjacent boxes, joined as a list),
 then an ``<answer>`` tag, then explicit answer phrases ("final answer is", "Answer:"; the
 expression, not the sentence; a phrase after the last box overrides it), then the last math
-expression (``$..$``, ``\\[..\\]``, a trailing number). ``mode="answer"`` drops the last-
-expression fallback; ``mode="boxed"`` is the strict boxed-only format.
+expression (``$..$``, ``\\[..\\]``, a trailing number; inline math ends at its line, and a
+``$``/``\\(`` pair across lines yields nothing). ``mode="answer"`` drops the last-expression
+fallback; ``mode="boxed"`` is the strict boxed-only format.
 
 Comparison, after the answer-form rewrites of :mod:`rewards.math_forms` on both sides
 (punctuation, mixed numbers, e-notation, set-builder bars, subscript text, redundant braces,

@@ -22,8 +22,18 @@ leaves nothing). In ``mode="auto"`` (the default) the first rule that yields a c
    words (two letters or more, outside LaTeX commands) is the answer as a whole (``-\\frac{10}{9}``, ``1 000``).
 5. **Last math expression** (the fallback of Math-Verify, lighteval and Qwen2.5-Math's
    grader): whichever ends last of the last math span (``$$..$$``, ``\\[..\\]``, ``\\(..\\)``,
-   inline ``$..$`` on one line, prose-like spans skipped) and the last plain number outside
-   math spans ("... so the total is 12.").
+   ``$..$``, prose-like spans skipped) and the last plain number outside math spans
+   ("... so the total is 12.").
+
+*Inline math ends at its line* (rules 3 and 5; Math-Verify's inline regexes, whose ``$..$``
+and ``\\(..\\)`` contents exclude ``\\n``; display ``$$..$$`` and ``\\[..\\]`` may cross lines).
+An inline pair whose closer is on a later line than its opener (``Answer $ \\n 9 \\n $``,
+``\\( \\n \\frac12 \\n \\)``) is no span, and its content is markup, not prose: no plain number
+is read from inside it (else ``$ \\n \\frac{1}{2} \\n $`` gave ``2``), an answer phrase before it
+states nothing, and when it is the last expression the response has no answer (not an
+earlier number). A ``$`` pair around prose (two words or more: ``$5 per hour.\\n ... 20 $``)
+is currency and its numbers are read. Boxes are found by their braces and do not depend on
+delimiters (``$\\boxed{\\n9\\n}$`` is 9).
 
 ``mode="answer"`` stops after rule 3 (explicit answers only); ``mode="boxed"`` uses rule 1
 only (strict format, for training rewards that demand ``\\boxed{}``).
@@ -160,8 +170,11 @@ def _phrase_expression(rest: str) -> str | None:
         close = _SPAN_CLOSE[m.group(1)]
         end = rest.find(close, m.end())
         if end > m.end():
-            inner = rest[m.end() : end].strip()
-            if inner:
+            content = rest[m.end() : end]
+            if _malformed_inline(m.group(1), content):
+                return None  # inline math across lines: no span, nothing read (rule 5 decides)
+            inner = content.strip()
+            if inner and not (m.group(1) in _INLINE and "\n" in content):
                 return inner
     cut = _SENTENCE_END.search(rest)
     chunk = rest[: cut.start()] if cut else rest
@@ -192,54 +205,77 @@ def _last_phrase(region: str, start: int, max_chars: int) -> str | None:
 
 _DELIM = re.compile(r"\\\$|\$\$|\$|\\\[|\\\]|\\\(|\\\)")
 _OPENERS = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}
+_INLINE = ("$", "\\(")  # inline delimiters: a span of theirs ends at its line
 MAX_SPAN_CHARS = 4000
 _PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 
 
-def _spans(region: str) -> list[tuple[int, int, str]]:
-    """(start, end, content) of the math spans, in one left-to-right pass over delimiters.
+def _spans(region: str) -> list[tuple[int, int, str, bool]]:
+    """(start, end, content, readable) of the math spans, in one left-to-right pass.
 
-    An opener waits for its own closer; an inline ``$`` span may not cross a line; a span
-    longer than ``MAX_SPAN_CHARS`` is abandoned at the delimiter that finds it too long (no
-    rewinding, so the cost stays linear in the text). ``\\$`` is a dollar sign, not a delimiter.
+    An opener waits for its own closer; a span longer than ``MAX_SPAN_CHARS`` is abandoned at
+    the delimiter that finds it too long (no rewinding, so the cost stays linear in the text).
+    ``\\$`` is a dollar sign, not a delimiter. *Inline math ends at its line*: an inline pair
+    (``$..$``, ``\\(..\\)``) whose closer is on a later line is no span (``readable`` False, see
+    :func:`_malformed_inline`); one whose content is prose (``$5 per hour ... 20 $``) is
+    currency, not math: it is dropped and its closer may open a new span.
     """
-    out: list[tuple[int, int, str]] = []
+    out: list[tuple[int, int, str, bool]] = []
     open_tok: str | None = None
-    open_end = 0
-    open_start = 0
+    open_end = open_start = 0
+    line_end = -1
     for m in _DELIM.finditer(region):
         tok = m.group(0)
         if tok == "\\$":
             continue
         if open_tok is not None:
             too_long = m.start() - open_end > MAX_SPAN_CHARS
-            crossed = open_tok == "$" and "\n" in region[open_end : m.start()]
-            if tok == _OPENERS[open_tok] and not too_long and not crossed:
-                out.append((open_start, m.end(), region[open_end : m.start()]))
-                open_tok = None
-                continue
+            crossed = open_tok in _INLINE and 0 <= line_end < m.start()
+            if tok == _OPENERS[open_tok] and not too_long:
+                content = region[open_end : m.start()]
+                if not crossed or not _is_prose(content):
+                    out.append((open_start, m.end(), content, not crossed))
+                    open_tok = None
+                    continue
             if not (too_long or crossed):
                 continue  # another delimiter inside the span
             open_tok = None
         if tok in _OPENERS:
             open_tok, open_start, open_end = tok, m.start(), m.end()
+            # the opener's line end, looked for no further than a span may reach (linear)
+            line_end = region.find("\n", open_end, open_end + MAX_SPAN_CHARS + 1)
     return out
 
 
+def _malformed_inline(opener: str, content: str) -> bool:
+    """An inline pair (``$``, ``\\(``) whose content crosses a line and is not prose."""
+    return opener in _INLINE and "\n" in content and not _is_prose(content)
+
+
 def _last_expression(region: str, max_chars: int) -> str | None:
-    """Rule 4: the later of the last math span and the last plain number outside spans."""
+    """Rule 5: the later of the last math span and the last plain number outside spans.
+
+    A line-crossing inline pair (no span, see :func:`_spans`) hides its numbers, and when it
+    ends last the rule finds no answer (not an earlier number).
+    """
     best_span: tuple[int, str] | None = None
     best_num: tuple[int, str] | None = None
+    bad_end = -1
     cursor = 0
-    for start, end, content in _spans(region):
+    for start, end, content, readable in _spans(region):
         for n in _NUMBER.finditer(region, cursor, start):
             best_num = (n.end(), n.group(0))
         cursor = end
+        if not readable:
+            bad_end = end
+            continue
         inner = content.strip()
         if inner and len(inner) <= max_chars and not _is_prose(inner):
             best_span = (end, inner)
     for n in _NUMBER.finditer(region, cursor):
         best_num = (n.end(), n.group(0))
+    if bad_end > max(best_span[0] if best_span else -1, best_num[0] if best_num else -1):
+        return None
     if best_span and (best_num is None or best_span[0] >= best_num[0]):
         return best_span[1]
     return best_num[1].rstrip(",") if best_num else None

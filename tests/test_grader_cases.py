@@ -61,6 +61,25 @@ def test_bad_case_file_names_the_row(tmp_path: Path) -> None:
         va.read_case_file(f)
 
 
+# huggingface/Math-Verify tests/test_all.py:132-136 (5d148cf, Apache-2.0), also lighteval's
+# test_extractive_match.py:326-330 (3fd1526): "Separate line shouldn't work for inline latex".
+# Those suites are not shipped (``--suite`` reads a clone); the rows that set rlvr's rule are
+# kept here so that the rule is checked without them.
+_LINE_ROWS = [
+    ("$9$", "Answer $ \n 9 \n $", 0),
+    ("$9$", "Answer \\( \n 9 \n \\)", 0),
+    ("$9$", "Answer \\[ \n 9 \n \\]", 1),
+    ("$9$", "Answer $$ \n 9 \n $$", 1),
+]
+
+
+@pytest.mark.parametrize(("gold", "pred", "expected"), _LINE_ROWS)
+def test_math_verify_inline_line_rows(gold: str, pred: str, expected: int) -> None:
+    case = va.Case("math-verify", "test_all.py", "test_latex_notation", 0, gold, pred, expected)
+    (result,) = va.score([case], "auto")
+    assert result["got"] == expected
+
+
 def test_answer_cases_are_boxed() -> None:
     case = va.Case("s", "f", "fn", 1, "1", "$\\frac{1}{2}$", 1, pred_kind="answer")
     assert va.completion_of(case) == "\\boxed{\\frac{1}{2}}"

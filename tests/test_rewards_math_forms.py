@@ -78,6 +78,61 @@ def test_several_boxes_rule(completion: str, extracted: str) -> None:
     assert extract_answer(completion) == extracted
 
 
+# -- inline math ends at its line -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "extracted"),
+    [
+        # an inline pair across lines is no span, and nothing is read from inside it
+        ("Answer $ \n 9 \n $", None),
+        ("Answer \\( \n 9 \n \\)", None),
+        ("Answer $ \n \\frac{1}{2} \n $", None),  # was "2": a digit of the markup
+        ("Answer \\(\n\\frac{1}{2}\n\\)", None),
+        ("We have 3 apples. So $ \n 9 \n $", None),  # not the earlier 3
+        ("Answer: $ \n 9 \n $", None),  # after an answer phrase too
+        ("The answer is \\(\n9\n\\)", None),
+        # display math may cross lines; inline math on one line is read
+        ("Answer \\[ \n 9 \n \\]", "9"),
+        ("Answer $$ \n 9 \n $$", "9"),
+        ("Answer $ 9 $", "9"),
+        ("Answer \\( 9 \\)", "9"),
+        ("So $x=1$.\nThus $y = 2$.", "y = 2"),
+        ("Answer: \\(x^2+1\\)\nas claimed", "x^2+1"),
+        # what follows a broken pair is read as before
+        ("Answer $ \n 9 \n $ and then $7$", "7"),
+        ("Answer $ \n 9 \n $, so the total is 12.", "12"),
+        # a box is found by its braces, whatever the delimiters around it
+        ("$\\boxed{\n9\n}$", "9"),
+        ("$ \n \\boxed{9} \n $", "9"),
+        # dollars around prose are currency: their numbers are read
+        ("The cost is $5 per hour.\nIn 4 hours he earns 20 $", "20"),
+        ("He paid $5 and then\n$7 more for the rest", "7"),
+        ("- Apples: $3\n- Pears: $4\n- Total: $7", "7"),
+        ("It costs $5.\nThen 12", "12"),
+        ("Step 1: $a = 2$\nStep 2: $b = 3$\nSo the answer is 5", "5"),
+    ],
+)
+def test_inline_math_ends_at_its_line(completion: str, extracted: str | None) -> None:
+    assert extract_answer(completion) == extracted
+
+
+@pytest.mark.parametrize(
+    ("completion", "answer", "expected"),
+    [
+        ("Answer $ \n \\frac{1}{2} \n $", "2", 0.0),  # scored 1.0 before the rule
+        ("Answer $ \n 9 \n $", "9", 0.0),  # Math-Verify's test_latex_notation row
+        ("Answer \\( \n 9 \n \\)", "9", 0.0),
+        ("Answer \\[ \n 9 \n \\]", "9", 1.0),
+        ("Answer $$ \n 9 \n $$", "9", 1.0),
+        ("We have 3 apples. So $ \n 9 \n $", "3", 0.0),
+        ("The answer is $\\frac{1}{2}$.\n", "\\frac{1}{2}", 1.0),
+    ],
+)
+def test_inline_math_ends_at_its_line_scored(completion: str, answer: str, expected: float) -> None:
+    assert math_reward(completion, answer) == expected
+
+
 @pytest.mark.parametrize(
     ("completion", "answer", "expected"),
     [
@@ -333,7 +388,16 @@ def test_costly_answers_cut_early_and_counted(completion: str) -> None:
 
 @pytest.mark.parametrize(
     "completion",
-    ["\\[" * 25_000, "\\(" * 25_000, "$" * 50_000, "$$" * 25_000, "\\$" * 25_000],
+    [
+        "\\[" * 25_000,
+        "\\(" * 25_000,
+        "$" * 50_000,
+        "$$" * 25_000,
+        "\\$" * 25_000,
+        "$ a \n" * 10_000,  # inline pairs across lines
+        "\\(" + "$" * 49_000,
+        "$5 per hour and\n" * 3_000,
+    ],
 )
 def test_unclosed_math_delimiters_scan_linearly(completion: str) -> None:
     t0 = time.perf_counter()
