@@ -428,9 +428,10 @@ class TrainConfig(Section):
     strategy: Literal["ddp", "fsdp2", "deepspeed"] | None = Field(
         None,
         description="Trainer-rank strategy this run must use (None: the launcher's; accelerate "
-        "configs set it): ddp = replicated weights, gradient SUM all-reduce; fsdp2 / deepspeed "
-        "are checked at start and refused until the training loop runs them "
-        "(rlvr/distributed.py). A mismatch with the launcher stops with StrategyError.",
+        "configs set it): ddp = replicated weights, gradient SUM all-reduce; fsdp2 = weights, "
+        "gradients and optimizer state sharded (fully_shard, ranks in lockstep, DCP "
+        "checkpoints); deepspeed is refused until the loop runs it (rlvr/distributed.py). A "
+        "mismatch with the launcher stops with StrategyError.",
     )
     max_nonfinite_steps: int = Field(
         3,
