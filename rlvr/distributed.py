@@ -53,9 +53,10 @@ the ranks move in lockstep, since every FSDP2 forward is a collective:
     checkpoint  DCP of the sharded model and optimizer from every rank + the HF files from
                 rank 0; resume reads it back at any world size (DCP reshards)
 
-Rank 0's rollout engine under fsdp2 is its own unsharded copy (HF ``generate``), synced
-from the gathered weights. LoRA, CURE (the policy's entropies while generating), soft
-thinking and rollout servers are refused under fsdp2 (:func:`refuse_unsupported`).
+Rank 0's rollout engine under fsdp2 is its own unsharded copy (HF ``generate``) or the vLLM
+servers (``rollout.mode=server``; their receipt probe is a forward every rank joins), synced
+from the gathered weights. LoRA, CURE (the policy's entropies while generating) and soft
+thinking are refused under fsdp2 (:func:`refuse_unsupported_fsdp2`).
 ``deepspeed`` without the package raises :class:`DeepSpeedNotInstalledError` (install it:
 ``pip install deepspeed``); with it, :class:`StrategyError` (ZeRO is not wired in yet).
 """
@@ -416,10 +417,9 @@ def refuse_unsupported_fsdp2(recipe: Any) -> None:
     refused = [
         (recipe.lora is not None, "lora (LoRA under FSDP2 is not wired in yet)"),
         (
-            getattr(r, "mode", "colocate") == "server",
-            "rollout.mode=server (its probe runs the learner's model on rank 0 alone)",
+            getattr(r, "mode", "colocate") == "colocate" and r.engine == "vllm",
+            "rollout.engine=vllm colocated (rank 0 generates with an HF copy, or use servers)",
         ),
-        (r.engine == "vllm", "rollout.engine=vllm (rank 0 generates with an HF copy)"),
         (r.cure is not None, "rollout.cure (the policy's entropies while generating)"),
         (r.soft_thinking is not None, "rollout.soft_thinking (reads the sharded embeddings)"),
     ]
@@ -557,6 +557,8 @@ def serve(learner: Any, dist: DistEnv) -> int:
             updates += 1
         elif cmd == "weights":  # FSDP2: the engine sync gathers the full weights on rank 0
             learner.weights()
+        elif cmd == "probe":  # FSDP2: the servers' receipt probe is a forward of every rank
+            learner.probe_logprobs(message["ids"])
         elif cmd == "checkpoint":  # FSDP2: every rank writes its shards
             learner.save_weights(Path(message["dir"]))
         elif cmd == "resume":  # FSDP2: every rank reads its shards (any world size)

@@ -183,6 +183,15 @@ class Learner:
             return full_state_dict(self.model).items()
         return self.model.state_dict().items()
 
+    def probe_logprobs(self, token_ids: list[int]) -> list[float]:
+        """The policy's log-probs of ``token_ids[1:]`` (the rollout servers' sync receipt,
+        rlvr/rollout/receipt.py); FSDP2: a forward every rank joins."""
+        from rlvr.rollout.receipt import trainer_logprobs
+
+        if self.dist.sharded:
+            self.dist.command({"cmd": "probe", "ids": list(token_ids)})
+        return trainer_logprobs(self.model, token_ids)
+
     def save_weights(self, path: Path) -> None:
         """The policy (Hugging Face files) and the optimizer state into checkpoint ``path``;
         FSDP2 (collective): ``path/dcp`` from every rank plus the HF files from rank 0."""
@@ -311,6 +320,8 @@ class Learner:
             )
             out[idx, : ln - 1] = logp
             ent_out[idx, : ln - 1] = ent
+        if self.dist.sharded:  # FSDP2 keeps the root's parameters (embeddings, final norm,
+            model.reshard()  # LM head) whole after a forward; a no-grad pass has no backward
         return out, ent_out
 
     def _logprobs(

@@ -254,7 +254,11 @@ class Trainer:
         if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
             try:
                 start_servers(
-                    engine, self.model, self.sampler, step=self.step, sync=injected or self.step > 0
+                    engine,
+                    self.learner,
+                    self.sampler,
+                    step=self.step,
+                    sync=injected or self.step > 0,
                 )
             except Exception:
                 self.close()

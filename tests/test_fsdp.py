@@ -61,10 +61,7 @@ def test_fsdp2_refusals_are_named_before_any_process_group(tiny_model_dir: Path)
     base = {"model": {"path": str(tiny_model_dir)}, "train": {"strategy": "fsdp2"}}
     refused = {
         "lora": {"lora": {"rank": 4}},
-        "rollout.mode=server": {
-            "rollout": {"mode": "server", "server": {"urls": ["http://127.0.0.1:1"]}}
-        },
-        "rollout.engine=vllm": {"rollout": {"engine": "vllm"}},
+        "rollout.engine=vllm colocated": {"rollout": {"engine": "vllm"}},
         "rollout.cure": {"rollout": {"engine": "hf", "cure": {}}},
         "rollout.soft_thinking": {"rollout": {"engine": "hf", "soft_thinking": {}}},
     }

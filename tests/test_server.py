@@ -115,29 +115,31 @@ def restore(server):
 
 
 def _recipe(url: str, out: Path, resume: bool = False, **rollout) -> Recipe:
-    return Recipe.model_validate(
-        {
-            "resume": resume,
-            "name": "server",
-            "output_dir": str(out),
-            "seed": 0,
-            "model": {"path": str(MODEL)},
-            "data": {"source": "arithmetic", "arithmetic": {"num_train": 64, "num_eval": 8}},
-            "rollout": {
-                "mode": "server",
-                "server": {"urls": [url], "timeout_s": TIMEOUT_S},
-                "group_size": 4,
-                "max_new_tokens": 16,
-                "max_model_len": MAX_LEN,
-                **rollout,
-            },
-            "rewards": [{"name": "math"}],
-            "reward_runner": {"num_workers": 1},
-            "train": {"steps": 3, "prompts_per_step": 4, "lr": 1e-3, "threads": 1},
-            "checkpoint": {"every": 100, "save_final": False},
-            "logging": {"tensorboard": False, "plots": False, "progress": False},
-        }
-    )
+    return Recipe.model_validate(_tree(url, out, resume, **rollout))
+
+
+def _tree(url: str, out: Path, resume: bool = False, **rollout) -> dict:
+    return {
+        "resume": resume,
+        "name": "server",
+        "output_dir": str(out),
+        "seed": 0,
+        "model": {"path": str(MODEL)},
+        "data": {"source": "arithmetic", "arithmetic": {"num_train": 64, "num_eval": 8}},
+        "rollout": {
+            "mode": "server",
+            "server": {"urls": [url], "timeout_s": TIMEOUT_S},
+            "group_size": 4,
+            "max_new_tokens": 16,
+            "max_model_len": MAX_LEN,
+            **rollout,
+        },
+        "rewards": [{"name": "math"}],
+        "reward_runner": {"num_workers": 1},
+        "train": {"steps": 3, "prompts_per_step": 4, "lr": 1e-3, "threads": 1},
+        "checkpoint": {"every": 100, "save_final": False},
+        "logging": {"tensorboard": False, "plots": False, "progress": False},
+    }
 
 
 def test_server_mode_trains_with_receipts_and_reproducible_seeds(server, restore, tmp_path):
@@ -161,6 +163,37 @@ def test_server_mode_trains_with_receipts_and_reproducible_seeds(server, restore
         ]
     finally:
         trainer.close()
+
+
+@pytest.mark.multiprocess
+def test_fsdp2_ranks_train_against_the_server(server, restore, tmp_path):
+    """Two ranks under train.strategy=fsdp2: rank 0 sends the gathered weights after every
+    update and each receipt lands (the probe is a forward every rank joins)."""
+    import sys
+
+    import yaml
+
+    tree = _tree(server["url"], tmp_path)
+    tree["train"].update(steps=2, strategy="fsdp2")
+    path = tmp_path / "fsdp2.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*cmd, "-m", "rlvr", "train", str(path), "train.world_size=2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = read_metrics(tmp_path / "server" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["world_size"] == 2
+        assert 0 <= r["sync/receipt_max_abs"] <= 1e-4
+        assert r["logprob_mismatch"] <= 1e-4
 
 
 def test_tied_head_left_out_stops_the_run_with_a_checkpoint(server, restore, tmp_path):

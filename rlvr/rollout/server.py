@@ -389,23 +389,23 @@ def server_engine(recipe: Any, tokenizer: Any) -> VLLMServerEngine:
 
 
 def start_servers(
-    engine: VLLMServerEngine, model: Any, sampler: Any, *, step: int, sync: bool
+    engine: VLLMServerEngine, learner: Any, sampler: Any, *, step: int, sync: bool
 ) -> float:
     """Attach the receipt probe (held-out prompts of the training task, else a fixed text) and
     gate the start: with ``sync`` (a resumed run, or a server shared with an earlier run) the
     trainer's weights (those after ``step`` updates) are sent, tagged ``v{step}``, and
     receipted; otherwise the servers must already serve them. The sync after update k is
     tagged ``v{k}``. Returns the largest delta."""
-    from rlvr.rollout.receipt import build_probe, trainer_logprobs
+    from rlvr.rollout.receipt import build_probe
 
     examples = list(sampler.eval_examples[:8])
     lists = [sampler.formatter.token_ids(ex) for ex in examples]
     if sum(len(ids) for ids in lists) < 2:
         lists = [sampler.tokenizer.encode("The quick brown fox jumps over the lazy dog. 12+34=46")]
-    engine.attach_probe(build_probe(lists), lambda ids: trainer_logprobs(model, ids))
+    engine.attach_probe(build_probe(lists), learner.probe_logprobs)
     engine.weight_version = step - 1 if sync else step
     if sync:
-        engine.update_weights(model.state_dict().items())
+        engine.update_weights(learner.weights())
         return max(r.delta for r in engine.last_receipts)
     delta = engine.check_start()
     log.info("rollout servers %s serve the trainer's policy (probe delta %.2g)", engine.urls, delta)

