@@ -103,10 +103,13 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def adapter_state_dict(model: Any) -> dict[str, torch.Tensor]:
-    """The adapter's tensors under the names peft saves them (``adapter_model.safetensors``)."""
+    """The adapter's tensors under the names peft saves them (``adapter_model.safetensors``):
+    the live parameters, not copies (as ``Learner.weights`` hands out the full state dict); a
+    consumer copies them before the next optimizer step (every engine's ``update_weights``
+    does, synchronously)."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def adapter_config(model: Any) -> dict[str, Any]:

@@ -60,14 +60,25 @@ class Registry:
         self._items: dict[str, Any] = {}
         self._discovered = False
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, *, replace: bool = False) -> Callable[[T], T]:
+        """Register the decorated object as ``name``; a different object already under that
+        name is refused (``ValueError``) unless ``replace``."""
+
         def deco(obj: T) -> T:
-            if name in self._items and self._items[name] is not obj:
+            if not replace and name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
             return obj
 
         return deco
+
+    def registered(self, name: str) -> Any | None:
+        """The object registered as ``name`` so far, or None: no discovery, no targets."""
+        return self._items.get(name)
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error if it is not registered)."""
+        self._items.pop(name, None)
 
     def discover(self) -> None:
         """Import every module of ``package`` (ending in ``suffix``) once; each registers its

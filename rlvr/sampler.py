@@ -286,7 +286,8 @@ class Sampler:
 
     def evaluate(self, tag: str) -> dict[str, float]:
         """Held-out accuracy (rlvr/heldout.py): greedy, and pass@1 averaged over
-        ``eval.samples`` samples; correct = the ``reward_runner.accuracy_key`` component > 0.5."""
+        ``eval.samples`` samples; correct = the ``reward_runner.accuracy_key`` component > 0.5.
+        Without an ``accuracy_key`` nothing is generated (``{}``): no pass could be scored."""
         from rlvr.heldout import heldout_accuracy
 
         e = self.recipe.eval
@@ -295,10 +296,13 @@ class Sampler:
             log.warning("eval: the dataset has no held-out split; skipping %s eval", tag)
             return {}
         key = self.recipe.reward_runner.accuracy_key
+        if key is None:
+            log.warning("eval: reward_runner.accuracy_key is unset; skipping %s eval", tag)
+            return {}
 
         def score(exs: list[dict], groups: list[list[Completion]]) -> Any:
             components = self.score(exs, groups).components
-            if key is None or key not in components:
+            if key not in components:  # known only once the first (greedy) pass is scored
                 log.warning("eval: reward_runner.accuracy_key is not a reward component")
                 return None
             return [[float(v) > 0.5 for v in row] for row in components[key]], None

@@ -1,10 +1,11 @@
 """Generation throughput of the eval harness: vLLM vs transformers.generate, same model, one run.
 
-Both backends evaluate the same suite with the same settings through ``eval.runner.run_eval``;
+Both engines evaluate the same suite with the same settings through ``eval.runner.run_eval``;
 throughput is generated tokens / seconds spent inside ``engine.generate`` (engine start-up and
-scoring excluded, reported separately).  Both engines are started first and the backends then
-alternate ``--repeats`` times, so background load on a shared machine hits both alike; the
-median is reported.  By default a tiny random Qwen2 model is built with
+scoring excluded, reported separately).  Both engines are started first and then alternate
+``--repeats`` times, so background load on a shared machine hits both alike; the median is
+reported.  ``--engines`` picks them (default ``vllm,hf``; ``--backends``, its old name, is still
+read with a deprecation warning).  By default a tiny random Qwen2 model is built with
 ``rlvr.data.tiny`` and the arithmetic suite is used, so the script runs offline on CPU::
 
     python scripts/bench_eval_throughput.py                      # tiny model, arithmetic
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -29,14 +31,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def _run_once(backend: str, engine: Any, args: argparse.Namespace, model: str, out: Path) -> dict:
+def _run_once(name: str, engine: Any, args: argparse.Namespace, model: str, out: Path) -> dict:
     from eval.runner import EvalSettings, run_eval
 
     settings = EvalSettings(
         model=model,
         suites=[args.suite],
-        out=str(out / backend),
-        engine=backend,
+        out=str(out / name),
+        engine=name,
         n=args.n,
         temperature=args.temperature,
         top_p=args.top_p,
@@ -63,33 +65,33 @@ def _run_once(backend: str, engine: Any, args: argparse.Namespace, model: str, o
 
 
 def _bench(
-    backends: list[str], args: argparse.Namespace, model: str, out: Path
+    names: list[str], args: argparse.Namespace, model: str, out: Path
 ) -> list[dict[str, Any]]:
-    """Start every engine, then alternate the backends ``repeats`` times (fair under load)."""
+    """Start every engine, then alternate them ``repeats`` times (fair under load)."""
     import statistics
 
     from rlvr.rollout import build_engine
 
     engines: dict[str, Any] = {}
     startup: dict[str, float] = {}
-    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
+    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in names}
     try:
-        for b in backends:
+        for b in names:
             t0 = time.perf_counter()
             engines[b] = build_engine(b, model, dtype=args.dtype, seed=args.seed)
             startup[b] = time.perf_counter() - t0
         for _ in range(args.repeats):
-            for b in backends:
+            for b in names:
                 runs[b].append(_run_once(b, engines[b], args, model, out))
     finally:
         for e in engines.values():
             e.close()
     results = []
-    for b in backends:
+    for b in names:
         tps = [r["tokens_per_s"] for r in runs[b]]
         results.append(
             {
-                "backend": b,
+                "engine": b,
                 "engine_startup_s": startup[b],
                 "tokens_per_s": statistics.median(tps),
                 "tokens_per_s_runs": tps,
@@ -108,7 +110,25 @@ def _bench(
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def _engine_names(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The engines of ``--engines`` (or ``--backends``, its deprecated name; both given must
+    agree)."""
+    text = args.engines
+    if args.backends is not None:
+        if text is not None and text != args.backends:
+            p.error(
+                f"--engines {text} and --backends {args.backends} disagree: pass --engines only "
+                "(--backends is its deprecated name)"
+            )
+        text = args.backends
+        logging.getLogger("rlvr").warning("--backends is deprecated: use --engines (same values)")
+    names = [b.strip() for b in (text or "vllm,hf").split(",") if b.strip()]
+    if not names:
+        p.error("--engines: name at least one engine (vllm, hf)")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=None, help="model dir (default: build a tiny model)")
     p.add_argument("--suite", default="arithmetic")
@@ -121,12 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chunk-size", type=int, default=None, help="problems per generate call")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backends", default="vllm,hf")
-    p.add_argument("--repeats", type=int, default=3, help="alternating runs per backend")
+    p.add_argument("--engines", default=None, help="comma-separated (default: vllm,hf)")
+    # the old name of --engines: accepted with a deprecation warning, hidden from --help
+    p.add_argument("--backends", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per engine")
     p.add_argument("--tiny-hidden", type=int, default=128, help="hidden size of the tiny model")
     p.add_argument("--tiny-layers", type=int, default=4, help="layers of the tiny model")
     p.add_argument("--out", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
+    engines = _engine_names(p, args)
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
     out = Path(args.out or tempfile.mkdtemp(prefix="rlvr_bench_eval_"))
@@ -144,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 intermediate_size=4 * args.tiny_hidden,
             )
         model = str(build_tiny_model(out / "tiny_model", **shape))
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    results = _bench(backends, args, model, out)
+    results = _bench(engines, args, model, out)
     import torch
 
     report = {
@@ -160,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "results": results,
     }
-    by = {r["backend"]: r for r in results}
+    by = {r["engine"]: r for r in results}
     if "vllm" in by and "hf" in by and by["hf"]["tokens_per_s"]:
         report["vllm_over_hf"] = by["vllm"]["tokens_per_s"] / by["hf"]["tokens_per_s"]
     (out / "throughput.json").write_text(json.dumps(report, indent=2))
@@ -169,13 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         f"max_tokens={args.max_tokens}, {report['device']}"
     )
     print(
-        f"{'backend':8} {'startup s':>10} {'tokens':>8} {'median tok/s':>13} {'mean len':>9} "
+        f"{'engine':8} {'startup s':>10} {'tokens':>8} {'median tok/s':>13} {'mean len':>9} "
         f"{'trunc':>6}  tok/s per run"
     )
     for r in results:
         runs = ", ".join(f"{v:.0f}" for v in r["tokens_per_s_runs"])
         print(
-            f"{r['backend']:8} {r['engine_startup_s']:10.1f} {r['generated_tokens']:8d} "
+            f"{r['engine']:8} {r['engine_startup_s']:10.1f} {r['generated_tokens']:8d} "
             f"{r['tokens_per_s']:13.1f} {r['mean_completion_tokens']:9.1f} "
             f"{r['truncation_rate']:6.2f}  [{runs}]"
         )

@@ -13,7 +13,8 @@ from eval.suites import get_suite, load_examples
 
 
 def _settings(argv: list[str]) -> Any:
-    return load_settings(build_parser().parse_args(argv))[0]
+    # parsed as ``rlvr eval`` parses (eval.cli.main): positionals may follow flags
+    return load_settings(build_parser().parse_intermixed_args(argv))[0]
 
 
 def test_flags_override_yaml_and_suite_files(tmp_path: Path) -> None:
@@ -104,6 +105,9 @@ def test_recipe_positional_overrides_and_flags(tmp_path: Path) -> None:
     assert s.sampling_for(get_suite("math500"))["n"] == 2
     # flags win over a dotted override of the same key
     assert _settings([str(cfg), "n=3", "--n", "6"]).n == 6
+    # overrides after a flag, as `rlvr eval e.yaml --seed 5 n=3` (intermixed parsing)
+    late = _settings([str(cfg), "--seed", "7", "n=3"])
+    assert (late.n, late.seed) == (3, 7)
     # --config is the same file; two files are refused
     assert _settings(["--config", str(cfg)]).n == 8
     with pytest.raises(ValueError, match="one recipe file at most"):

@@ -202,3 +202,36 @@ def test_trainer_evaluate_matches_the_old_formula(
     assert set(got) == {"eval/greedy", "eval/pass@1"}
     assert got == pytest.approx(want, abs=1e-6)
     assert 0 < got["eval/pass@1"] < 1  # a reward that varies: the comparison can fail
+
+
+def test_sampler_evaluate_generates_nothing_without_an_accuracy_key() -> None:
+    """``reward_runner.accuracy_key: null``: no pass could be scored, so ``Sampler.evaluate``
+    returns ``{}`` before generating (it used to run the greedy pass first); with a key that the
+    rewards do not produce, only the greedy pass runs (the sampled one is skipped)."""
+    from types import SimpleNamespace
+
+    from rlvr.config import EvalConfig, RewardRunnerConfig
+    from rlvr.sampler import Sampler
+
+    engine = ScriptedEngine(None, ["2", "5"], [["2", "2"], ["4", "1"]])
+
+    def fake(key: str | None) -> Any:
+        recipe = SimpleNamespace(
+            eval=EvalConfig(num_problems=2, samples=2),
+            reward_runner=RewardRunnerConfig(accuracy_key=key),
+        )
+        return SimpleNamespace(
+            recipe=recipe,
+            eval_examples=EXAMPLES,
+            engine=engine,
+            formatter=SimpleNamespace(token_ids=lambda ex: [1, 2]),
+            sampling=lambda step, **kw: SamplingParams(
+                n=kw["n"], temperature=kw["temperature"], max_tokens=kw["max_tokens"]
+            ),
+            score=lambda exs, groups: SimpleNamespace(components={"math": [[1.0] for _ in exs]}),
+        )
+
+    assert Sampler.evaluate(fake(None), "before") == {}
+    assert engine.calls == []
+    assert Sampler.evaluate(fake("other"), "before") == {}
+    assert [sp.temperature for sp, _ in engine.calls] == [0.0]

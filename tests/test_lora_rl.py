@@ -244,3 +244,44 @@ def test_vllm_max_lora_rank_is_one_vllm_accepts() -> None:
     assert [max_lora_rank(r) for r in (1, 4, 8, 16, 17, 300)] == [1, 8, 8, 16, 32, 320]
     with pytest.raises(ValueError, match="up to 512"):
         max_lora_rank(600)
+
+
+def test_vllm_adapter_sync_wakes_the_weights_and_keeps_the_prefix_cache(monkeypatch) -> None:
+    """``lora.sync=adapter`` on the colocated vLLM engine (no vLLM needed: a stand-in LLM): the
+    weights wake (the adapter is copied into LoRA buffers allocated with them), the prefix cache
+    is not reset (its block hashes carry the LoRA version); a full-weight sync resets it."""
+    from unittest.mock import MagicMock
+
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    def engine(lora_config):
+        e = object.__new__(VLLMEngine)
+        e.llm, e.lora_config, e._asleep = MagicMock(), lora_config, {"weights", "kv_cache"}
+        return e
+
+    loaded = []
+    monkeypatch.setattr(VLLMEngine, "_load_adapter", lambda self, w: loaded.append(w))
+    a = torch.zeros(2, 3)
+    e = engine({"r": 4})
+    e.update_weights([("base_model.model.q_proj.lora_A.weight", a)])
+    assert [n for n, _ in loaded[0]] == ["base_model.model.q_proj.lora_A.weight"]
+    e.llm.wake_up.assert_called_once_with(tags=["weights"])
+    assert e._asleep == {"kv_cache"}
+    e.llm.reset_prefix_cache.assert_not_called()
+    e.llm.collective_rpc.assert_not_called()
+    full = engine(None)
+    full.update_weights([("model.embed_tokens.weight", a)])
+    full.llm.collective_rpc.assert_called_once()
+    full.llm.reset_prefix_cache.assert_called_once_with()
+
+
+def test_adapter_state_dict_hands_out_the_live_adapter(tiny_model_dir: Path) -> None:
+    """No copies: the adapter tensors share the trainable parameters' storage."""
+    from rlvr.lora import adapter_state_dict
+
+    learner = lora_learner(tiny_model_dir)
+    live = {p.data_ptr() for p in learner.model.parameters() if p.requires_grad}
+    state = adapter_state_dict(learner.model)
+    assert state and all("lora_" in k for k in state)
+    assert {t.data_ptr() for t in state.values()} == live
+    assert not any(t.requires_grad for t in state.values())

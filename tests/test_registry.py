@@ -122,3 +122,21 @@ def test_throwaway_estimator_file_used_from_a_recipe(tmp_path, tiny_model_dir, m
     trainer.close()
     rows = read_metrics(recipe.run_dir / "metrics.jsonl")
     assert rows and "loss" in rows[-1]
+
+
+def test_registry_register_replace_registered_unregister() -> None:
+    """The public API stage registration uses (rlvr/stages/registry.py): ``registered`` looks a
+    name up without discovery, ``replace=True`` lets a name be registered again with a different
+    object, ``unregister`` forgets it."""
+    reg = Registry("thing", "rlvr.nonexistent_package")  # discovery would fail: never run
+    a, b = object(), object()
+    assert reg.registered("x") is None
+    assert reg.register("x")(a) is a and reg.register("x")(a) is a  # the same object: fine
+    with pytest.raises(ValueError, match="thing 'x' is already registered"):
+        reg.register("x")(b)
+    assert reg.registered("x") is a
+    reg.register("x", replace=True)(b)
+    assert reg.registered("x") is b and reg.get("x") is b
+    reg.unregister("x")
+    reg.unregister("x")  # already gone: no error
+    assert reg.registered("x") is None

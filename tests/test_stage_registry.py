@@ -95,7 +95,7 @@ def test_a_throwaway_stage_file_is_chained_by_a_pipeline(tmp_path: Path) -> None
         ]
         assert notes == ["hi", "bye"]
     finally:
-        STAGES._items.pop("note_test", None)  # registered by loading the file; leave no trace
+        STAGES.unregister("note_test")  # registered by loading the file; leave no trace
 
 
 def test_recipe_sections_passed_whole_match_their_runners() -> None:
@@ -122,13 +122,27 @@ def test_recipe_sections_passed_whole_match_their_runners() -> None:
         assert set(section.model_fields) - exclude <= params, (section.__name__, runner.__name__)
 
 
-def test_sft_train_threads_is_accepted_as_the_old_name(caplog):
+def test_sft_train_threads_is_accepted_as_the_old_name(caplog, monkeypatch, tmp_path):
+    """``train.threads`` is read as top-level ``threads`` through rlvr.config.renamed_key: one
+    deprecation warning (as every renamed key), both names with different values refused."""
+    import rlvr.config
+    from rlvr.config import RecipeError, load_recipe
     from rlvr.stages.sft_recipe import SFTRecipe
 
+    monkeypatch.setattr(rlvr.config, "_warned_renames", set())
     data = {"model": {"path": "m"}, "data": {"path": "x.jsonl"}, "train": {"threads": 3}}
+    old = tmp_path / "sft.yaml"
+    old.write_text("model: {path: m}\ndata: {path: x.jsonl}\ntrain: {threads: 3, steps: 2}\n")
     with caplog.at_level("WARNING", logger="rlvr"):
-        recipe = SFTRecipe.model_validate(data)
-    assert recipe.threads == 3
-    assert "train.threads is deprecated" in caplog.text
+        recipe = load_recipe(old, schema=SFTRecipe)
+        assert (recipe.threads, recipe.train.steps) == (3, 2)
+        assert load_recipe(old, schema=SFTRecipe).threads == 3
+        assert SFTRecipe.model_validate({**data, "threads": None}).threads == 3
+        assert SFTRecipe.model_validate({**data, "threads": 3}).threads == 3
+    warned = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert warned == ["SFTRecipe: 'train.threads' is deprecated, write 'threads' (same values)"]
     with pytest.raises(ValueError, match="set threads once"):
         SFTRecipe.model_validate({**data, "threads": 2})
+    with pytest.raises(RecipeError, match="set threads once"):
+        load_recipe(old, ["threads=2"], schema=SFTRecipe)
+    assert SFTRecipe.model_validate({**data, "train": {}}).threads is None

@@ -74,13 +74,9 @@ def resolve_template(suite: Suite, template: str | None) -> str:
         return PROMPT_TEMPLATES[suite.prompt_template]
     if template in PROMPT_TEMPLATES:
         return PROMPT_TEMPLATES[template]
-    from rlvr.data.prompts import DEPRECATED_PLACEHOLDER, PLACEHOLDER
+    from rlvr.data.prompts import check_template
 
-    if PLACEHOLDER not in template and DEPRECATED_PLACEHOLDER not in template:
-        raise ValueError(
-            f"prompt template {template!r} is neither a registered name "
-            f"({', '.join(PROMPT_TEMPLATES)}) nor a string containing '{PLACEHOLDER}'"
-        )
+    check_template(template, "prompt template", names=list(PROMPT_TEMPLATES))
     return template
 
 

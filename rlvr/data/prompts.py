@@ -35,9 +35,18 @@ DEPRECATED_PLACEHOLDER = "{problem}"
 _warned_deprecated = False
 
 
-def check_template(template: str, key: str = "data.prompt_template") -> None:
-    """Raise naming ``key`` when ``template`` has neither ``{prompt}`` nor ``{problem}``."""
+def check_template(
+    template: str, key: str = "data.prompt_template", *, names: Sequence[str] = ()
+) -> None:
+    """Raise naming ``key`` when ``template`` has neither ``{prompt}`` nor ``{problem}``;
+    ``names``: the registered template names the caller also accepts (eval's), listed in the
+    error."""
     if PLACEHOLDER not in template and DEPRECATED_PLACEHOLDER not in template:
+        if names:
+            raise ValueError(
+                f"{key} {template!r} is neither a registered name ({', '.join(names)}) "
+                f"nor a string containing '{PLACEHOLDER}'"
+            )
         raise ValueError(f"{key} must contain '{PLACEHOLDER}' (got {template!r})")
 
 

@@ -21,7 +21,8 @@ LoRA adapter sync (``lora.sync: adapter``): built with ``lora_config`` (the adap
 :meth:`update_weights` takes the adapter's tensors (peft's saved names): version k is
 written to its own directory and every later sample carries ``LoRARequest("policy-v{k}", k,
 dir)``; version k-1 is removed from vLLM's cache and disk, so vLLM's silent least-recently-used
-eviction past ``max_loras`` never picks the adapter in use.
+eviction past ``max_loras`` never picks the adapter in use. The prefix cache is not reset on an
+adapter sync (its block hashes include the LoRA request's name and path, new per version).
 Until the first sync the engine samples from the base, which is the policy while B = 0.
 """
 
@@ -172,17 +173,22 @@ class VLLMEngine(RolloutEngine):
 
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         weights = [(name, t.detach()) for name, t in named_tensors]
-        self._wake(["weights"])  # the KV cache stays released until generate
+        # The KV cache stays released until generate. The weights wake in both branches: vLLM's
+        # add_lora activates the adapter at once, copying it into the LoRA buffers that were
+        # allocated with the base weights (sleep mode's "weights" pool).
+        self._wake(["weights"])
         if self.lora_config is not None:  # the adapter, as a new LoRA request version
+            # No prefix-cache reset: a cached block's hash includes its request's LoRA name
+            # and path, new with every version, so no block of the old policy can be reused.
             self._load_adapter(weights)
-        else:
-            if any("lora_" in name for name, _ in weights):
-                raise ValueError(
-                    "the vLLM engine got LoRA adapter tensors but was built without "
-                    "lora_config (enable_lora): build it with the adapter's config"
-                )
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
-        self.llm.reset_prefix_cache()
+            return
+        if any("lora_" in name for name, _ in weights):
+            raise ValueError(
+                "the vLLM engine got LoRA adapter tensors but was built without "
+                "lora_config (enable_lora): build it with the adapter's config"
+            )
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        self.llm.reset_prefix_cache()  # cached blocks were computed with the old weights
 
     def _load_adapter(self, weights: list[tuple[str, torch.Tensor]]) -> None:
         from safetensors.torch import save_file

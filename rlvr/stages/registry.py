@@ -57,11 +57,9 @@ def register_stage(
 
     def deco(runner: F) -> F:
         spec = StageKind(kind, schema, runner, help, description, command, pipeline_overrides)
-        old = STAGES._items.get(kind)
-        if old is not None and _same_source(old.runner, runner):
-            STAGES._items[kind] = spec  # the same file imported again (module and file target)
-        else:
-            STAGES.register(kind)(spec)
+        old = STAGES.registered(kind)
+        # the same file imported again (as a module and as a file target) replaces itself
+        STAGES.register(kind, replace=old is not None and _same_source(old.runner, runner))(spec)
         runner.stage_kind = spec  # type: ignore[attr-defined]  # found by a pkg.mod:fn target
         return runner
 

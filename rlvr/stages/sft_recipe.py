@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from rlvr.config import ArithmeticConfig, DataConfig, Section
+from rlvr.config import ArithmeticConfig, DataConfig, Section, renamed_key
 from rlvr.data.datasets import DataError, _read_jsonl, _read_parquet
 from rlvr.data.prompts import prompt_messages
 from rlvr.stages.common import StageEval, StageRecipe, heldout_eval, start_stage, write_json
@@ -71,18 +71,17 @@ class SFTRecipe(StageRecipe):
     @model_validator(mode="before")
     @classmethod
     def _threads_moved(cls, data: Any) -> Any:
-        """``train.threads`` (before the stages shared one base) is now top-level ``threads``."""
+        """``train.threads`` (before the stages shared one base) is now top-level ``threads``:
+        read as such by :func:`rlvr.config.renamed_key` (its deprecation warning, and its
+        refusal of both names with different values)."""
         train = data.get("train") if isinstance(data, dict) else None
-        if isinstance(train, dict) and "threads" in train:
-            train = dict(train)
-            threads = train.pop("threads")
-            if data.get("threads") not in (None, threads):
-                raise ValueError(
-                    "set threads once: top-level threads (train.threads is its old name)"
-                )
-            log.warning("train.threads is deprecated in SFT recipes: use top-level threads")
-            data = {**data, "train": train, "threads": threads}
-        return data
+        if not (isinstance(train, dict) and "threads" in train):
+            return data
+        train = dict(train)
+        data = {**data, "train": train, "train.threads": train.pop("threads")}
+        if data.get("threads") is None:  # an explicit null is the default, not a second value
+            data.pop("threads", None)
+        return renamed_key(data, "train.threads", "threads", "SFTRecipe")
 
 
 def load_sft_rows(cfg: SFTData) -> list[dict[str, Any]]:
