@@ -329,6 +329,46 @@ def step_train(out: Path, steps: int, timeout: int, smoke: bool) -> dict[str, An
     return {"status": "ok" if ok else "failed", **results}
 
 
+def step_dist(out: Path, steps: int, timeout: int) -> dict[str, Any]:
+    """train.strategy=fsdp2 on the GPU (torchrun, one rank: the cpu:gloo,cuda:nccl group,
+    DTensor shards on CUDA, the registered log-prob forward, the gathered sync) against a
+    plain process on the same recipe and seed: the same losses and gradient norms."""
+    if not _has_cuda():
+        return {"status": "skipped", "reason": "no CUDA device"}
+    base = [
+        f"train.steps={steps}",
+        "rollout.engine=hf",
+        "eval.before=false",
+        "eval.after=false",
+        "logging.progress=false",
+        "checkpoint.save_final=false",
+    ]
+    plain = _train(out / "run_plain", base, timeout)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    run_dir = out / "run_fsdp2"
+    cmd = [*launcher, "--nproc_per_node=1", "-m", "rlvr", "train"]
+    cmd += [str(REPO / "recipes/quickstart.yaml"), *base, "train.strategy=fsdp2"]
+    cmd += [f"output_dir={run_dir.parent}", f"name={run_dir.name}", "resume=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    fsdp2: dict[str, Any] = {"rc": proc.returncode}
+    if proc.returncode != 0:
+        fsdp2["stderr_tail"] = proc.stderr[-2000:]
+    a, b = _metrics(out / "run_plain"), _metrics(run_dir)
+    compared = {}
+    for key in ("loss", "grad_norm", "reward/mean", "kl"):
+        pairs = [(x[key], y[key]) for x, y in zip(a, b, strict=False) if key in x and key in y]
+        if pairs:
+            compared[key] = max(abs(x - y) / max(abs(x), 1e-8) for x, y in pairs)
+    ok = plain.get("rc") == 0 and proc.returncode == 0 and len(a) == len(b) == steps
+    ok = ok and all(v <= 1e-3 for v in compared.values())
+    return {
+        "status": "ok" if ok else "failed",
+        "plain": plain,
+        "fsdp2": fsdp2,
+        "max_rel_diff": compared,
+    }
+
+
 BENCH_SIDE_KEYS = (
     "median_step_s",
     "min_step_s",
@@ -440,7 +480,7 @@ def step_sync(out: Path) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("step", choices=["env", "matmul", "kernel", "train", "bench", "sync"])
+    p.add_argument("step", choices=["env", "matmul", "kernel", "train", "bench", "dist", "sync"])
     p.add_argument("--out", type=Path, required=True, help="directory for <step>.json")
     p.add_argument("--shape", default="16384x896x151936", help="kernel N x d x V")
     p.add_argument(
@@ -476,6 +516,8 @@ def main() -> int:
             result = step_train(args.out, args.steps, args.timeout, args.cpu_smoke)
         elif args.step == "bench":
             result = step_bench(args.out, args.reps, args.timeout, args.sides)
+        elif args.step == "dist":
+            result = step_dist(args.out, args.steps, args.timeout)
         else:
             result = step_sync(args.out)
     except Exception as exc:  # noqa: BLE001 - a failed step is recorded, the script goes on

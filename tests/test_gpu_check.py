@@ -34,7 +34,7 @@ def test_gpu_check_skips_cuda_steps_with_reasons(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["env"]["status"] == "ok" and summary["env"]["cuda_available"] is False
-    for step in ("tests", "matmul", "kernel", "bench", "train", "sync"):
+    for step in ("tests", "matmul", "kernel", "bench", "train", "dist", "sync"):
         assert summary[step]["status"] == "skipped", (step, summary[step])
         assert summary[step]["reason"] == "no CUDA device"
 
