@@ -467,6 +467,12 @@ class LoraConfig(Section):
         "W + (alpha/r) B A (out of place), or the adapter as a versioned vLLM LoRA "
         "request (colocated vLLM engine only).",
     )
+    save_merged: bool = Field(
+        False,
+        description="Checkpoints also hold merged/: the merged model W + (alpha/r) B A as a "
+        "plain Hugging Face model (config, safetensors, tokenizer) that transformers and vLLM "
+        "load without peft. Checkpoints always hold the adapter.",
+    )
 
 
 class CheckpointConfig(Section):

@@ -203,6 +203,11 @@ class Learner:
             return
         self.model.save_pretrained(path, safe_serialization=True)
         torch.save(self.optimizer.state_dict(), path / OPTIMIZER_FILE)
+        if self.lora is not None and self.lora.save_merged:  # lora.save_merged: W + (a/r) B A
+            from rlvr.fsdp import export_hf
+            from rlvr.lora import MERGED_DIR, merged_state_dict
+
+            export_hf(self.model, merged_state_dict(self.model), path / MERGED_DIR)
 
     def load_optimizer_state(self, path: Path) -> None:
         """The optimizer state of checkpoint ``path`` (written at any world size, by either

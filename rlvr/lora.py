@@ -31,6 +31,9 @@ import torch
 ADAPTER_CONFIG = "adapter_config.json"
 
 
+MERGED_DIR = "merged"  # lora.save_merged: the merged model inside a checkpoint
+
+
 def peft_lora_config(rank: int, alpha: float, dropout: float, target_modules: Any) -> Any:
     """The peft ``LoraConfig`` for a causal LM (shared by the SFT stage and RL)."""
     from peft import LoraConfig

@@ -111,9 +111,17 @@ def test_lora_checkpoint_holds_the_adapter_and_resume_continues(
     train_recipe(full)
     expected = read_metrics(full.run_dir / "metrics.jsonl")
 
-    part = _run(tiny_model_dir, tmp_path / "b", fixtures_dir, 2)
+    lora = {**LORA, "save_merged": True}
+    part = _run(tiny_model_dir, tmp_path / "b", fixtures_dir, 2, lora=lora)
     _, trainer = train_recipe(part)
     ckpt = part.run_dir / "checkpoints" / "step_000002"
+    merged = AutoModelForCausalLM.from_pretrained(ckpt / "merged", dtype=torch.float32).eval()
+    assert (ckpt / "merged" / "tokenizer_config.json").is_file()  # servable as is
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21, 25]])
+    with torch.no_grad():
+        want_logits = trainer.model.eval()(input_ids=ids).logits
+        got_logits = merged(input_ids=ids).logits
+    torch.testing.assert_close(got_logits, want_logits, rtol=0, atol=1e-5)  # W + (a/r) B A
     assert (ckpt / "adapter_model.safetensors").is_file()
     assert (ckpt / "adapter_config.json").is_file()
     assert not (ckpt / "model.safetensors").exists()  # the adapter alone
