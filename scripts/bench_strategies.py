@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python scripts/bench_strategies.py [--model 30m|tiny | --model-dir DIR]
         [--nproc 2] [--no-kl] [--rows 16] [--micro-batch 4] [--updates 3]
-        [--strategies single,ddp,fsdp2] [--json OUT]
+        [--strategies single,ddp,fsdp2] [--malloc-trim] [--json OUT]
 
 Each strategy runs in its own processes, started by this script: ``single`` as one plain
 process (no process group), ``ddp`` and ``fsdp2`` as ``torchrun --standalone
@@ -19,11 +19,19 @@ Per rank it records
     gathered_mib    fsdp2: bytes of full (all-gathered) parameters still held when the
                     measured updates ended, on top of the shards: FSDP2 does not reshard a
                     root unit after forward (embeddings, final norm, tied lm_head), and the
-                    reference model's forward has no backward to reshard it; the script
-                    reshards (``FSDPModule.reshard``) after reading this, before params_mib
+                    reference model's forward has no backward to reshard it (the learner's
+                    no-grad pass reshards, so 0 is expected); the script reshards
+                    (``FSDPModule.reshard``) after reading this, before params_mib
     grads_mib       gradient bytes held when the optimizer steps (local shards under fsdp2;
                     the policy's gradients are freed after the step, ``zero_grad(set_to_none)``)
     adam_mib        AdamW state bytes (exp_avg, exp_avg_sq, step; local shards under fsdp2)
+    rss_built_mib   resident memory right after the Learner was built
+    build_peak_rss_mib  the largest resident memory up to then (VmHWM: imports, loading the
+                    weights, sharding them)
+    rss_trimmed_mib ``--malloc-trim`` only: resident memory right after the build once glibc's
+                    ``malloc_trim(0)`` has returned the free heap pages to the OS (with the
+                    flag the script trims again before every update, so rss_before_mib and
+                    peak_rss_mib then leave out what malloc kept from earlier work)
     rss_before_mib  resident memory just before a measured update (the largest of them)
     peak_rss_mib    the largest resident memory during a measured update: VmHWM is reset
                     through /proc/self/clear_refs ("5") before each update and read after it
@@ -130,6 +138,16 @@ def _status_kib(field: str) -> int:
     return 0
 
 
+def _malloc_trim() -> bool:
+    """glibc ``malloc_trim(0)``: give the free heap memory back to the OS (False: no glibc)."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) >= 0)
+    except (OSError, AttributeError):
+        return False
+
+
 def _reset_peak() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -179,6 +197,10 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     learner = Learner(recipe, pad_id=PAD, weights_path=args.model_dir, resumed=False)
     rss_built = _status_kib("VmRSS")
+    build_peak = _status_kib("VmHWM")
+    rss_trimmed = None
+    if args.malloc_trim and _malloc_trim():
+        rss_trimmed = _status_kib("VmRSS") / 1024
 
     grads: list[int] = []
     step = learner.optimizer.step
@@ -194,6 +216,8 @@ def worker(args: argparse.Namespace) -> None:
     update = learner.update
 
     def measured(batch: Any) -> Any:
+        if args.malloc_trim:
+            _malloc_trim()
         before = _status_kib("VmRSS")
         reset = _reset_peak()
         t0 = time.perf_counter()
@@ -251,6 +275,9 @@ def worker(args: argparse.Namespace) -> None:
         "adam_mib": _nbytes(adam) / MIB,
         "rss_start_mib": rss_start / 1024,
         "rss_built_mib": rss_built / 1024,
+        "build_peak_rss_mib": build_peak / 1024,
+        "malloc_trim": args.malloc_trim,
+        "rss_trimmed_mib": rss_trimmed,
         "rss_before_mib": max(c["rss_before_kib"] for c in timed) / 1024,
         "peak_rss_mib": max(c["hwm_kib"] for c in timed) / 1024,
         "warmup_peak_rss_mib": calls[0]["hwm_kib"] / 1024,
@@ -273,6 +300,7 @@ def launch(strategy: str, model_dir: str, out: Path, args: argparse.Namespace) -
     worker_args += ["--model-dir", model_dir, "--out", str(out), "--rows", str(args.rows)]
     worker_args += ["--micro-batch", str(args.micro_batch), "--updates", str(args.updates)]
     worker_args += [] if args.kl else ["--no-kl"]
+    worker_args += ["--malloc-trim"] if args.malloc_trim else []
     if strategy == "single":
         cmd, nproc = [sys.executable, *worker_args], 1
     else:
@@ -293,6 +321,7 @@ COLUMNS = [
     ("gathered_mib", "{:.2f}"),
     ("grads_mib", "{:.1f}"),
     ("adam_mib", "{:.1f}"),
+    ("rss_built_mib", "{:.0f}"),
     ("rss_before_mib", "{:.0f}"),
     ("peak_rss_mib", "{:.0f}"),
     ("update_s_median", "{:.2f}"),
@@ -316,6 +345,11 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--updates", type=int, default=3, help="measured, after one warm-up")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="glibc malloc_trim(0) after the Learner is built and before every update",
+    )
     parser.add_argument("--json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", choices=STRATEGIES, help=argparse.SUPPRESS)
