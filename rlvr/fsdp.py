@@ -75,9 +75,12 @@ def shard_model(model: torch.nn.Module, *, sum_gradients: bool = True) -> torch.
 
     from rlvr.policy import add_sharded_method
 
+    # the mesh on the parameters' device type: fully_shard's default takes CUDA whenever it
+    # is visible, which a model kept on the CPU (train.device=cpu) could not use
+    mesh = _world_mesh(next(model.parameters()).device.type)
     for layer in decoder_layers(model):
-        fully_shard(layer)
-    fully_shard(model)
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
     # rlvr's log-prob path calls the decoder and reads the LM head outside model.forward
     register_fsdp_forward_method(model, add_sharded_method(model))
     if sum_gradients:  # per FSDP unit (the setters do not recurse); plain SUM, no PREMUL_SUM
@@ -87,6 +90,21 @@ def shard_model(model: torch.nn.Module, *, sum_gradients: bool = True) -> torch.
                 unit.set_force_sum_reduction_for_comms(True)
     assert_sharded(model)
     return model
+
+
+_MESHES: dict[tuple[str, int], Any] = {}
+
+
+def _world_mesh(device_type: str) -> Any:
+    """A 1-D device mesh over every rank of the default process group (one per device type
+    and group: policy and reference share it)."""
+    import torch.distributed as td
+    from torch.distributed.device_mesh import init_device_mesh
+
+    key = (device_type, id(td.group.WORLD))
+    if key not in _MESHES:
+        _MESHES[key] = init_device_mesh(device_type, (td.get_world_size(),))
+    return _MESHES[key]
 
 
 def assert_sharded(model: torch.nn.Module) -> None:
