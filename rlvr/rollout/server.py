@@ -103,7 +103,12 @@ class HTTPControlClient:
             raise ServerError(f"{path}: connection failed ({str(e)[:200]})") from e
         if r.status_code != 200:
             raise ServerError(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
-        return r.json() if r.content else None
+        if not r.content:
+            return None
+        try:
+            return r.json()
+        except ValueError:  # a plain-text answer (vLLM's /v1/load_lora_adapter: "Success: ...")
+            return r.text
 
     # VLLMWeightSyncClient
     def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
