@@ -116,6 +116,9 @@ def test_adapter_sync_trains_with_receipts_and_the_base_differs(server, tmp_path
         print("\nreceipts", [r["sync/receipt_max_abs"] for r in rows])
         print("logprob_mismatch", [r["logprob_mismatch"] for r in rows])
         print("grad_norm", [r["grad_norm"] for r in rows])
+        print(
+            "time/sync", [r["time/sync"] for r in rows], "time/step", [r["time/step"] for r in rows]
+        )
         for r in rows:  # each adapter version landed: the server scores as peft does
             assert 0 <= r["sync/receipt_max_abs"] <= 1e-4
             assert r["logprob_mismatch"] <= 1e-4  # sampled tokens under policy-v{k}

@@ -26,12 +26,12 @@ LORA_CONFIG = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "peft_type
 TENSOR = "base_model.model.layers.0.self_attn.q_proj.lora_A.weight"
 
 
-def _info(lora: dict | None, env: str | None = "True", dp: int = 1) -> dict:
+def _info(lora: dict | None, env: str | None = "True", dp: int = 1, frontends: int = 1) -> dict:
     model = {"logprobs_mode": "processed_logprobs", "dtype": "torch.float32", "max_model_len": 256}
     config: dict[str, Any] = {
         "model_config": model,
         "weight_transfer_config": {"backend": "gloo"},
-        "parallel_config": {"data_parallel_size": dp},
+        "parallel_config": {"data_parallel_size": dp, "_api_process_count": frontends},
         "lora_config": lora,
     }
     vllm_env = {} if env is None else {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": env}
@@ -280,6 +280,7 @@ def test_non_adapter_tensors_are_refused(monkeypatch, tmp_path: Path) -> None:
         (_info({"max_lora_rank": 8}, env=None), "VLLM_ALLOW_RUNTIME_LORA_UPDATING"),
         (_info({"max_lora_rank": 8}, env="False"), "runtime LoRA loading is off"),
         (_info({"max_lora_rank": 8}, dp=2), "data_parallel_size is 2"),
+        (_info({"max_lora_rank": 8}, frontends=2), "2 API server processes"),
     ],
 )
 def test_preflight_refuses_a_server_that_cannot_take_the_adapter(
@@ -288,7 +289,11 @@ def test_preflight_refuses_a_server_that_cannot_take_the_adapter(
     with pytest.raises(ServerConfigError, match="http://s0:1") as err:
         check_lora_server("http://s0:1", info, 4)
     assert words in str(err.value)
-    assert "data_parallel" in words or "rlvr serve MODEL --lora-rank 4" in str(err.value)
+    assert (
+        "data_parallel" in words
+        or "API" in words
+        or "rlvr serve MODEL --lora-rank 4" in str(err.value)
+    )
     with pytest.raises(ServerConfigError, match="http://s0:1"):
         _engine(monkeypatch, {URLS[0]: FakeServer(URLS[0], info=info)}, tmp_path)
     # a full-weight run does not care

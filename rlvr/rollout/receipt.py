@@ -197,8 +197,9 @@ def _truthy(value: Any) -> bool:
 def check_lora_server(server: str, info: dict[str, Any], rank: int) -> None:
     """Refuse, naming the setting, a server that cannot take ``lora.sync=adapter`` (its
     ``/server_info``): LoRA off, ``max_lora_rank`` below ``rank``, runtime adapter loading
-    off (``VLLM_ALLOW_RUNTIME_LORA_UPDATING``), or more than one data-parallel replica (an
-    adapter load reaches only the replica that received it; rlvr cannot check the others)."""
+    off (``VLLM_ALLOW_RUNTIME_LORA_UPDATING``), more than one data-parallel replica or API
+    server process (an adapter load reaches only the one that received it; rlvr cannot check
+    the others)."""
     config = info.get("vllm_config") or {}
     env = info.get("vllm_env") or {}
     start = f"rlvr serve MODEL --lora-rank {rank}"
@@ -223,6 +224,12 @@ def check_lora_server(server: str, info: dict[str, Any], rank: int) -> None:
             f"data_parallel_size is {replicas}: a runtime adapter load reaches only the replica "
             "that received it, and rlvr cannot verify the others; run one server per replica "
             "(several rollout.server.urls) or use lora.sync=merged"
+        )
+    frontends = _get(config, "parallel_config._api_process_count")
+    if isinstance(frontends, int) and frontends > 1:
+        problems.append(
+            f"{frontends} API server processes (--api-server-count): each keeps its own table of "
+            "adapter names, and a load reaches only the one that received it; start it with one"
         )
     if problems:
         raise ServerConfigError(f"rollout server {server}: " + "; ".join(problems))
