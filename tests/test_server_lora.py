@@ -161,6 +161,36 @@ def test_adapter_sync_trains_with_receipts_and_the_base_differs(server, tmp_path
     assert engine.worker_adapters(url) == [set()]
 
 
+def test_a_resumed_run_sends_the_checkpoints_adapter_first(server, tmp_path) -> None:
+    """2 steps with a checkpoint, then resume to 3: the checkpoint's adapter goes out as
+    policy-v2 (receipted) before step 3, which syncs policy-v3."""
+    from rlvr.trainer import Trainer
+
+    tree = _tree(server["url"], tmp_path, steps=2)
+    tree["checkpoint"] = {"every": 100, "save_final": True}
+    first = Trainer(Recipe.model_validate(tree))
+    try:
+        first.train()
+    finally:
+        first.close()
+    tree["train"]["steps"], tree["resume"] = 3, True
+    resumed = Trainer(Recipe.model_validate(tree))
+    try:
+        engine = resumed.engine
+        assert resumed.step == 2 and engine.lora_name == "policy-v2"
+        assert engine.last_receipts[0].delta <= 1e-4
+        print("\nresume receipt", engine.last_receipts[0].delta)
+        resumed.train()
+        assert engine.lora_name == "policy-v3"
+        assert engine.served_adapters(server["url"]) == ["policy-v3"]
+    finally:
+        resumed.close()
+    rows = read_metrics(resumed.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["sync/receipt_max_abs"] <= 1e-4 for r in rows)
+    assert all(r["logprob_mismatch"] <= 1e-4 for r in rows)
+
+
 def test_a_failed_adapter_load_and_a_too_small_rank_are_refused(server, tmp_path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
