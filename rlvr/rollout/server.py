@@ -22,11 +22,12 @@ implements the same interface as the colocated engine (rlvr/rollout/base.py):
 
 LoRA adapter sync (``lora.sync: adapter``, servers started with ``rlvr serve MODEL --lora-rank
 R``; the pre-flight refuses a server without LoRA, with ``max_lora_rank < R``, without runtime
-adapter loading, or with more than one data-parallel replica, since a runtime load reaches one
-replica only): sync k writes the adapter (``adapter_model.safetensors`` +
-``adapter_config.json``, as the in-process engine does) to ``{adapter_dir}/v{k}`` (default a
-temporary directory on this machine: the servers must be local, or ``rollout.server.
-adapter_dir`` a shared path), then on every server: unloads every loaded adapter
+adapter loading, or with more than one data-parallel replica or API server process, since a
+runtime load reaches only the one that received it): sync k writes the adapter
+(``adapter_model.safetensors`` + ``adapter_config.json``, as the in-process engine does) to
+``{adapter_dir}/rlvr-lora-XXXX/v{k}`` (default under the system temporary directory on this
+machine, so the servers must be local; ``rollout.server.adapter_dir`` names a shared path),
+then on every server: unloads every loaded adapter
 (``/v1/unload_lora_adapter``, which only drops the name, then the workers' ``remove_lora``
 through ``/collective_rpc``, so vLLM's silent least-recently-used eviction never decides what
 is served), checks the workers hold none, loads ``policy-v{k}`` (``/v1/load_lora_adapter``),
