@@ -173,6 +173,13 @@ class ServerConfig(Section):
     trainer_host: str = Field(
         "127.0.0.1", description="Address the servers reach this trainer at (data plane)."
     )
+    adapter_dir: str | None = Field(
+        None,
+        description="lora.sync=adapter: where each adapter version is written for the servers "
+        "to load (a fresh directory under it per run). Default: the system temporary "
+        "directory, readable only by servers on this machine; servers on other machines need "
+        "a shared filesystem mounted at the same path.",
+    )
 
 
 class RolloutConfig(Section):
@@ -465,7 +472,8 @@ class LoraConfig(Section):
         "merged",
         description="How a separate rollout engine gets the policy: merged weights "
         "W + (alpha/r) B A (out of place), or the adapter as a versioned vLLM LoRA "
-        "request (colocated vLLM engine only).",
+        "request (the colocated vLLM engine, or rollout servers started with rlvr serve "
+        "--lora-rank R).",
     )
     save_merged: bool = Field(
         False,

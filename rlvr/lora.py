@@ -16,8 +16,9 @@ round trip, W + d - d, is not exact in floating point and would drift step by st
 ``lora.sync: adapter``: the engine receives the adapter itself (:func:`adapter_state_dict`, A
 and B under peft's saved names, with :func:`adapter_config`), and an in-process vLLM engine
 writes it to a fresh versioned directory and samples with ``LoRARequest("policy-v{k}", k,
-dir)`` (rlvr/rollout/vllm_engine.py), removing the previous version; implemented for the
-colocated vLLM engine only (rollout servers and a separate HF engine take ``merged``).
+dir)`` (rlvr/rollout/vllm_engine.py), removing the previous version; rollout servers
+started with ``rlvr serve MODEL --lora-rank R`` load each version as ``policy-v{k}`` through
+vLLM's runtime LoRA routes (rlvr/rollout/server.py); a separate HF engine takes ``merged``.
 Checkpoints save the adapter alone (``adapter_model.safetensors`` + ``adapter_config.json``).
 """
 

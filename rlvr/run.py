@@ -106,7 +106,7 @@ def rollout_engine(
 
         lora_config = adapter_config(model)  # the engine samples through vLLM LoRA requests
     if r.mode == "server":  # vLLM servers (rlvr serve), pre-flight
-        return server_engine(recipe, tokenizer), False
+        return server_engine(recipe, tokenizer, lora_config), False
     with status(f"starting the {r.engine} rollout engine", show_progress):
         engine = model_engine(
             m,
@@ -131,18 +131,15 @@ def rollout_engine(
 
 
 def check_lora_sync(recipe: Recipe, shares_model: bool) -> None:
-    """``lora.sync=adapter`` works where the engine is the learner's own peft model or the
-    colocated vLLM engine (versioned LoRA requests); rollout servers and a separate HF copy
-    take merged weights."""
+    """``lora.sync=adapter`` works where the engine is the learner's own peft model, the
+    colocated vLLM engine, or vLLM rollout servers (versioned LoRA requests; each server's
+    pre-flight refuses one started without LoRA: rlvr serve --lora-rank R); a separate HF copy
+    takes merged weights."""
     if recipe.lora is None or recipe.lora.sync != "adapter" or shares_model:
         return
     r = recipe.rollout
     if r.mode == "server":
-        raise ValueError(
-            "lora.sync=adapter with rollout.mode=server (loading the adapter into the vLLM "
-            "servers) is not implemented yet: use lora.sync=merged (the servers receive "
-            "W + (alpha/r) B A)"
-        )
+        return  # the servers' pre-flight checks LoRA (rlvr.rollout.receipt.check_lora_server)
     if r.engine != "vllm":
         raise ValueError(
             "lora.sync=adapter needs rollout.engine=vllm (LoRA requests) when the HF engine "

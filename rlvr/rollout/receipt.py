@@ -188,3 +188,48 @@ def check_server_config(server: str, vllm_config: dict[str, Any], want: ServerEx
         )
     if problems:
         raise ServerConfigError(f"rollout server {server}: " + "; ".join(problems))
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+def check_lora_server(server: str, info: dict[str, Any], rank: int) -> None:
+    """Refuse, naming the setting, a server that cannot take ``lora.sync=adapter`` (its
+    ``/server_info``): LoRA off, ``max_lora_rank`` below ``rank``, runtime adapter loading
+    off (``VLLM_ALLOW_RUNTIME_LORA_UPDATING``), more than one data-parallel replica or API
+    server process (an adapter load reaches only the one that received it; rlvr cannot check
+    the others)."""
+    config = info.get("vllm_config") or {}
+    env = info.get("vllm_env") or {}
+    start = f"rlvr serve MODEL --lora-rank {rank}"
+    lora = config.get("lora_config")
+    if not isinstance(lora, dict):
+        raise ServerConfigError(
+            f"rollout server {server}: started without LoRA, but lora.sync=adapter loads the "
+            f"adapter into it: restart it with `{start}` (or use lora.sync=merged)"
+        )
+    problems = []
+    served = lora.get("max_lora_rank")
+    if not isinstance(served, int) or served < rank:
+        problems.append(f"max_lora_rank is {served}, lora.rank is {rank} (`{start}`)")
+    if not _truthy(env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING")):
+        problems.append(
+            "runtime LoRA loading is off (VLLM_ALLOW_RUNTIME_LORA_UPDATING; "
+            f"`{start}` sets it): /v1/load_lora_adapter does not exist"
+        )
+    replicas = _get(config, "parallel_config.data_parallel_size")
+    if isinstance(replicas, int) and replicas > 1:
+        problems.append(
+            f"data_parallel_size is {replicas}: a runtime adapter load reaches only the replica "
+            "that received it, and rlvr cannot verify the others; run one server per replica "
+            "(several rollout.server.urls) or use lora.sync=merged"
+        )
+    frontends = _get(config, "parallel_config._api_process_count")
+    if isinstance(frontends, int) and frontends > 1:
+        problems.append(
+            f"{frontends} API server processes (--api-server-count): each keeps its own table of "
+            "adapter names, and a load reaches only the one that received it; start it with one"
+        )
+    if problems:
+        raise ServerConfigError(f"rollout server {server}: " + "; ".join(problems))

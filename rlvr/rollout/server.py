@@ -19,14 +19,34 @@ implements the same interface as the colocated engine (rlvr/rollout/base.py):
   log-probs, the recipe's rollout dtype and context length, and the trainer's weight-transfer
   backend; :meth:`check_start` then runs the probe before any training (another model or
   dtype shows as a large delta).
+
+LoRA adapter sync (``lora.sync: adapter``, servers started with ``rlvr serve MODEL --lora-rank
+R``; the pre-flight refuses a server without LoRA, with ``max_lora_rank < R``, without runtime
+adapter loading, or with more than one data-parallel replica or API server process, since a
+runtime load reaches only the one that received it): sync k writes the adapter
+(``adapter_model.safetensors`` + ``adapter_config.json``, as the in-process engine does) to
+``{adapter_dir}/rlvr-lora-XXXX/v{k}`` (default under the system temporary directory on this
+machine, so the servers must be local; ``rollout.server.adapter_dir`` names a shared path),
+then on every server: unloads every loaded adapter
+(``/v1/unload_lora_adapter``, which only drops the name, then the workers' ``remove_lora``
+through ``/collective_rpc``, so vLLM's silent least-recently-used eviction never decides what
+is served), checks the workers hold none, loads ``policy-v{k}`` (``/v1/load_lora_adapter``),
+and checks ``/v1/models`` lists that adapter alone and every worker holds exactly one. Every
+generate and probe request then names ``model: policy-v{k}``, and every response must say it
+was served by it; the receipt compares the probe under ``policy-v{k}`` with the trainer's peft
+model. Version k-1's directory is removed. Syncs run between generations, never during one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +56,7 @@ from rlvr.rollout.receipt import (
     Receipt,
     ServerExpectations,
     WeightSyncError,
+    check_lora_server,
     check_receipt,
     check_server_config,
     max_abs_delta,
@@ -46,6 +67,8 @@ log = logging.getLogger("rlvr")
 
 # probe ids -> the trainer's log-probs of ids[1:] (rlvr.rollout.receipt.trainer_logprobs)
 ReferenceFn = Callable[[list[int]], list[float]]
+ADAPTER_PREFIX = "policy-v"  # adapter version k is served as model "policy-v{k}"
+_CURRENT = object()  # server_probe's default: the model every request names now
 
 
 class ServerError(RuntimeError):
@@ -81,7 +104,12 @@ class HTTPControlClient:
             raise ServerError(f"{path}: connection failed ({str(e)[:200]})") from e
         if r.status_code != 200:
             raise ServerError(f"{path}: HTTP {r.status_code}: {r.text[:500]}")
-        return r.json() if r.content else None
+        if not r.content:
+            return None
+        try:
+            return r.json()
+        except ValueError:  # a plain-text answer (vLLM's /v1/load_lora_adapter: "Success: ...")
+            return r.text
 
     # VLLMWeightSyncClient
     def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
@@ -150,6 +178,8 @@ class VLLMServerEngine(RolloutEngine):
         min_model_len: int = 1,
         max_model_len: int | None = None,
         concurrency: int = 16,
+        lora_config: dict[str, Any] | None = None,
+        adapter_dir: str | None = None,
     ) -> None:
         from rlvr.serve import resolve_backend
 
@@ -169,6 +199,11 @@ class VLLMServerEngine(RolloutEngine):
         self.reference: ReferenceFn | None = None
         self.last_receipts: list[Receipt] = []
         self.failed: set[str] = set()  # servers that stopped answering or failed an update
+        # lora.sync=adapter: the adapter's adapter_config.json; requests name self.lora_name
+        self.lora_config = lora_config
+        self.lora_name: str | None = None  # None: the base model (until the first sync)
+        self._adapter_path: Path | None = None  # the directory of the version served
+        self._adapter_root: str | None = None
         want = ServerExpectations(dtype, self.backend, min_model_len, max_model_len)
         for url, client in self.clients.items():  # pre-flight: refuse a misconfigured server
             try:
@@ -176,6 +211,12 @@ class VLLMServerEngine(RolloutEngine):
             except ServerError as e:
                 raise WeightSyncError(url, f"pre-flight failed: {e} (is it rlvr serve?)") from e
             check_server_config(url, info.get("vllm_config") or {}, want)
+            if lora_config is not None:
+                check_lora_server(url, info, int(lora_config["r"]))
+        if lora_config is not None:
+            if adapter_dir is not None:
+                Path(adapter_dir).mkdir(parents=True, exist_ok=True)
+            self._adapter_root = tempfile.mkdtemp(prefix="rlvr-lora-", dir=adapter_dir)
 
     # ------------------------------------------------------------------ generation
 
@@ -191,6 +232,8 @@ class VLLMServerEngine(RolloutEngine):
                 "sampling_params": _vllm_sampling(sampling, seed),
                 "cache_salt": f"rlvr-v{self.weight_version}",
             }
+            if self.lora_name is not None:
+                body["model"] = self.lora_name
             futures.append((url, self.pool.submit(self._generate_one, url, body)))
         results = []
         for url, future in futures:
@@ -203,6 +246,7 @@ class VLLMServerEngine(RolloutEngine):
 
     def _generate_one(self, url: str, body: dict[str, Any]) -> list[Completion]:
         response = self.clients[url].post("inference/v1/generate", body)
+        _check_served(response, body.get("model"))
         return parse_choices(
             response, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)
         )
@@ -229,9 +273,15 @@ class VLLMServerEngine(RolloutEngine):
         self.probe = list(probe)
         self.reference = reference
 
-    def server_probe(self, url: str) -> list[float]:
+    def server_probe(self, url: str, model: Any = _CURRENT) -> list[float]:
+        """The server's log-probs of the probe under ``model`` (default: the adapter every
+        request names now, or the base; ``None``: the base)."""
+        return self._probe(url, self.lora_name if model is _CURRENT else model)[0]
+
+    def _probe(self, url: str, model: str | None) -> tuple[list[float], str | None]:
+        """Probe log-probs and the model the server says answered."""
         assert self.probe is not None
-        body = {
+        body: dict[str, Any] = {
             "token_ids": self.probe,
             "sampling_params": {
                 "max_tokens": 1,
@@ -241,10 +291,12 @@ class VLLMServerEngine(RolloutEngine):
             },
             "cache_salt": f"rlvr-probe-v{self.weight_version}",
         }
+        if model is not None:
+            body["model"] = model
         try:
-            return server_prompt_logprobs(
-                self.clients[url].post("inference/v1/generate", body), self.probe
-            )
+            response = self.clients[url].post("inference/v1/generate", body)
+            _check_served(response, model)
+            return server_prompt_logprobs(response, self.probe), response.get("model")
         except (ServerError, ValueError) as e:
             raise WeightSyncError(url, f"the receipt probe failed: {e}") from e
 
@@ -255,9 +307,12 @@ class VLLMServerEngine(RolloutEngine):
         reference = self.reference(self.probe)
         out = []
         for url in self.urls:
-            delta = max_abs_delta(self.server_probe(url), reference)
+            logprobs, served = self._probe(url, self.lora_name)
+            delta = max_abs_delta(logprobs, reference)
             reported = None
-            if version is not None:
+            if version is not None and self.lora_config is not None:
+                reported = served  # the adapter that answered the probe
+            elif version is not None:
                 try:
                     reported = self.clients[url].get("weight_info").get("weight_version")
                 except ServerError as e:
@@ -288,6 +343,9 @@ class VLLMServerEngine(RolloutEngine):
     def update_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         from rlvr.rollout.vllm_gloo import NamedTensorSource
 
+        if self.lora_config is not None:  # the adapter, as a new LoRA version on every server
+            self._sync_adapter([(name, t.detach()) for name, t in named_tensors])
+            return
         source = NamedTensorSource(named_tensors)
         version = f"v{self.weight_version + 1}"
         for url in self.urls:
@@ -308,6 +366,81 @@ class VLLMServerEngine(RolloutEngine):
                 raise WeightSyncError(url, f"weight update {version} failed: {e}") from e
         self.weight_version += 1
         self.receipts(what=f"after weight sync {version}", version=version)
+
+    # ------------------------------------------------------------------ LoRA adapters
+
+    def _sync_adapter(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        from safetensors.torch import save_file
+
+        bad = [n for n, _ in weights if "lora_" not in n]
+        if bad or not weights:
+            raise ValueError(
+                f"lora.sync=adapter: the server engine got a non-adapter tensor {bad[:1]} (the "
+                "learner must send peft's adapter state dict)"
+            )
+        assert self._adapter_root is not None and self.lora_config is not None
+        version = self.weight_version + 1
+        name = f"{ADAPTER_PREFIX}{version}"
+        out = Path(self._adapter_root) / f"v{version}"
+        if out.exists():  # this version sent again (a resumed run on the same directory)
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        save_file({n: t.contiguous() for n, t in weights}, str(out / "adapter_model.safetensors"))
+        (out / "adapter_config.json").write_text(json.dumps(self.lora_config))
+        for url in self.urls:
+            self.alive(url)
+            try:
+                self._swap_adapter(url, name, out)
+            except ServerError as e:
+                self.failed.add(url)
+                raise WeightSyncError(url, f"LoRA adapter sync {name} ({out}) failed: {e}") from e
+        previous = self._adapter_path
+        self.weight_version, self.lora_name, self._adapter_path = version, name, out
+        if previous is not None and previous != out:
+            shutil.rmtree(previous, ignore_errors=True)
+        self.receipts(what=f"after LoRA adapter sync {name}", version=name)
+
+    def _swap_adapter(self, url: str, name: str, path: Path) -> None:
+        """Unload every adapter ``url`` holds (names, then the workers' copies), load ``name``
+        from ``path``, and check it is the only one served and held."""
+        self.clear_adapters(url)
+        self.clients[url].post("v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
+        served = self.served_adapters(url)
+        if served != [name]:
+            raise ServerError(f"serves adapters {served} after loading {name}, expected it alone")
+        held = self.worker_adapters(url)
+        if not held or any(len(ids) != 1 for ids in held):
+            raise ServerError(
+                f"its workers hold adapters {held} after loading {name}, not one each"
+            )
+
+    def clear_adapters(self, url: str) -> None:
+        """Unload every adapter from ``url``: ``/v1/unload_lora_adapter`` only drops the name
+        (the worker keeps the weights until its LRU cache evicts them), so each worker's
+        ``remove_lora`` is called too; raises :class:`ServerError` if any remains."""
+        client = self.clients[url]
+        for old in self.served_adapters(url):
+            client.post("v1/unload_lora_adapter", {"lora_name": old})
+        for ids in self.worker_adapters(url):
+            for lora_id in sorted(ids):
+                self._rpc(url, "remove_lora", [lora_id])
+        left, held = self.served_adapters(url), self.worker_adapters(url)
+        if left or any(held):
+            raise ServerError(f"adapters {left} (workers: {held}) remain after unloading")
+
+    def served_adapters(self, url: str) -> list[str]:
+        """The LoRA adapters ``url`` serves by name (``/v1/models`` cards with a parent)."""
+        cards = (self.clients[url].get("v1/models") or {}).get("data") or []
+        return sorted(str(c["id"]) for c in cards if c.get("parent"))
+
+    def worker_adapters(self, url: str) -> list[set[int]]:
+        """The adapter ids each of ``url``'s workers holds (``list_loras``)."""
+        return [_id_set(r) for r in self._rpc(url, "list_loras", [])]
+
+    def _rpc(self, url: str, method: str, args: list[Any]) -> list[Any]:
+        body = {"method": method, "args": args, "timeout": self.timeout_s}
+        response = self.clients[url].post("collective_rpc", body)
+        return list((response or {}).get("results") or [])
 
     def _sender(self, url: str) -> Any:
         """The trainer side of the data plane for one server (rendezvous on first use)."""
@@ -361,11 +494,42 @@ class VLLMServerEngine(RolloutEngine):
             except Exception as e:  # noqa: BLE001 - closing: report, never mask the real error
                 log.warning("rollout server %s: closing the weight transfer failed: %s", url, e)
         self.senders.clear()
+        if self._adapter_root is not None:  # the servers serve the base again
+            for url in self.urls:
+                if url in self.failed:
+                    continue
+                try:
+                    self.clear_adapters(url)
+                except Exception as e:  # noqa: BLE001 - closing: report, never mask
+                    log.warning("rollout server %s: unloading the LoRA adapter failed: %s", url, e)
+            shutil.rmtree(self._adapter_root, ignore_errors=True)
+            self._adapter_root, self._adapter_path, self.lora_name = None, None, None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def server_engine(recipe: Any, tokenizer: Any) -> VLLMServerEngine:
-    """The recipe's ``rollout.server`` as an engine (pre-flight included)."""
+def _check_served(response: dict[str, Any], model: str | None) -> None:
+    """A request that named an adapter must have been answered by it."""
+    if model is not None and response.get("model") != model:
+        raise ServerError(
+            f"answered as model {response.get('model')!r}, the request named {model!r}"
+        )
+
+
+def _id_set(value: Any) -> set[int]:
+    """A worker's ``list_loras`` result (``/collective_rpc`` stringifies sets: ``"{3}"``)."""
+    if isinstance(value, list | tuple | set):
+        return {int(v) for v in value}
+    text = str(value).strip()
+    if text in ("", "None", "set()"):
+        return set()
+    return {int(part) for part in text.strip("{}[]() ").split(",") if part.strip()}
+
+
+def server_engine(
+    recipe: Any, tokenizer: Any, lora_config: dict[str, Any] | None = None
+) -> VLLMServerEngine:
+    """The recipe's ``rollout.server`` as an engine (pre-flight included); ``lora_config``
+    (the adapter's ``adapter_config.json``) for ``lora.sync=adapter``."""
     try:  # the trainer side of the weight transfer is vLLM's API too
         import vllm.distributed.weight_transfer  # noqa: F401
     except ImportError as e:
@@ -385,6 +549,8 @@ def server_engine(recipe: Any, tokenizer: Any) -> VLLMServerEngine:
         trainer_host=s.trainer_host,
         min_model_len=r.max_new_tokens + 1,
         max_model_len=r.max_model_len,
+        lora_config=lora_config,
+        adapter_dir=s.adapter_dir,
     )
 
 
