@@ -218,8 +218,8 @@ def worker(args: argparse.Namespace) -> None:
     def measured(batch: Any) -> Any:
         if args.malloc_trim:
             _malloc_trim()
+        reset = _reset_peak()  # VmHWM := RSS now; RSS read after it, so HWM read later >= it
         before = _status_kib("VmRSS")
-        reset = _reset_peak()
         t0 = time.perf_counter()
         out = update(batch)
         seconds = time.perf_counter() - t0

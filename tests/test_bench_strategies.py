@@ -43,7 +43,9 @@ def test_fsdp2_ranks_hold_half_the_parameters_grads_and_adam_state(
         assert r["adam_mib"] == pytest.approx(2 * r["policy_params_mib"], rel=0.01)
         assert r["policy_gathered_mib"] == 0.0  # the policy's backward resharded it
         assert r["ref_gathered_mib"] == 0.0  # the no-grad pass resharded the reference
-        assert r["peak_rss_mib"] >= r["rss_before_mib"] > 0
-        assert r["build_peak_rss_mib"] >= r["rss_built_mib"] > 0
+        # VmHWM is refreshed by the kernel lazily: pages freed between the two reads may leave
+        # it a little under the RSS read just after the reset (CI saw 572.30 vs 572.52 MiB)
+        assert r["peak_rss_mib"] >= r["rss_before_mib"] - 2 and r["rss_before_mib"] > 0
+        assert r["build_peak_rss_mib"] >= r["rss_built_mib"] - 2 and r["rss_built_mib"] > 0
         assert not r["malloc_trim"] and r["rss_trimmed_mib"] is None  # --malloc-trim not given
         assert r["update_s_median"] > 0 and r["updates"] == 1
