@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ import torch
 pytestmark = [pytest.mark.server, pytest.mark.vllm]
 pytest.importorskip("vllm")
 
+from serving import running_server  # noqa: E402
+
 from rlvr.config import Recipe  # noqa: E402
 from rlvr.metrics import read_metrics  # noqa: E402
 from rlvr.rollout.base import SamplingParams  # noqa: E402
@@ -27,51 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "quickstart"  # head_dim 32: vLLM's CPU attention needs >= 32
 MAX_LEN = 256
 TIMEOUT_S = 60.0
-START_S = 400.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """One ``rlvr serve`` process (its own session, killed as a group at the end)."""
-    import requests
-
-    from rlvr.serve import server_command
-
-    port = _free_port()
-    cmd, env = server_command(str(MODEL), port=port, max_model_len=MAX_LEN)
-    env["OMP_NUM_THREADS"] = "1"
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log_path, "w") as log_file:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"rlvr serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"rlvr serve not up in {START_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(2)
-        yield {"url": url, "proc": proc, "log": log_path}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    log_dir = tmp_path_factory.mktemp("server")
+    yield from running_server(MODEL, log_dir, MAX_LEN)
 
 
 def _engine(url: str):
