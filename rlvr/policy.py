@@ -14,7 +14,7 @@ forward (``register_fsdp_forward_method``: all-gather before, gradient reduce-sc
 
 from __future__ import annotations
 
-import types
+import functools
 from typing import Any
 
 import torch
@@ -36,6 +36,13 @@ def _unwrap(model: Any) -> Any:
     return model
 
 
+def add_sharded_method(model: torch.nn.Module) -> str:
+    """Give ``model`` the log-prob computation as a method (for FSDP2 to register as a
+    forward); returns its name."""
+    setattr(model, SHARDED_METHOD, functools.partial(token_logprobs, model, _forward=True))
+    return SHARDED_METHOD
+
+
 def token_logprobs(
     model: Any,
     input_ids: torch.Tensor,
@@ -44,35 +51,15 @@ def token_logprobs(
     *,
     temperature: float = 1.0,
     impl: str = "fused",
+    _forward: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (logp, entropy), both [M, L-1] float32, zero where ``target_mask[:, 1:]`` is 0.
 
     ``target_mask`` [M, L] marks the tokens whose log-prob is wanted (completion tokens).
     """
-    sharded = getattr(model, SHARDED_METHOD, None)
-    if sharded is not None:  # FSDP2: through the root's forward hooks
+    sharded = None if _forward else getattr(model, SHARDED_METHOD, None)
+    if sharded is not None:  # FSDP2: through the root's forward hooks, then back here
         return sharded(input_ids, attention_mask, target_mask, temperature=temperature, impl=impl)
-    return _token_logprobs(
-        model, input_ids, attention_mask, target_mask, temperature=temperature, impl=impl
-    )
-
-
-def add_sharded_method(model: torch.nn.Module) -> str:
-    """Give ``model`` the log-prob computation as a method (for FSDP2 to register as a
-    forward); returns its name."""
-    setattr(model, SHARDED_METHOD, types.MethodType(_token_logprobs, model))
-    return SHARDED_METHOD
-
-
-def _token_logprobs(
-    model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    target_mask: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    impl: str = "fused",
-) -> tuple[torch.Tensor, torch.Tensor]:
     core = _unwrap(model)
     decoder = core.get_decoder()
     head = core.get_output_embeddings()
