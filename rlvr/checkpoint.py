@@ -92,8 +92,6 @@ def save_checkpoint(
     else:
         write_weights(tmp)
     tokenizer.save_pretrained(tmp)
-    if (tmp / "merged").is_dir():  # lora.save_merged: a model directory vLLM can serve as is
-        tokenizer.save_pretrained(tmp / "merged")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **trainer_state}, indent=1))

@@ -192,9 +192,10 @@ class Learner:
             self.dist.command({"cmd": "probe", "ids": list(token_ids)})
         return trainer_logprobs(self.model, token_ids)
 
-    def save_weights(self, path: Path) -> None:
+    def save_weights(self, path: Path, tokenizer: Any = None) -> None:
         """The policy (Hugging Face files) and the optimizer state into checkpoint ``path``;
-        FSDP2 (collective): ``path/dcp`` from every rank plus the HF files from rank 0."""
+        FSDP2 (collective): ``path/dcp`` from every rank plus the HF files from rank 0. With
+        ``lora.save_merged`` also ``path/merged`` (with ``tokenizer``: servable as is)."""
         if self.dist.sharded:
             from rlvr.fsdp import save_checkpoint
 
@@ -207,7 +208,8 @@ class Learner:
             from rlvr.fsdp import export_hf
             from rlvr.lora import MERGED_DIR, merged_state_dict
 
-            export_hf(self.model, merged_state_dict(self.model), path / MERGED_DIR)
+            merged = merged_state_dict(self.model)
+            export_hf(self.model, merged, path / MERGED_DIR, tokenizer=tokenizer)
 
     def load_optimizer_state(self, path: Path) -> None:
         """The optimizer state of checkpoint ``path`` (written at any world size, by either

@@ -173,3 +173,36 @@ def resume_training_state(
     log.info("resumed from %s at step %d", checkpoint, learner.updates_done)
     apply_resume_changes(changes, learner.optimizer, learner.scheduler)
     return state
+
+
+def start_rollout(trainer: Any, engine: Any, injected: bool, state: dict[str, Any]) -> Any:
+    """Before the first step: rollout servers pass the probe gate (and receive the trainer's
+    weights when resuming or shared); an injected engine, or a resumed LoRA run's base,
+    receives this run's weights. Returns the one-step off-policy driver
+    (``rollout.max_staleness >= 1``; the batch in flight at a resume is generated again) or
+    None."""
+    from rlvr.off_policy import OneStepOffPolicy
+    from rlvr.rollout.server import VLLMServerEngine, start_servers
+
+    recipe, resumed = trainer.recipe, trainer.resume_from
+    if isinstance(engine, VLLMServerEngine):
+        try:
+            sync = injected or trainer.step > 0
+            start_servers(engine, trainer.learner, trainer.sampler, step=trainer.step, sync=sync)
+        except Exception:
+            trainer.close()
+            raise
+    elif injected or (recipe.lora is not None and resumed is not None):
+        trainer.sync_weights()
+    if recipe.rollout.max_staleness < 1:
+        return None
+    off_policy = OneStepOffPolicy(
+        trainer.sampler,
+        trainer.learner,
+        trainer.sync_weights,
+        steps=recipe.train.steps,
+        engine_version=trainer.learner.updates_done,
+    )
+    if resumed is not None:
+        off_policy.resume(state, resumed, engine)
+    return off_policy

@@ -36,13 +36,13 @@ from rlvr.off_policy import OneStepOffPolicy
 from rlvr.recovery import StepCounter, save_on_crash, snapshot
 from rlvr.rollout import RolloutEngine
 from rlvr.rollout.receipt import WeightSyncError
-from rlvr.rollout.server import VLLMServerEngine, start_servers
 from rlvr.run import (
     check_lora_sync,
     load_tokenizer,
     resume_training_state,
     rollout_engine,
     seed_everything,
+    start_rollout,
     train_cached,
     train_recipe,
 )
@@ -209,7 +209,7 @@ class Trainer:
         if recipe.warmup is not None:  # a supervised stage before RL (rlvr/stages/warmup.py)
             recipe = self.recipe = apply_warmup(recipe)
 
-        m, r = recipe.model, recipe.rollout
+        m = recipe.model
         self.tokenizer = load_tokenizer(recipe)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -242,6 +242,7 @@ class Trainer:
         self.token_entropies: torch.Tensor | None = None  # last step's, for the histogram
 
         self.step = 0
+        state: dict[str, Any] = {}
         if self.resume_from is not None:
             try:
                 state = resume_training_state(
@@ -251,31 +252,8 @@ class Trainer:
                 self.sampler.close()
                 raise
             self.step = self.learner.updates_done
-        if isinstance(engine, VLLMServerEngine):  # the probe gate before any training
-            try:
-                start_servers(
-                    engine,
-                    self.learner,
-                    self.sampler,
-                    step=self.step,
-                    sync=injected or self.step > 0,
-                )
-            except Exception:
-                self.close()
-                raise
-        elif injected or (recipe.lora is not None and self.resume_from is not None):
-            # an engine built elsewhere, or a LoRA run's base, starts from this run's weights
-            self.sync_weights()
-        if r.max_staleness >= 1:
-            self.off_policy = OneStepOffPolicy(
-                self.sampler,
-                self.learner,
-                self.sync_weights,
-                steps=recipe.train.steps,
-                engine_version=self.learner.updates_done,
-            )
-            if self.resume_from is not None:  # the batch that was in flight: generated again
-                self.off_policy.resume(state, self.resume_from, engine)
+        # the engine's first weights (the servers' probe gate) and the one-step off-policy set-up
+        self.off_policy = start_rollout(self, engine, injected, state)
         self.signals = StopSignals()
         self.guard = NonFiniteGuard(recipe.train.max_nonfinite_steps)
         self.nonfinite: str | None = None
@@ -323,7 +301,7 @@ class Trainer:
             else {**off.sampler_state(), "off_policy": off.state_dict()},
             keep_last=self.recipe.checkpoint.keep_last,
             write_extra=None if off is None else off.save,
-            write_weights=self.learner.save_weights,
+            write_weights=lambda out: self.learner.save_weights(out, self.tokenizer),
         )
 
     def close(self) -> None:
