@@ -437,8 +437,15 @@ class TrainConfig(Section):
         description="Trainer-rank strategy this run must use (None: the launcher's; accelerate "
         "configs set it): ddp = replicated weights, gradient SUM all-reduce; fsdp2 = weights, "
         "gradients and optimizer state sharded (fully_shard, ranks in lockstep, DCP "
-        "checkpoints); deepspeed is refused until the loop runs it (rlvr/distributed.py). A "
+        "checkpoints); deepspeed = DeepSpeed ZeRO stage 1/2 (train.zero_stage: optimizer "
+        "state, and at stage 2 gradients, partitioned; weights whole; rlvr/zero.py). A "
         "mismatch with the launcher stops with StrategyError.",
+    )
+    zero_stage: Literal[1, 2] | None = Field(
+        None,
+        description="train.strategy=deepspeed: ZeRO stage 1 (optimizer state partitioned) or "
+        "2 (and gradients); None: the accelerate config's zero_stage, else 2. Stage 3 is "
+        "train.strategy=fsdp2.",
     )
     max_nonfinite_steps: int = Field(
         3,

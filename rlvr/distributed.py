@@ -57,8 +57,16 @@ Rank 0's rollout engine under fsdp2 is its own unsharded copy (HF ``generate``) 
 servers (``rollout.mode=server``; their receipt probe is a forward every rank joins), synced
 from the gathered weights. LoRA, CURE (the policy's entropies while generating) and soft
 thinking are refused under fsdp2 (:func:`refuse_unsupported_fsdp2`).
-``deepspeed`` without the package raises :class:`DeepSpeedNotInstalledError` (install it:
-``pip install deepspeed``); with it, :class:`StrategyError` (ZeRO is not wired in yet).
+
+``deepspeed``: ZeRO stage 1 or 2 (``train.zero_stage``, or the accelerate config's
+``zero_stage``; rlvr/zero.py) partitions the optimizer state (and the gradients) while every
+rank keeps the whole weights: the same ``init`` message makes every rank load rank 0's weights
+before DeepSpeed wraps them, backward passes run in lockstep (stage 2 reduce-scatters in each),
+forwards stay local (rank 0 alone generates, syncs, probes), and ``checkpoint`` / ``resume``
+are collectives that assemble / scatter the whole AdamW state (``optimizer.pt``, the replicated
+format). Stage 3 is refused (use fsdp2), as are DeepSpeed options rlvr does not wire (offload,
+a DeepSpeed config file, gradient accumulation). Without the package:
+:class:`DeepSpeedNotInstalledError` (``pip install deepspeed``).
 """
 
 from __future__ import annotations
@@ -111,7 +119,8 @@ class DistEnv:
     world_size: int = 1
     local_rank: int = 0
     backend: str = "none"
-    strategy: str = "single"  # single | ddp | fsdp2
+    strategy: str = "single"  # single | ddp | fsdp2 | deepspeed
+    zero_stage: int = 0  # deepspeed: ZeRO stage 1 or 2
     serving: bool = True  # rank 0: the followers wait for messages (a "stop" is owed)
 
     @property
@@ -124,11 +133,23 @@ class DistEnv:
         return self.strategy == "fsdp2"
 
     @property
+    def loads_together(self) -> bool:
+        """Every rank loads rank 0's weights at start (fsdp2, deepspeed), not by broadcast."""
+        return self.strategy in ("fsdp2", "deepspeed")
+
+    @property
+    def lockstep_backward(self) -> bool:
+        """Every backward is (or may be) a collective: the ranks run the same number."""
+        return self.strategy in ("fsdp2", "deepspeed")
+
+    @property
     def description(self) -> str:
+        parts = "optimizer state and gradients" if self.zero_stage == 2 else "optimizer state"
         return {
             "single": "single process",
             "ddp": "ddp (replicated, gradient SUM all-reduce)",
             "fsdp2": "fsdp2 (fully_shard per decoder layer, gradient SUM reduce-scatter)",
+            "deepspeed": f"deepspeed ZeRO-{self.zero_stage} ({parts} partitioned)",
         }.get(self.strategy, self.strategy)
 
     @property
@@ -148,14 +169,18 @@ class DistEnv:
         local_rank = int(env.get("LOCAL_RANK", "0"))
         check_world_size(recipe, world, env)
         strategy = resolve_strategy(recipe, env)
+        stage = resolve_zero_stage(recipe, env) if strategy == "deepspeed" else 0
         if strategy == "fsdp2":
             refuse_unsupported_fsdp2(recipe)
-            if world == 1 and "MASTER_ADDR" not in env:
-                raise StrategyError(
-                    "train.strategy=fsdp2 needs a process group, even for one process: launch "
-                    "with `torchrun --nproc_per_node N -m rlvr train ...` (N >= 1)"
-                )
-        if world == 1 and strategy != "fsdp2":
+        if strategy == "deepspeed":
+            refuse_unsupported_deepspeed(recipe)
+        grouped = strategy in ("fsdp2", "deepspeed")
+        if grouped and world == 1 and "MASTER_ADDR" not in env:
+            raise StrategyError(
+                f"train.strategy={strategy} needs a process group, even for one process: "
+                "launch with `torchrun --nproc_per_node N -m rlvr train ...` (N >= 1)"
+            )
+        if world == 1 and not grouped:
             dist = cls()
         else:
             refuse_unsupported(recipe, world)
@@ -169,7 +194,7 @@ class DistEnv:
                     f"process group has world size {td.get_world_size()} / rank "
                     f"{td.get_rank()}, the launcher's environment WORLD_SIZE={world} RANK={rank}"
                 )
-            dist = cls(rank, world, local_rank, backend, strategy)
+            dist = cls(rank, world, local_rank, backend, strategy, stage)
         set_current(dist)
         if dist.is_driver:
             log.info(
@@ -183,7 +208,7 @@ class DistEnv:
 
     def finish(self) -> None:
         """Rank 0: tell the followers to stop (idempotent); every rank: leave the group."""
-        if not self.active and not self.sharded:
+        if not self.active and not self.loads_together:
             return
         import torch.distributed as td
 
@@ -307,7 +332,7 @@ class DistEnv:
         if not (self.active and self.is_driver):
             return
         if not getattr(learner, "_state_shared", False):
-            self.send({"cmd": "state", **learner_state(learner, full=not self.sharded)})
+            self.send({"cmd": "state", **learner_state(learner, full=not self.loads_together)})
             learner._state_shared = True
         self.send({"cmd": "update", "batch": batch_fields(batch)})
 
@@ -398,17 +423,79 @@ def resolve_strategy(recipe: Any, env: dict[str, str]) -> str:
             f"train.strategy={launched}"
         )
     strategy = asked or launched or "ddp"
-    if strategy == "deepspeed":
-        if importlib.util.find_spec("deepspeed") is None:
-            raise DeepSpeedNotInstalledError(
-                "train.strategy=deepspeed but the deepspeed package is not installed: install "
-                "it (`pip install deepspeed`, on a CUDA machine), or use train.strategy=ddp"
-            )
-        raise StrategyError(
-            "train.strategy=deepspeed: DeepSpeed ZeRO is not wired into the training loop "
-            "yet: use train.strategy=ddp"
+    if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        raise DeepSpeedNotInstalledError(
+            "train.strategy=deepspeed but the deepspeed package is not installed: install "
+            "it (`pip install deepspeed`), or use train.strategy=ddp"
         )
     return strategy
+
+
+def resolve_zero_stage(recipe: Any, env: dict[str, str]) -> int:
+    """The ZeRO stage: ``train.zero_stage`` and accelerate's ``zero_stage`` must agree (either
+    may be unsaid; both unsaid: 2). The accelerate DeepSpeed options rlvr does not run stop
+    here with a named error rather than being ignored."""
+    asked = getattr(recipe.train, "zero_stage", None)
+    launched = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    if launched is not None and launched.strip():
+        if launched not in ("0", "1", "2", "3"):
+            raise StrategyError(f"ACCELERATE_DEEPSPEED_ZERO_STAGE={launched}: not a ZeRO stage")
+        if asked is not None and int(launched) != asked:
+            raise StrategyError(
+                f"train.zero_stage={asked} but the accelerate config sets zero_stage: "
+                f"{launched} (ACCELERATE_DEEPSPEED_ZERO_STAGE): make them agree"
+            )
+    stage = asked if asked is not None else int(launched or 2)
+    if stage == 3:
+        raise StrategyError(
+            "ZeRO stage 3 (partitioned weights) is not run by rlvr's loop: use "
+            "train.strategy=fsdp2 (the same sharding, PyTorch-native), or zero_stage 1 or 2"
+        )
+    if stage == 0:
+        raise StrategyError("zero_stage 0 is plain data parallel: use train.strategy=ddp")
+    refused = {
+        "ACCELERATE_DEEPSPEED_CONFIG_FILE": "a DeepSpeed config file (rlvr builds the config "
+        "from the recipe: train.zero_stage, train.max_grad_norm, model.dtype)",
+        "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "optimizer offload",
+        "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": "parameter offload",
+    }
+    for key, what in refused.items():
+        value = env.get(key, "").strip().lower()
+        if value not in ("", "none"):
+            raise StrategyError(f"{key}={env[key]}: {what} is not wired into rlvr: remove it")
+    accumulation = env.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "").strip()
+    if accumulation not in ("", "1", "auto"):
+        raise StrategyError(
+            f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={accumulation}: rlvr accumulates the "
+            "micro-batches of each update itself (train.micro_batch_size): set "
+            "gradient_accumulation_steps: 1"
+        )
+    clipping = env.get("ACCELERATE_GRADIENT_CLIPPING", "").strip().lower()
+    if clipping not in ("", "none", "auto"):
+        ours = recipe.train.max_grad_norm
+        if ours is None or float(clipping) != float(ours):
+            raise StrategyError(
+                f"the accelerate config's gradient_clipping is {clipping} but "
+                f"train.max_grad_norm={ours}: make them agree"
+            )
+    return stage
+
+
+def refuse_unsupported_deepspeed(recipe: Any) -> None:
+    """What the ZeRO path does not run stops before anything loads."""
+    refused = [
+        (
+            getattr(recipe.rollout, "mode", "colocate") == "colocate"
+            and recipe.rollout.engine == "vllm",
+            "rollout.engine=vllm colocated (use rollout.engine=hf or rollout.mode=server)",
+        ),
+        (recipe.model.dtype == "float16", "model.dtype=float16 (loss scaling is not wired in)"),
+    ]
+    for bad, what in refused:
+        if bad:
+            raise StrategyError(
+                f"train.strategy=deepspeed does not run with {what}: use train.strategy=ddp"
+            )
 
 
 def refuse_unsupported_fsdp2(recipe: Any) -> None:
@@ -524,7 +611,7 @@ def follow(recipe: Any, dist: DistEnv) -> int:
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     weights_path, resumed = recipe.model.path, False
-    if dist.sharded:  # every rank loads rank 0's weights, then shards them (rlvr/fsdp.py)
+    if dist.loads_together:  # every rank loads rank 0's weights, then shards / wraps them
         init = dist.receive()
         if init["cmd"] == "stop":  # rank 0 failed before its learner existed
             return 0
@@ -559,9 +646,9 @@ def serve(learner: Any, dist: DistEnv) -> int:
             learner.weights()
         elif cmd == "probe":  # FSDP2: the servers' receipt probe is a forward of every rank
             learner.probe_logprobs(message["ids"])
-        elif cmd == "checkpoint":  # FSDP2: every rank writes its shards
+        elif cmd == "checkpoint":  # FSDP2: every rank writes its shards; ZeRO: gathers
             learner.save_weights(Path(message["dir"]))
-        elif cmd == "resume":  # FSDP2: every rank reads its shards (any world size)
+        elif cmd == "resume":  # FSDP2: every rank reads its shards; ZeRO: scatters
             learner.load_optimizer_state(Path(message["dir"]))
         else:
             raise RuntimeError(f"rank {dist.rank}: unknown message {cmd!r} from rank 0")

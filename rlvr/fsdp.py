@@ -40,6 +40,7 @@ __all__ = [
     "full_state_dict",
     "load_checkpoint",
     "load_full_optimizer_state",
+    "read_full_optimizer_state",
     "save_checkpoint",
     "shard_model",
 ]
@@ -243,3 +244,21 @@ def load_full_optimizer_state(
         }
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)
+
+
+def read_full_optimizer_state(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
+    """The optimizer state of ``path/dcp`` as a replicated run's ``AdamW.state_dict()``
+    (parameter ids = ``model``'s trainable parameters in order), read whole by this process
+    alone (no collective) through a scratch AdamW over ``model``'s parameters; ``model``'s
+    weights are not touched (only the optimizer entries are loaded)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    scratch = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    state = {"optimizer": get_optimizer_state_dict(model, scratch)}  # (its zero-lr init step)
+    dcp.load(state, checkpoint_id=str(Path(path) / DCP_DIR), no_dist=True)
+    set_optimizer_state_dict(model, scratch, optim_state_dict=state["optimizer"])
+    return scratch.state_dict()

@@ -26,6 +26,12 @@ every pass is padded to the same count on every rank (:meth:`Learner._lockstep`)
 of rows runs a zero-weight pass, so each FSDP2 all-gather and reduce-scatter has all ranks.
 :meth:`weights`, :meth:`save_weights` and :meth:`load_optimizer_state` are collectives there
 (rank 0 asks the followers to join, rlvr/distributed.py).
+
+Under ``train.strategy=deepspeed`` the weights stay whole and the optimizer state (ZeRO-1) and
+gradients (ZeRO-2) are partitioned by a DeepSpeed engine over the same module and AdamW
+(rlvr/zero.py): backward and the update go through the engine (clipping inside its step),
+training passes run in lockstep, forwards and :meth:`weights` stay local, and
+:meth:`save_weights` / :meth:`load_optimizer_state` assemble / scatter the whole AdamW state.
 """
 
 from __future__ import annotations
@@ -109,7 +115,7 @@ class Learner:
         self.pad_id = pad_id
         self.lora = recipe.lora
         self.dist = current_dist()  # several ranks: rlvr/distributed.py (one rank: no-ops)
-        if self.dist.sharded:  # FSDP2: every rank loads these weights, then shards them
+        if self.dist.loads_together:  # FSDP2 / ZeRO: every rank loads these weights
             init = {"weights_path": weights_path, "resumed": resumed, "model_path": m.path}
             self.dist.command({"cmd": "init", **init})
         if self.lora is None:
@@ -161,6 +167,11 @@ class Learner:
             s, warmup=t.warmup_steps, total=t.steps, schedule=t.schedule, min_ratio=t.min_lr_ratio
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.engine: Any = None  # train.strategy=deepspeed: the ZeRO engine (rlvr/zero.py)
+        if self.dist.strategy == "deepspeed":
+            from rlvr import zero
+
+            self.engine = zero.wrap(self.model, self.optimizer, recipe, self.dist.zero_stage)
         self.updates_done = 0  # RL steps trained (seeds token rules' random choices)
 
     # ------------------------------------------------------------------ what others call
@@ -202,8 +213,17 @@ class Learner:
             self.dist.command({"cmd": "checkpoint", "dir": str(path)})
             save_checkpoint(self.model, self.optimizer, path, rank=self.dist.rank, hf_subdir="")
             return
+        if self.engine is not None:  # ZeRO (collective): the partitions assembled on rank 0
+            from rlvr.zero import full_optimizer_state
+
+            self.dist.command({"cmd": "checkpoint", "dir": str(path)})
+            optimizer_state = full_optimizer_state(self.engine, self.model)
+            if not self.dist.is_driver:
+                return
+        else:
+            optimizer_state = self.optimizer.state_dict()
         self.model.save_pretrained(path, safe_serialization=True)
-        torch.save(self.optimizer.state_dict(), path / OPTIMIZER_FILE)
+        torch.save(optimizer_state, path / OPTIMIZER_FILE)
         if self.lora is not None and self.lora.save_merged:  # lora.save_merged: W + (a/r) B A
             from rlvr.fsdp import export_hf
             from rlvr.lora import MERGED_DIR, merged_state_dict
@@ -217,9 +237,20 @@ class Learner:
         collective, DCP reshards; one process: read whole)."""
         from rlvr import fsdp
 
-        if self.dist.sharded:
+        if self.dist.sharded or self.engine is not None:
             self.dist.command({"cmd": "resume", "dir": str(path)})
-        if (path / fsdp.DCP_DIR).is_dir():
+        if self.engine is not None:  # ZeRO (collective): rank 0 reads, every rank keeps its part
+            from rlvr.zero import load_full_optimizer_state
+
+            state: dict[str, Any] = {}
+            if self.dist.is_driver:
+                state = (
+                    fsdp.read_full_optimizer_state(self.model, path)
+                    if (path / fsdp.DCP_DIR).is_dir()
+                    else torch.load(path / OPTIMIZER_FILE, weights_only=True)
+                )
+            load_full_optimizer_state(self.engine, self.model, state, rank=self.dist.rank)
+        elif (path / fsdp.DCP_DIR).is_dir():
             fsdp.load_checkpoint(self.model, path, self.optimizer)
         elif self.dist.sharded:
             fsdp.load_full_optimizer_state(
@@ -271,12 +302,19 @@ class Learner:
         size = t.micro_batch_size
         return [rows[i : i + size] for i in range(0, len(rows), size)]
 
-    def _lockstep(self, plan: list[torch.Tensor]) -> list[torch.Tensor | None]:
-        """FSDP2: ``plan`` padded with ``None`` (a zero-weight pass) to the largest count over
-        ranks, so every rank joins every all-gather / reduce-scatter; otherwise ``plan``."""
-        if not self.dist.sharded:
+    def _lockstep(
+        self, plan: list[torch.Tensor], backward: bool = False
+    ) -> list[torch.Tensor | None]:
+        """FSDP2 (every pass) and ZeRO (``backward`` passes): ``plan`` padded with ``None`` (a
+        zero-weight pass) to the largest count over ranks, so every rank joins every
+        all-gather / reduce-scatter; ZeRO runs at least one (its step needs gradients: a
+        zero-weight pass gives exact zeros). Otherwise ``plan``."""
+        dist = self.dist
+        if not (dist.sharded or (backward and dist.lockstep_backward)):
             return list(plan)
-        passes = self.dist.all_reduce_max(len(plan))
+        passes = dist.all_reduce_max(len(plan))
+        if self.engine is not None:
+            passes = max(passes, 1)
         return [*plan, *[None] * (passes - len(plan))]
 
     def _pad_pass(self, model: Any, batch_tensors: tuple[torch.Tensor, ...], soft: Any) -> Any:
@@ -437,10 +475,10 @@ class Learner:
         for update in range(a.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             loss_before = sums["loss"]
-            for idx in self._lockstep(plan):
-                if idx is None:  # FSDP2: a zero-weight backward (exact zeros) joins the ranks'
+            for idx in self._lockstep(plan, backward=True):
+                if idx is None:  # FSDP2 / ZeRO: a zero-weight backward (exact zeros) joins the
                     pad = self._pad_pass(self.model, (ids, batch.attention_mask, cmask), soft)
-                    (pad.sum() * 0.0).backward()  # reduce-scatters
+                    self._backward(pad.sum() * 0.0)  # ranks' reduce-scatters
                     continue
                 ln = int(batch.attention_mask[idx].sum(dim=1).max())
                 mask = target_mask[idx, : ln - 1]
@@ -490,7 +528,7 @@ class Learner:
                     multipliers=multipliers,
                     penalty=rules.penalty,
                 )
-                terms.loss.backward()
+                self._backward(terms.loss)
                 if update == 0:
                     fmask = mask.float()
                     entropies[idx, : ln - 1] = ent.detach() * fmask
@@ -502,13 +540,21 @@ class Learner:
                 sums["kl"] += float(terms.kl_sum)
                 sums["ratio"] += float(terms.ratio_sum)
                 sums["loss"] += float(terms.loss.detach())
+            # every rank decides on the same numbers: the summed loss, the reduced grad norm
+            step_loss = dist.all_reduce_sum(torch.tensor([sums["loss"] - loss_before]))
+            if self.engine is not None:  # ZeRO: clip, the overflow check and AdamW in its step
+                from rlvr.zero import step as zero_step
+
+                grad_norms.append(zero_step(self.engine))
+                skipped = first_nonfinite({"loss": float(step_loss), "grad norm": grad_norms[-1]})
+                if skipped is not None:  # DeepSpeed skipped a non-finite gradient itself
+                    break
+                continue
             if not plan:  # every row skipped: the exact gradient is zero
                 self._zero_grads()
             if not dist.sharded:  # FSDP2 reduce-scattered the SUM in each backward
                 dist.all_reduce_grads(self.model.parameters())  # SUM of the ranks' partial losses
             grad_norms.append(self._clip_grad_norm())
-            # every rank decides on the same numbers: the summed loss, the reduced grad norm
-            step_loss = dist.all_reduce_sum(torch.tensor([sums["loss"] - loss_before]))
             skipped = first_nonfinite({"loss": float(step_loss), "grad norm": grad_norms[-1]})
             if skipped is not None:  # rlvr/guard.py: this update is not applied
                 self.optimizer.zero_grad(set_to_none=True)
@@ -551,6 +597,14 @@ class Learner:
         self.updates_done += 1
         metrics = {"lr": lr, "train/skipped_rows": float(n), "train/nonfinite": 1.0}
         return UpdateResult(metrics, torch.zeros(0), quantity)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.engine is None:
+            loss.backward()
+        else:
+            from rlvr.zero import backward
+
+            backward(self.engine, loss, self.dist.world_size)
 
     def _zero_grads(self) -> None:
         """Zero-filled gradients, so that AdamW's moments and weight decay step exactly as

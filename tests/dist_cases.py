@@ -100,3 +100,15 @@ FSDP2_CASES = {
         "kl_two_updates_mb4",
     )
 }
+# DeepSpeed ZeRO-2 (train.strategy=deepspeed): uneven micro-batch counts (padding backward
+# passes), a whole-batch rule, KL with two updates, and LoRA (only the adapters partitioned)
+DEEPSPEED_CASES = {
+    k: CASES[k]
+    for k in (
+        "token_mean_mb1",
+        "seq_mean_token_sum_norm_mb4",
+        "high_entropy_only_mb4",
+        "kl_two_updates_mb4",
+        "lora_kl_mb4",
+    )
+}

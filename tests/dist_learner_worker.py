@@ -1,10 +1,12 @@
 """Run by ``torchrun`` from tests/test_distributed.py: one Learner.update per case on a fixed
 global batch; rank 0 drives (broadcasts the batch), the others serve.
 
-    torchrun --nproc_per_node 2 tests/dist_learner_worker.py MODEL_DIR OUT_DIR CASES_JSON [fsdp2]
+    torchrun --nproc_per_node 2 tests/dist_learner_worker.py MODEL_DIR OUT_DIR CASES_JSON \
+        [fsdp2 | deepspeed]
 
 With ``fsdp2`` the learners are sharded (train.strategy=fsdp2); gradients and weights are
-written whole (``full_tensor``).
+written whole (``full_tensor``). With ``deepspeed`` (ZeRO-2) the gradients live in DeepSpeed's
+partitions, not in ``.grad``: the gradient written is empty.
 
 Rank r writes OUT_DIR/rank{r}_{case}.safetensors (pre-step gradient, updated weights) and
 OUT_DIR/rank{r}_{case}.json (the update's metrics).
@@ -33,7 +35,7 @@ def whole(t: torch.Tensor) -> torch.Tensor:
 
 
 def run_case(name: str, case: dict, model_dir: str, out: Path, dist: DistEnv) -> None:
-    if dist.sharded and not dist.is_driver:
+    if dist.loads_together and not dist.is_driver:
         dist.receive()  # rank 0's learner names the weights to load: the same directory here
     learner = case_learner(model_dir, case)
     seen: list[torch.Tensor] = []
@@ -41,7 +43,8 @@ def run_case(name: str, case: dict, model_dir: str, out: Path, dist: DistEnv) ->
 
     def record(*args, **kwargs):
         params = [p for p in learner.model.parameters() if p.requires_grad]
-        seen.append(torch.cat([whole(p.grad).flatten() for p in params]))
+        grads = [whole(p.grad).flatten() for p in params if p.grad is not None]
+        seen.append(torch.cat(grads) if grads else torch.zeros(0))
         return step(*args, **kwargs)
 
     learner.optimizer.step = record  # type: ignore[method-assign]

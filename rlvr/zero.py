@@ -1,0 +1,189 @@
+"""DeepSpeed ZeRO stage 1 / 2 for the learner (``train.strategy=deepspeed``).
+
+ZeRO partitions what AdamW keeps per weight over the W ranks (Rajbhandari et al. 2020,
+"ZeRO: Memory Optimizations Toward Training Trillion Parameter Models", §5): stage 1 the
+optimizer state (fp32 master weights, exp_avg, exp_avg_sq), stage 2 also the gradients. The
+weights themselves stay whole on every rank, so forward passes, the rollout engine's sync and
+the Hugging Face checkpoint work as in a replicated run; only the update is partitioned. Stage 3
+(partitioned weights) is FSDP2's job here (``train.strategy=fsdp2``, rlvr/fsdp.py).
+
+The engine is ``deepspeed.initialize`` over rlvr's own module and AdamW, configured from the
+recipe (:func:`engine_config`), with ``managed_gradient_accumulation: false``: rlvr's loop owns
+the micro-batches (their number varies per rank and per step) and each ``engine.step()`` is the
+accumulation boundary. Each rank's loss is a partial sum of the one-process loss (weights from
+the global token / sequence counts, rlvr/distributed.py); DeepSpeed averages the reduced
+gradient over the data-parallel ranks, so the loss is multiplied by W once:
+
+    g = (1/W) sum_r grad (W * L_r) = sum_r grad L_r
+
+the one-process gradient. Stage 2 reduce-scatters inside each backward, so the ranks run the
+same number of backward passes (rlvr/learner.py pads with zero-weight passes, as under FSDP2).
+Clipping (``gradient_clipping`` = ``train.max_grad_norm``) uses torch's rule
+g *= min(1, max_norm / (||g|| + 1e-6)) inside ``engine.step()``; a non-finite gradient makes
+DeepSpeed skip the step (its overflow check), which rlvr's guard reports.
+
+Checkpoints stay the replicated format: :func:`full_optimizer_state` assembles torch AdamW's
+``state_dict()`` (per trainable parameter, in order: step, exp_avg, exp_avg_sq) from the
+partitions (a collective: DeepSpeed's ``safe_get_full_optimizer_state``), rank 0 writes it as
+``optimizer.pt``; :func:`load_full_optimizer_state` puts such a state (or one read from an
+FSDP2 run's DCP directory) back into the partitions. A run therefore resumes at any world size
+and under any strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+import torch
+
+log = logging.getLogger("rlvr")
+
+__all__ = [
+    "backward",
+    "engine_config",
+    "full_optimizer_state",
+    "load_full_optimizer_state",
+    "step",
+    "wrap",
+]
+
+ADAM_KEYS = ("exp_avg", "exp_avg_sq")
+
+
+def _import_deepspeed() -> Any:
+    """deepspeed, quietly: the CPU accelerator named when no GPU is visible (else it warns
+    at import that it fell back to CPU), its INFO logs (config dumps) off."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    from deepspeed.utils import logger as ds_logger
+
+    ds_logger.setLevel(logging.WARNING)
+    # ZeRO's all-gather calls a torch API torch has renamed (a FutureWarning per step)
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated")
+    return deepspeed
+
+
+def engine_config(recipe: Any, stage: int) -> dict[str, Any]:
+    """The DeepSpeed config for ZeRO ``stage`` from the recipe: rlvr accumulates the
+    micro-batches (one ``step()`` per update), clipping at ``train.max_grad_norm``."""
+    t = recipe.train
+    return {
+        "train_micro_batch_size_per_gpu": 1,  # rlvr's loop owns the batch; not used
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": float(t.max_grad_norm or 0.0),
+        "zero_optimization": {"stage": stage},
+        "bf16": {"enabled": recipe.model.dtype == "bfloat16"},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": True,  # torch's AdamW, rlvr's own
+    }
+
+
+def wrap(model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Any, stage: int) -> Any:
+    """The DeepSpeed engine over ``model`` and ``optimizer`` (every rank holds the same
+    weights already). ``model`` stays the module rlvr calls; the engine runs backward / step."""
+    deepspeed = _import_deepspeed()
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=engine_config(recipe, stage)
+    )
+    zero = engine.optimizer
+    if type(zero).__name__ != "DeepSpeedZeroOptimizer" or engine.zero_optimization_stage() != stage:
+        from rlvr.distributed import StrategyError
+
+        raise StrategyError(
+            f"train.strategy=deepspeed asked for ZeRO stage {stage} but DeepSpeed set up "
+            f"{type(zero).__name__} at stage {engine.zero_optimization_stage()}"
+        )
+    return engine
+
+
+def backward(engine: Any, loss: torch.Tensor, world_size: int) -> None:
+    """Backward of this rank's partial loss; DeepSpeed's average over W ranks undone once."""
+    engine.backward(loss * world_size, scale_wrt_gas=False)
+
+
+def step(engine: Any) -> float:
+    """The update (clip, AdamW on the partitions, all-gather of the weights); returns the
+    gradient norm before clipping (inf when DeepSpeed skipped a non-finite gradient)."""
+    engine.step()
+    norm = engine.get_global_grad_norm()
+    return float("inf") if norm is None else float(norm)
+
+
+def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _base_state(engine: Any) -> tuple[Any, list[torch.Tensor]]:
+    zero = engine.optimizer
+    return zero.optimizer, list(zero.single_partition_of_fp32_groups)
+
+
+def full_optimizer_state(engine: Any, model: torch.nn.Module) -> dict[str, Any]:
+    """Collective: the partitioned AdamW state as torch's ``AdamW.state_dict()`` of a
+    replicated run (parameter ids = the model's trainable parameters in order)."""
+    from deepspeed.utils import safe_get_full_optimizer_state
+
+    base, flats = _base_state(engine)
+    groups = [
+        {**{k: v for k, v in g.items() if k != "params"}, "params": []} for g in base.param_groups
+    ]
+    params = _trainable(model)
+    groups[0]["params"] = list(range(len(params)))
+    if not base.state.get(flats[0]):  # no update applied yet: a fresh AdamW's empty state
+        return {"state": {}, "param_groups": groups}
+    steps = base.state[flats[0]]["step"]
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for i, p in enumerate(params):
+        entry = {"step": steps.detach().clone().cpu()}
+        for key in ADAM_KEYS:
+            entry[key] = safe_get_full_optimizer_state(p, key).detach().to(p.dtype).cpu()
+        state[i] = entry
+    return {"state": state, "param_groups": groups}
+
+
+def load_full_optimizer_state(
+    engine: Any, model: torch.nn.Module, state: dict[str, Any], *, rank: int
+) -> None:
+    """Collective: rank 0's whole AdamW ``state`` (``{}`` on the others) into every rank's
+    partitions: hyperparameters, the step count, exp_avg and exp_avg_sq (broadcast from rank
+    0, each rank keeps its fragment)."""
+    import torch.distributed as td
+    from deepspeed.utils import safe_set_full_optimizer_state
+    from deepspeed.utils.mixed_precision_linkage import lazy_init_hp_params_optimizer_state
+
+    base, flats = _base_state(engine)
+    params = _trainable(model)
+    has = torch.tensor([int(bool(state.get("state"))) if rank == 0 else 0])
+    td.broadcast(has, src=0)
+    if rank == 0:
+        for group, saved in zip(base.param_groups, state.get("param_groups", []), strict=False):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+    if not int(has[0]):  # the checkpoint's AdamW had not stepped: nothing to restore
+        return
+    step_value = torch.zeros((), dtype=torch.float32)
+    if rank == 0:
+        step_value.copy_(state["state"][0]["step"])
+    td.broadcast(step_value, src=0)
+    zero = engine.optimizer
+    for flat in flats:  # AdamW's state exists once it has stepped: create it, then link it
+        if not base.state.get(flat):
+            base.state[flat] = {
+                "step": torch.zeros((), dtype=torch.float32),
+                **{k: torch.zeros_like(flat) for k in ADAM_KEYS},
+            }
+        base.state[flat]["step"].copy_(step_value)
+    for lp_params, flat in zip(zero.bit16_groups, flats, strict=True):
+        lazy_init_hp_params_optimizer_state(lp_params, flat, base.state)
+    for i, p in enumerate(params):
+        for key in ADAM_KEYS:
+            value = torch.empty(p.shape, dtype=torch.float32)
+            if rank == 0:
+                value.copy_(state["state"][i][key])
+            td.broadcast(value, src=0)
+            safe_set_full_optimizer_state(p, value.to(p.device), key)
