@@ -174,6 +174,9 @@ class DistEnv:
             refuse_unsupported_fsdp2(recipe)
         if strategy == "deepspeed":
             refuse_unsupported_deepspeed(recipe)
+            from rlvr.zero import name_accelerator
+
+            name_accelerator()
         grouped = strategy in ("fsdp2", "deepspeed")
         if grouped and world == 1 and "MASTER_ADDR" not in env:
             raise StrategyError(
@@ -603,6 +606,7 @@ def follow(recipe: Any, dist: DistEnv) -> int:
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, ignore)
+    log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))  # rank 0 reports the run
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.seed)

