@@ -45,6 +45,7 @@ log = logging.getLogger("rlvr")
 
 __all__ = [
     "backward",
+    "bucket_elements",
     "engine_config",
     "full_optimizer_state",
     "load_full_optimizer_state",
@@ -75,16 +76,30 @@ def _import_deepspeed() -> Any:
     return deepspeed
 
 
-def engine_config(recipe: Any, stage: int) -> dict[str, Any]:
+def bucket_elements(model: torch.nn.Module) -> int:
+    """Elements per ZeRO reduce / all-gather bucket: hidden_size² (transformers' DeepSpeed
+    "auto" rule), at least 2^20, at most DeepSpeed's default 5e8 (a 2 GB fp32 buffer per
+    rank, more than a small model's whole gradient: stage 2 would save nothing)."""
+    config = getattr(model, "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    return int(min(500_000_000, max(hidden * hidden, 2**20)))
+
+
+def engine_config(recipe: Any, stage: int, bucket: int = 500_000_000) -> dict[str, Any]:
     """The DeepSpeed config for ZeRO ``stage`` from the recipe: rlvr accumulates the
-    micro-batches (one ``step()`` per update), clipping at ``train.max_grad_norm``."""
+    micro-batches (one ``step()`` per update), clipping at ``train.max_grad_norm``,
+    ``bucket`` elements per reduce / all-gather bucket."""
     t = recipe.train
     return {
         "train_micro_batch_size_per_gpu": 1,  # rlvr's loop owns the batch; not used
         "gradient_accumulation_steps": 1,
         "managed_gradient_accumulation": False,
         "gradient_clipping": float(t.max_grad_norm or 0.0),
-        "zero_optimization": {"stage": stage},
+        "zero_optimization": {
+            "stage": stage,
+            "reduce_bucket_size": bucket,
+            "allgather_bucket_size": bucket,
+        },
         "bf16": {"enabled": recipe.model.dtype == "bfloat16"},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
@@ -99,7 +114,9 @@ def wrap(model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Any, 
     printed = io.StringIO()  # DeepSpeed prints a line per rank for its CPU comm op: to DEBUG
     with contextlib.redirect_stdout(printed):
         engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, config=engine_config(recipe, stage)
+            model=model,
+            optimizer=optimizer,
+            config=engine_config(recipe, stage, bucket_elements(model)),
         )
     for line in printed.getvalue().splitlines():
         log.debug("deepspeed: %s", line)

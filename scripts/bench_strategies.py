@@ -1,15 +1,17 @@
-"""Memory and update time per trainer strategy on CPU: one process, ddp and fsdp2 at N ranks.
+"""Memory and update time per trainer strategy on CPU: one process; ddp, fsdp2 and DeepSpeed
+ZeRO-1 / ZeRO-2 at N ranks.
 
     PYTHONPATH=. python scripts/bench_strategies.py [--model 30m|tiny | --model-dir DIR]
         [--nproc 2] [--no-kl] [--rows 16] [--micro-batch 4] [--updates 3]
-        [--strategies single,ddp,fsdp2] [--malloc-trim] [--json OUT]
+        [--strategies single,ddp,fsdp2,zero1,zero2] [--malloc-trim] [--json OUT]
 
 Each strategy runs in its own processes, started by this script: ``single`` as one plain
-process (no process group), ``ddp`` and ``fsdp2`` as ``torchrun --standalone
---nproc_per_node N`` (gloo, ``OMP_NUM_THREADS=1``; ``train.strategy`` set to match). The
+process (no process group), the others as ``torchrun --standalone --nproc_per_node N`` (gloo,
+``OMP_NUM_THREADS=1``; ``train.strategy`` set to match: ``zero1`` / ``zero2`` are
+``train.strategy=deepspeed`` with ``train.zero_stage`` 1 / 2, when deepspeed is installed). The
 workers are this same file (``--worker``): rank 0 drives ``Learner.update`` on the fixed batch
 (rlvr/distributed.py broadcasts it), the other ranks serve, as in tests/dist_learner_worker.py;
-under fsdp2 the followers first receive rank 0's init message (the weights to load).
+under fsdp2 and ZeRO the followers first receive rank 0's init message (the weights to load).
 
 Per rank it records
 
@@ -22,9 +24,13 @@ Per rank it records
                     reference model's forward has no backward to reshard it (the learner's
                     no-grad pass reshards, so 0 is expected); the script reshards
                     (``FSDPModule.reshard``) after reading this, before params_mib
-    grads_mib       gradient bytes held when the optimizer steps (local shards under fsdp2;
-                    the policy's gradients are freed after the step, ``zero_grad(set_to_none)``)
-    adam_mib        AdamW state bytes (exp_avg, exp_avg_sq, step; local shards under fsdp2)
+    grads_mib       gradient bytes held by the optimizer's parameters when it steps (local
+                    shards under fsdp2; under ZeRO the fp32 partition's gradient, DeepSpeed's
+                    reduce buckets not counted: they show in RSS; the policy's gradients are
+                    freed after the step, ``zero_grad(set_to_none)``)
+    adam_mib        AdamW state bytes (exp_avg, exp_avg_sq, step; local shards under fsdp2,
+                    this rank's partition under ZeRO)
+    master_mib      ZeRO: the fp32 master copy of this rank's weight partition (0 elsewhere)
     rss_built_mib   resident memory right after the Learner was built
     build_peak_rss_mib  the largest resident memory up to then (VmHWM: imports, loading the
                     weights, sharding them)
@@ -73,7 +79,7 @@ MODELS: dict[str, dict[str, int]] = {
         "intermediate_size": 2048,
     },
 }
-STRATEGIES = ("single", "ddp", "fsdp2")
+STRATEGIES = ("single", "ddp", "fsdp2", "zero1", "zero2")
 PAD = 256
 GROUP = 4
 MIB = 2**20
@@ -119,7 +125,9 @@ def bench_recipe(model_dir: str, strategy: str, kl: bool, micro_batch: int) -> A
     from rlvr.config import Recipe
 
     train: dict[str, Any] = {"micro_batch_size": micro_batch, "lr": 1e-3, "weight_decay": 0.1}
-    if strategy != "single":
+    if strategy.startswith("zero"):
+        train.update(strategy="deepspeed", zero_stage=int(strategy[-1]))
+    elif strategy != "single":
         train["strategy"] = strategy
     return Recipe.model_validate(
         {
@@ -192,7 +200,7 @@ def worker(args: argparse.Namespace) -> None:
     recipe = bench_recipe(args.model_dir, args.strategy, args.kl, args.micro_batch)
     dist = DistEnv.setup(recipe)
     rss_start = _status_kib("VmRSS")
-    if dist.sharded and not dist.is_driver:
+    if dist.loads_together and not dist.is_driver:
         dist.receive()  # rank 0's learner names the weights to load: the same directory here
     torch.manual_seed(0)
     learner = Learner(recipe, pad_id=PAD, weights_path=args.model_dir, resumed=False)
@@ -206,7 +214,8 @@ def worker(args: argparse.Namespace) -> None:
     step = learner.optimizer.step
 
     def record_grads(*a: Any, **k: Any) -> Any:
-        params = [p for p in learner.model.parameters() if p.grad is not None]
+        groups = learner.optimizer.param_groups  # ZeRO: the fp32 partitions it steps
+        params = [p for g in groups for p in g["params"] if p.grad is not None]
         grads.append(_nbytes(p.grad for p in params))
         return step(*a, **k)
 
@@ -253,6 +262,9 @@ def worker(args: argparse.Namespace) -> None:
     policy = list(learner.model.parameters())
     ref = [] if learner.ref_model is None else list(learner.ref_model.parameters())
     adam = [t for s in learner.optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    master = (
+        [] if learner.engine is None else learner.engine.optimizer.single_partition_of_fp32_groups
+    )
     timed = calls[1:]
     result = {
         "strategy": args.strategy,
@@ -273,6 +285,7 @@ def worker(args: argparse.Namespace) -> None:
         "gathered_mib": sum(_nbytes(g) for g in gathered) / MIB,
         "grads_mib": max(grads) / MIB,
         "adam_mib": _nbytes(adam) / MIB,
+        "master_mib": _nbytes(master) / MIB,
         "rss_start_mib": rss_start / 1024,
         "rss_built_mib": rss_built / 1024,
         "build_peak_rss_mib": build_peak / 1024,
@@ -321,6 +334,7 @@ COLUMNS = [
     ("gathered_mib", "{:.2f}"),
     ("grads_mib", "{:.1f}"),
     ("adam_mib", "{:.1f}"),
+    ("master_mib", "{:.1f}"),
     ("rss_built_mib", "{:.0f}"),
     ("rss_before_mib", "{:.0f}"),
     ("peak_rss_mib", "{:.0f}"),

@@ -1,8 +1,9 @@
-"""scripts/bench_strategies.py on the tiny model: fsdp2 at 2 gloo ranks, one measured update
+"""scripts/bench_strategies.py on the tiny model: fsdp2 (and ZeRO-2) at 2 gloo ranks, one update
 (the 30M-model figures are in docs/strategies_memory.md)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,7 +21,9 @@ def test_fsdp2_ranks_hold_half_the_parameters_grads_and_adam_state(
 ) -> None:
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(REPO / "scripts" / "bench_strategies.py")]
-    cmd += ["--model-dir", str(tiny_model_dir), "--strategies", "fsdp2", "--updates", "1"]
+    zero = importlib.util.find_spec("deepspeed") is not None  # and ZeRO-2's partitions
+    strategies = "fsdp2,zero2" if zero else "fsdp2"
+    cmd += ["--model-dir", str(tiny_model_dir), "--strategies", strategies, "--updates", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [*cmd, "--json", str(out)], env=env, capture_output=True, text=True, timeout=300
@@ -29,7 +32,7 @@ def test_fsdp2_ranks_hold_half_the_parameters_grads_and_adam_state(
     assert "| fsdp2 | 1 |" in done.stdout  # the table
     report = json.loads(out.read_text())
     assert report["kl"] and report["nproc"] == 2 and report["rows"] == 16
-    ranks = report["results"]
+    ranks = [r for r in report["results"] if r["strategy"] == "fsdp2"]
     assert [r["rank"] for r in ranks] == [0, 1]
     whole = ranks[0]["total_params"] * 4 / 2**20  # float32, tied lm_head once
     # dim-0 shards: the two ranks' local bytes add up to the whole model, per model
@@ -49,3 +52,13 @@ def test_fsdp2_ranks_hold_half_the_parameters_grads_and_adam_state(
         assert r["build_peak_rss_mib"] >= r["rss_built_mib"] - 2 and r["rss_built_mib"] > 0
         assert not r["malloc_trim"] and r["rss_trimmed_mib"] is None  # --malloc-trim not given
         assert r["update_s_median"] > 0 and r["updates"] == 1
+    if not zero:
+        return
+    zero2 = [r for r in report["results"] if r["strategy"] == "zero2"]
+    assert [r["rank"] for r in zero2] == [0, 1]
+    for r in zero2:  # weights whole; the AdamW moments, fp32 master and gradient partitioned
+        assert r["policy_params_mib"] == pytest.approx(whole)
+        assert r["master_mib"] == pytest.approx(whole / 2, rel=0.01)
+        assert r["grads_mib"] == pytest.approx(whole / 2, rel=0.01)
+        assert r["adam_mib"] == pytest.approx(whole, rel=0.01)
+    assert sum(r["master_mib"] for r in zero2) == pytest.approx(whole, rel=1e-3)
