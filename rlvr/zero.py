@@ -32,8 +32,6 @@ and under any strategy.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import warnings
@@ -65,11 +63,20 @@ def name_accelerator() -> None:
 
 
 def _import_deepspeed() -> Any:
-    """deepspeed, quietly: its accelerator named, its INFO logs (config dumps) off."""
+    """deepspeed, quietly: its accelerator named, its INFO logs (config dumps) off, and its
+    CPU shared-memory all-reduce op left unbuilt. That op serves DeepSpeed's inference
+    all-reduce only, which rlvr never calls (training collectives go through torch.distributed);
+    building it needs a C++ compiler (about 30 s on first use) and maps a 66 MiB /dev/shm
+    segment per rank. Without it DeepSpeed falls back to torch.distributed there too."""
     name_accelerator()
+    import importlib
+
     import deepspeed
     from deepspeed.utils import logger as ds_logger
 
+    # the module itself: ``import deepspeed.comm.torch as m`` would bind the attribute
+    # ``deepspeed.comm.torch``, which is the torch package deepspeed.comm imported
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
     ds_logger.setLevel(logging.WARNING)
     # ZeRO's all-gather calls a torch API torch has renamed (a FutureWarning per step)
     warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated")
@@ -111,15 +118,11 @@ def wrap(model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Any, 
     """The DeepSpeed engine over ``model`` and ``optimizer`` (every rank holds the same
     weights already). ``model`` stays the module rlvr calls; the engine runs backward / step."""
     deepspeed = _import_deepspeed()
-    printed = io.StringIO()  # DeepSpeed prints a line per rank for its CPU comm op: to DEBUG
-    with contextlib.redirect_stdout(printed):
-        engine, _, _, _ = deepspeed.initialize(
-            model=model,
-            optimizer=optimizer,
-            config=engine_config(recipe, stage, bucket_elements(model)),
-        )
-    for line in printed.getvalue().splitlines():
-        log.debug("deepspeed: %s", line)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        config=engine_config(recipe, stage, bucket_elements(model)),
+    )
     zero = engine.optimizer
     if type(zero).__name__ != "DeepSpeedZeroOptimizer" or engine.zero_optimization_stage() != stage:
         from rlvr.distributed import StrategyError

@@ -19,13 +19,14 @@
 #                model, bf16 on both sides: step_ratio, memory_ratio (CUDA max allocated)
 #   train  180s  GRPO steps of recipes/quickstart.yaml (vLLM if installed, else HF) and of a random
 #                Qwen2.5-0.5B-shaped model in bf16: step time by phase, tokens/s, logprob_mismatch
-#   dist    90s  train.strategy=fsdp2 under torchrun (1 rank, NCCL) vs a plain process: 2 quickstart
-#                steps, losses and gradient norms within 1e-3 relative
+#   dist   120s  train.strategy=fsdp2, and ZeRO-2 (train.strategy=deepspeed; when deepspeed is
+#                installed) under torchrun (1 rank, NCCL) vs a plain process: 2 quickstart steps
+#                each, losses and gradient norms within 1e-3 relative
 #   sync    60s  server-mode weight sync on one GPU (when `rlvr serve` exists and vLLM is installed)
 # Time budget: the whole script (wheel install included) stays within GPU_CHECK_BUDGET_S seconds
 # (default 510, under the device tool's 540 s call above): each step's timeout is its own limit
 # or what is left of the budget, whichever is less, and a step that finds under 15 s left is
-# recorded as skipped ("time budget spent"). The limits above add up to 840 s, the worst case;
+# recorded as skipped ("time budget spent"). The limits above add up to 870 s, the worst case;
 # a typical run (tests ~1 min, kernel ~0.5 min, bench ~3 min, train ~2 min) fits.
 # summary.json gathers every step's JSON.
 set -uo pipefail
@@ -78,7 +79,7 @@ step kernel 90 "$PY" scripts/gpu_check.py kernel --out "$OUT_DIR"
 B=$(limit 240)
 step bench "$B" "$PY" scripts/gpu_check.py bench --out "$OUT_DIR" --reps 2 --timeout $((B > 40 ? B - 20 : B / 2))
 step train 180 "$PY" scripts/gpu_check.py train --out "$OUT_DIR" --steps 4 --timeout 80
-step dist 90 "$PY" scripts/gpu_check.py dist --out "$OUT_DIR" --steps 2 --timeout 40
+step dist 120 "$PY" scripts/gpu_check.py dist --out "$OUT_DIR" --steps 2 --timeout 40
 step sync 60 "$PY" scripts/gpu_check.py sync --out "$OUT_DIR"
 
 "$PY" - "$OUT_DIR" <<'EOF'
