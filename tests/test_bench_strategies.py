@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import deepspeed_site  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,10 +23,10 @@ def test_fsdp2_ranks_hold_half_the_parameters_grads_and_adam_state(
 ) -> None:
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(REPO / "scripts" / "bench_strategies.py")]
-    zero = importlib.util.find_spec("deepspeed") is not None  # and ZeRO-2's partitions
+    zero = deepspeed_site.available()  # and ZeRO-2's partitions
     strategies = "fsdp2,zero2" if zero else "fsdp2"
     cmd += ["--model-dir", str(tiny_model_dir), "--strategies", strategies, "--updates", "1"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": deepspeed_site.pythonpath(REPO)}
     done = subprocess.run(
         [*cmd, "--json", str(out)], env=env, capture_output=True, text=True, timeout=300
     )

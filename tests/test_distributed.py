@@ -5,7 +5,6 @@ same run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -29,6 +28,7 @@ from rlvr.distributed import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import deepspeed_site  # noqa: E402
 from dist_cases import (  # noqa: E402
     CASES,
     DEEPSPEED_CASES,
@@ -42,7 +42,7 @@ TIMING = ("time/", "tokens_per_s")
 
 
 def torchrun(nproc: int, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": deepspeed_site.pythonpath(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("RLVR_WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     done = subprocess.run(
@@ -161,7 +161,7 @@ def test_two_fsdp2_ranks_equal_one_process(tiny_model_dir: Path, tmp_path: Path)
 
 
 needs_deepspeed = pytest.mark.skipif(
-    importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed"
+    not deepspeed_site.available(), reason="deepspeed is not installed (scripts/setup.sh)"
 )
 
 
@@ -323,7 +323,7 @@ def test_fsdp2_run_checkpoints_and_resumes_at_any_world_size(
     train_recipe(plain)
     assert_same_run(read_metrics(plain.run_dir / "metrics.jsonl"), three_steps, [2, 2, 1])
 
-    if importlib.util.find_spec("deepspeed") is not None:  # the DCP optimizer state into ZeRO
+    if deepspeed_site.available():  # the DCP optimizer state into ZeRO
         zero_path = tmp_path / "zero.yaml"
         zero_path.write_text(yaml.safe_dump({**tree, "output_dir": str(tmp_path / "zero")}))
         args = ("resume=true", "train.steps=3", "train.strategy=deepspeed")

@@ -83,11 +83,14 @@ def test_deepspeed_without_the_package_says_to_install_it(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name)
     )
-    launched = {"ACCELERATE_USE_DEEPSPEED": "true"}
-    recipe = _recipe(tiny_model_dir, strategy="deepspeed")
-    for r, env in ((recipe, {}), (_recipe(tiny_model_dir), launched)):
+    two = {"WORLD_SIZE": "2", "RANK": "0"}
+    hf = {"model": {"path": str(tiny_model_dir)}, "rollout": {"engine": "hf"}}
+    asked = Recipe.model_validate({**hf, "train": {"strategy": "deepspeed"}})
+    launched = Recipe.model_validate(hf)
+    for recipe, env in ((asked, two), (launched, {**two, "ACCELERATE_USE_DEEPSPEED": "true"})):
         with pytest.raises(DeepSpeedNotInstalledError, match="pip install deepspeed"):
-            resolve_strategy(r, env)
+            DistEnv.setup(recipe, env)
+    assert not current().active
 
 
 def test_zero_stage_and_accelerate_deepspeed_options(tiny_model_dir: Path) -> None:
