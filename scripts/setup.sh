@@ -53,7 +53,7 @@ else
   "${PIP[@]}" -e ".[dev]"
 fi
 # DeepSpeed for the ZeRO tests, beside the venv rather than in it: installed, every process that
-# imports transformers' generation code imports deepspeed too (+124 MiB RSS, ~1 s), so the venv
+# imports transformers' generation code imports deepspeed too (+124 MiB peak RSS), so the venv
 # stays without it; the multi-rank tests put $VENV/deepspeed on their workers' PYTHONPATH
 # (tests/deepspeed_site.py). Users who want train.strategy=deepspeed: pip install ".[deepspeed]".
 rm -rf "$VENV/deepspeed"
