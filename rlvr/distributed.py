@@ -55,8 +55,9 @@ the ranks move in lockstep, since every FSDP2 forward is a collective:
 
 Rank 0's rollout engine under fsdp2 is its own unsharded copy (HF ``generate``) or the vLLM
 servers (``rollout.mode=server``; their receipt probe is a forward every rank joins), synced
-from the gathered weights. LoRA, CURE (the policy's entropies while generating) and soft
-thinking are refused under fsdp2 (:func:`refuse_unsupported_fsdp2`).
+from the gathered weights (LoRA: rank 0 merges, or picks the adapter, from the gathered peft
+state dict). CURE (the policy's entropies while generating) and soft thinking are refused
+under fsdp2 (:func:`refuse_unsupported_fsdp2`).
 
 ``deepspeed``: ZeRO stage 1 or 2 (``train.zero_stage``, or the accelerate config's
 ``zero_stage``; rlvr/zero.py) partitions the optimizer state (and the gradients) while every
@@ -510,7 +511,6 @@ def refuse_unsupported_fsdp2(recipe: Any) -> None:
     """What rank 0 would run on the learner's module alone (a hang under FSDP2) is refused."""
     r = recipe.rollout
     refused = [
-        (recipe.lora is not None, "lora (LoRA under FSDP2 is not wired in yet)"),
         (
             getattr(r, "mode", "colocate") == "colocate" and r.engine == "vllm",
             "rollout.engine=vllm colocated (rank 0 generates with an HF copy, or use servers)",

@@ -144,11 +144,13 @@ def save_checkpoint(
     rank: int,
     tokenizer: Any = None,
     hf_subdir: str = HF_DIR,
+    export: Any = None,
 ) -> Path:
     """Collective: write ``path/dcp`` (sharded model and optimizer) and, from rank 0,
     ``path/<hf_subdir>`` (a Hugging Face model directory, with ``tokenizer`` when given, so
     that vLLM can serve it as is; ``hf_subdir=""``: ``path`` itself, as a training checkpoint
-    holds it). Returns ``path``."""
+    holds it). ``export(full)``: rank 0 writes the full state dict its own way instead (a LoRA
+    policy's adapter files). Returns ``path``."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
@@ -160,7 +162,9 @@ def save_checkpoint(
         state = {"model": msd, "optimizer": osd}
     dcp.save(state, checkpoint_id=str(path / DCP_DIR))
     full = full_state_dict(model)
-    if rank == 0:
+    if rank == 0 and export is not None:
+        export(full)
+    elif rank == 0:
         export_hf(model, full, path / hf_subdir if hf_subdir else path, tokenizer=tokenizer)
     return path
 

@@ -25,7 +25,8 @@ Under ``train.strategy=fsdp2`` the policy and the reference are sharded (rlvr/fs
 every pass is padded to the same count on every rank (:meth:`Learner._lockstep`): a rank out
 of rows runs a zero-weight pass, so each FSDP2 all-gather and reduce-scatter has all ranks.
 :meth:`weights`, :meth:`save_weights` and :meth:`load_optimizer_state` are collectives there
-(rank 0 asks the followers to join, rlvr/distributed.py).
+(rank 0 asks the followers to join, rlvr/distributed.py); with LoRA the peft model is sharded
+and rank 0 merges (or picks the adapter) from the gathered full state dict (rlvr/lora.py).
 
 Under ``train.strategy=deepspeed`` the weights stay whole and the optimizer state (ZeRO-1) and
 gradients (ZeRO-2) are partitioned by a DeepSpeed engine over the same module and AdamW
@@ -180,6 +181,16 @@ class Learner:
         """Every tensor of the policy's state dict (tied ``lm_head`` included); with LoRA the
         base model's names with the merged weights W + (alpha/r) B A, or with
         ``lora.sync=adapter`` the adapter's own tensors (rlvr/lora.py)."""
+        if self.lora is not None and self.dist.sharded:  # FSDP2: gathered, then on rank 0
+            from rlvr.fsdp import full_state_dict
+            from rlvr.lora import adapter_from_full, merged_from_full
+
+            self.dist.command({"cmd": "weights"})
+            full = full_state_dict(self.model)
+            if not self.dist.is_driver:
+                return {}.items()
+            pick = adapter_from_full if self.lora.sync == "adapter" else merged_from_full
+            return pick(self.model, full).items()
         if self.lora is not None:
             from rlvr.lora import adapter_state_dict, merged_state_dict
 
@@ -211,7 +222,12 @@ class Learner:
             from rlvr.fsdp import save_checkpoint
 
             self.dist.command({"cmd": "checkpoint", "dir": str(path)})
-            save_checkpoint(self.model, self.optimizer, path, rank=self.dist.rank, hf_subdir="")
+            export = (
+                None if self.lora is None else lambda full: self._save_lora(path, full, tokenizer)
+            )
+            save_checkpoint(
+                self.model, self.optimizer, path, rank=self.dist.rank, hf_subdir="", export=export
+            )
             return
         if self.engine is not None:  # ZeRO (collective): the partitions assembled on rank 0
             from rlvr.zero import full_optimizer_state
@@ -229,6 +245,17 @@ class Learner:
             from rlvr.lora import MERGED_DIR, merged_state_dict
 
             merged = merged_state_dict(self.model)
+            export_hf(self.model, merged, path / MERGED_DIR, tokenizer=tokenizer)
+
+    def _save_lora(self, path: Path, full: dict[str, torch.Tensor], tokenizer: Any) -> None:
+        """FSDP2, rank 0: the adapter files (and ``lora.save_merged``'s merged model) from the
+        gathered full state dict of the peft model."""
+        from rlvr.fsdp import export_hf
+        from rlvr.lora import MERGED_DIR, merged_from_full
+
+        self.model.save_pretrained(path, state_dict=full, safe_serialization=True)
+        if self.lora is not None and self.lora.save_merged:
+            merged = merged_from_full(self.model, full)
             export_hf(self.model, merged, path / MERGED_DIR, tokenizer=tokenizer)
 
     def load_optimizer_state(self, path: Path) -> None:

@@ -20,6 +20,11 @@ dir)`` (rlvr/rollout/vllm_engine.py), removing the previous version; rollout ser
 started with ``rlvr serve MODEL --lora-rank R`` load each version as ``policy-v{k}`` through
 vLLM's runtime LoRA routes (rlvr/rollout/server.py); a separate HF engine takes ``merged``.
 Checkpoints save the adapter alone (``adapter_model.safetensors`` + ``adapter_config.json``).
+
+Under FSDP2 (``train.strategy=fsdp2``) the parameters are shards: the learner gathers the
+full state dict of the peft model (a collective) and rank 0 computes the same W' from it
+(:func:`merged_from_full`, the Linear rule above, ``transpose(B A, fan_in_fan_out) * scaling``)
+or picks the adapter's tensors out of it (:func:`adapter_from_full`).
 """
 
 from __future__ import annotations
@@ -126,3 +131,56 @@ def trainable_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, sum(p.numel() for p in model.parameters())
+
+
+def _base_prefix(model: Any) -> str:
+    """The base model's name prefix inside the peft model's state dict (``base_model.model.``)."""
+    base = model.get_base_model()
+    for name, module in model.named_modules():
+        if module is base:
+            return f"{name}." if name else ""
+    raise ValueError("the peft model does not contain its base model")
+
+
+@torch.no_grad()
+def merged_from_full(model: Any, full: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`merged_state_dict` computed from ``full``, the peft model's full state dict (as
+    gathered from FSDP2 shards), under the base model's names: W' = W + sum over the active
+    adapters of transpose(B A, fan_in_fan_out) * scaling (peft's Linear ``get_delta_weight``)."""
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.lora import LoraLayer
+
+    prefix = _base_prefix(model)
+    merged: dict[str, torch.Tensor] = {}
+    for name, tensor in full.items():
+        if "lora_" in name:
+            continue
+        merged[name.removeprefix(prefix).replace(".base_layer.", ".")] = tensor
+    for name, module in model.get_base_model().named_modules():
+        if not isinstance(module, LoraLayer) or module.merged:
+            continue
+        if not isinstance(module, LoraLinear):
+            raise NotImplementedError(
+                f"{name}: merging a gathered {type(module).__name__} LoRA layer is not "
+                "implemented (only Linear targets)"
+            )
+        weight = merged[f"{name}.weight"]
+        delta = torch.zeros_like(weight, dtype=torch.float32)
+        for adapter in module.active_adapters:
+            if adapter not in module.lora_A:
+                continue
+            if module.use_dora.get(adapter):
+                raise NotImplementedError(f"{name}: DoRA adapters are not merged here")
+            a = full[f"{prefix}{name}.lora_A.{adapter}.weight"].float()
+            b = full[f"{prefix}{name}.lora_B.{adapter}.weight"].float()
+            d = b @ a
+            delta += (d.T if module.fan_in_fan_out else d) * module.scaling[adapter]
+        merged[f"{name}.weight"] = weight + delta.to(weight.dtype)
+    return merged
+
+
+def adapter_from_full(model: Any, full: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`adapter_state_dict` picked out of ``full``, the peft model's full state dict."""
+    from peft import get_peft_model_state_dict
+
+    return dict(get_peft_model_state_dict(model, state_dict=full))

@@ -89,8 +89,9 @@ CASES["lora_kl_mb4"] = {
     "algo": {"kl_coef": 0.05},
     "lora": {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj", "up_proj"]},
 }
-# FSDP2 (train.strategy=fsdp2; LoRA is refused there): the aggregations at micro-batch 1 (rank
-# 1 runs padding passes: its shard has fewer micro-batches), a whole-batch rule, KL
+# FSDP2 (train.strategy=fsdp2): the aggregations at micro-batch 1 (rank 1 runs padding passes:
+# its shard has fewer micro-batches), a whole-batch rule, KL, and LoRA (the peft model sharded;
+# the reference is the base with its adapters disabled)
 FSDP2_CASES = {
     k: CASES[k]
     for k in (
@@ -98,6 +99,7 @@ FSDP2_CASES = {
         "seq_mean_token_sum_norm_mb4",
         "high_entropy_only_mb4",
         "kl_two_updates_mb4",
+        "lora_kl_mb4",
     )
 }
 # DeepSpeed ZeRO-2 (train.strategy=deepspeed): uneven micro-batch counts (padding backward

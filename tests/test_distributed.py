@@ -332,6 +332,48 @@ def test_fsdp2_run_checkpoints_and_resumes_at_any_world_size(
         assert_same_run(rows, three_steps, [2, 2, 2])
 
 
+LORA = {"rank": 4, "alpha": 8.0, "target_modules": ["q_proj", "v_proj"], "save_merged": True}
+
+
+@pytest.mark.multiprocess
+def test_fsdp2_lora_run_equals_the_plain_run_and_resumes_in_one_process(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """LoRA (sync merged, KL against the adapter-disabled base) under fsdp2 at W=2: 2 steps
+    equal a plain LoRA run's (step 2's rollouts come from rank 0's HF copy synced with the
+    weights merged from the gathered shards); the checkpoint holds the adapter files, dcp/ and
+    merged/ (the plain run's merged model to 1e-6); a plain process resumes it for step 3."""
+    from safetensors.torch import load_file as load
+
+    from rlvr.metrics import read_metrics
+    from rlvr.trainer import train_recipe
+
+    tree = {**_run_recipe(tiny_model_dir, tmp_path / "p", FIXTURES, 3), "lora": LORA}
+    tree["checkpoint"] = {"every": 2}  # the plain run's step-2 merged model, to compare
+    reference = Recipe.model_validate(tree)
+    train_recipe(reference)
+    expected = read_metrics(reference.run_dir / "metrics.jsonl")
+
+    sharded = {**tree, "output_dir": str(tmp_path / "s")}
+    sharded["train"] = {**tree["train"], "steps": 2, "strategy": "fsdp2"}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(sharded))
+    torchrun(2, "-m", "rlvr", "train", str(path), "train.world_size=2")
+    ckpt = tmp_path / "s" / "ws" / "checkpoints" / "step_000002"
+    assert (ckpt / "adapter_config.json").is_file() and (ckpt / "dcp" / ".metadata").is_file()
+    ours = load(ckpt / "merged" / "model.safetensors")
+    theirs = load(
+        reference.run_dir / "checkpoints" / "step_000002" / "merged" / "model.safetensors"
+    )
+    assert sorted(ours) == sorted(theirs)
+    for key, value in theirs.items():
+        torch.testing.assert_close(ours[key], value, rtol=0, atol=1e-6)
+
+    resumed = _resumed(sharded, 3, strategy=None)
+    train_recipe(resumed)
+    assert_same_run(read_metrics(resumed.run_dir / "metrics.jsonl"), expected, [2, 2, 1])
+
+
 @pytest.mark.multiprocess
 def test_replicated_checkpoint_resumes_under_fsdp2(
     tiny_model_dir: Path, tmp_path: Path, three_steps: list[dict]

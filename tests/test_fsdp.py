@@ -61,7 +61,6 @@ def test_fsdp2_refusals_are_named_before_any_process_group(tiny_model_dir: Path)
     two = {"WORLD_SIZE": "2", "RANK": "0", **FSDP2_ENV}
     base = {"model": {"path": str(tiny_model_dir)}, "train": {"strategy": "fsdp2"}}
     refused = {
-        "lora": {"lora": {"rank": 4}},
         "rollout.engine=vllm colocated": {"rollout": {"engine": "vllm"}},
         "rollout.cure": {"rollout": {"engine": "hf", "cure": {}}},
         "rollout.soft_thinking": {"rollout": {"engine": "hf", "soft_thinking": {}}},
