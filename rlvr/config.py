@@ -400,7 +400,9 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the gradient norm to this (None: no clipping)."
+    )
     logprob_impl: Literal["fused", "naive"] = "fused"
     device: str = Field(
         "auto",

@@ -66,7 +66,7 @@ before DeepSpeed wraps them, backward passes run in lockstep (stage 2 reduce-sca
 forwards stay local (rank 0 alone generates, syncs, probes), and ``checkpoint`` / ``resume``
 are collectives that assemble / scatter the whole AdamW state (``optimizer.pt``, the replicated
 format). Stage 3 is refused (use fsdp2), as are DeepSpeed options rlvr does not wire (offload,
-a DeepSpeed config file, gradient accumulation). Without the package:
+a DeepSpeed config file, gradient accumulation, mixed precision). Without the package:
 :class:`DeepSpeedNotInstalledError` (``pip install deepspeed``).
 """
 
@@ -445,8 +445,8 @@ def resolve_zero_stage(recipe: Any, env: dict[str, str]) -> int:
     may be unsaid; both unsaid: 2). The accelerate DeepSpeed options rlvr does not run stop
     here with a named error rather than being ignored."""
     asked = getattr(recipe.train, "zero_stage", None)
-    launched = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
-    if launched is not None and launched.strip():
+    launched = (env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") or "").strip() or None
+    if launched is not None:
         if launched not in ("0", "1", "2", "3"):
             raise StrategyError(f"ACCELERATE_DEEPSPEED_ZERO_STAGE={launched}: not a ZeRO stage")
         if asked is not None and int(launched) != asked:
@@ -478,6 +478,13 @@ def resolve_zero_stage(recipe: Any, env: dict[str, str]) -> int:
             f"ACCELERATE_GRADIENT_ACCUMULATION_STEPS={accumulation}: rlvr accumulates the "
             "micro-batches of each update itself (train.micro_batch_size): set "
             "gradient_accumulation_steps: 1"
+        )
+    precision = env.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
+    if precision not in ("", "no"):
+        raise StrategyError(
+            f"ACCELERATE_MIXED_PRECISION={precision}: rlvr trains in model.dtype (DeepSpeed's "
+            "bf16 mode follows it): set mixed_precision: 'no' in the accelerate config and "
+            "model.dtype=bfloat16 in the recipe"
         )
     clipping = env.get("ACCELERATE_GRADIENT_CLIPPING", "").strip().lower()
     if clipping not in ("", "none", "auto"):

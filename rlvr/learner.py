@@ -233,7 +233,7 @@ class Learner:
             from rlvr.zero import full_optimizer_state
 
             self.dist.command({"cmd": "checkpoint", "dir": str(path)})
-            optimizer_state = full_optimizer_state(self.engine, self.model)
+            optimizer_state = full_optimizer_state(self.engine, self.model, rank=self.dist.rank)
             if not self.dist.is_driver:
                 return
         else:
@@ -264,18 +264,22 @@ class Learner:
         collective, DCP reshards; one process: read whole)."""
         from rlvr import fsdp
 
+        state: dict[str, Any] = {}
+        if self.engine is not None and self.dist.is_driver:  # ZeRO: read (and checked) before
+            from rlvr.zero import check_full_optimizer_state  # the followers are asked to join
+
+            state = (
+                fsdp.read_full_optimizer_state(self.model, path)
+                if (path / fsdp.DCP_DIR).is_dir()
+                else torch.load(path / OPTIMIZER_FILE, weights_only=True)
+            )
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            check_full_optimizer_state(state, trainable)
         if self.dist.sharded or self.engine is not None:
             self.dist.command({"cmd": "resume", "dir": str(path)})
-        if self.engine is not None:  # ZeRO (collective): rank 0 reads, every rank keeps its part
+        if self.engine is not None:  # ZeRO (collective): every rank keeps its part
             from rlvr.zero import load_full_optimizer_state
 
-            state: dict[str, Any] = {}
-            if self.dist.is_driver:
-                state = (
-                    fsdp.read_full_optimizer_state(self.model, path)
-                    if (path / fsdp.DCP_DIR).is_dir()
-                    else torch.load(path / OPTIMIZER_FILE, weights_only=True)
-                )
             load_full_optimizer_state(self.engine, self.model, state, rank=self.dist.rank)
         elif (path / fsdp.DCP_DIR).is_dir():
             fsdp.load_checkpoint(self.model, path, self.optimizer)
@@ -570,10 +574,15 @@ class Learner:
             # every rank decides on the same numbers: the summed loss, the reduced grad norm
             step_loss = dist.all_reduce_sum(torch.tensor([sums["loss"] - loss_before]))
             if self.engine is not None:  # ZeRO: clip, the overflow check and AdamW in its step
-                from rlvr.zero import step as zero_step
+                from rlvr import zero
 
-                grad_norms.append(zero_step(self.engine))
-                skipped = first_nonfinite({"loss": float(step_loss), "grad norm": grad_norms[-1]})
+                skipped = first_nonfinite({"loss": float(step_loss)})
+                if skipped is not None:  # not stepped: the accumulated partitions dropped
+                    zero.discard(self.engine)
+                    grad_norms.append(float("nan"))
+                    break
+                grad_norms.append(zero.step(self.engine))
+                skipped = first_nonfinite({"grad norm": grad_norms[-1]})
                 if skipped is not None:  # DeepSpeed skipped a non-finite gradient itself
                     break
                 continue

@@ -44,6 +44,7 @@ log = logging.getLogger("rlvr")
 __all__ = [
     "backward",
     "bucket_elements",
+    "discard",
     "engine_config",
     "full_optimizer_state",
     "load_full_optimizer_state",
@@ -92,10 +93,13 @@ def bucket_elements(model: torch.nn.Module) -> int:
     return int(min(500_000_000, max(hidden * hidden, 2**20)))
 
 
-def engine_config(recipe: Any, stage: int, bucket: int = 500_000_000) -> dict[str, Any]:
+def engine_config(
+    recipe: Any, stage: int, bucket: int = 500_000_000, *, bf16: bool = False
+) -> dict[str, Any]:
     """The DeepSpeed config for ZeRO ``stage`` from the recipe: rlvr accumulates the
     micro-batches (one ``step()`` per update), clipping at ``train.max_grad_norm``,
-    ``bucket`` elements per reduce / all-gather bucket."""
+    ``bucket`` elements per reduce / all-gather bucket; ``bf16``: DeepSpeed's bf16 mode (the
+    trainable weights are bf16; it casts the module's floating parameters to bf16)."""
     t = recipe.train
     return {
         "train_micro_batch_size_per_gpu": 1,  # rlvr's loop owns the batch; not used
@@ -107,7 +111,7 @@ def engine_config(recipe: Any, stage: int, bucket: int = 500_000_000) -> dict[st
             "reduce_bucket_size": bucket,
             "allgather_bucket_size": bucket,
         },
-        "bf16": {"enabled": recipe.model.dtype == "bfloat16"},
+        "bf16": {"enabled": bf16},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,  # torch's AdamW, rlvr's own
@@ -118,10 +122,13 @@ def wrap(model: torch.nn.Module, optimizer: torch.optim.Optimizer, recipe: Any, 
     """The DeepSpeed engine over ``model`` and ``optimizer`` (every rank holds the same
     weights already). ``model`` stays the module rlvr calls; the engine runs backward / step."""
     deepspeed = _import_deepspeed()
+    # bf16 mode follows what trains: LoRA's adapters stay fp32 (peft) over a bf16 base, and
+    # DeepSpeed's bf16 mode would cast them to bf16 (a different computation from one process)
+    bf16 = all(p.dtype == torch.bfloat16 for p in _trainable(model))
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
-        config=engine_config(recipe, stage, bucket_elements(model)),
+        config=engine_config(recipe, stage, bucket_elements(model), bf16=bf16),
     )
     zero = engine.optimizer
     if type(zero).__name__ != "DeepSpeedZeroOptimizer" or engine.zero_optimization_stage() != stage:
@@ -147,6 +154,22 @@ def step(engine: Any) -> float:
     return float("inf") if norm is None else float(norm)
 
 
+def discard(engine: Any) -> None:
+    """Drop the gradients accumulated since the last step without stepping (the guard's
+    non-finite loss): what DeepSpeed's own overflow branch of ``step()`` clears (the module's
+    ``.grad``, the pre-flattened buffers and stage 2's reduced partitions)."""
+    zero = engine.optimizer
+    zero.zero_grad(set_to_none=True)
+    release = getattr(zero, "_release_preflattened_grad_buffers", None)
+    if callable(release):
+        release()
+    for store in ("averaged_gradients", "all_grad_tensors"):
+        held = getattr(zero, store, None)
+        if isinstance(held, dict):
+            for key in held:
+                held[key] = None
+
+
 def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -156,9 +179,12 @@ def _base_state(engine: Any) -> tuple[Any, list[torch.Tensor]]:
     return zero.optimizer, list(zero.single_partition_of_fp32_groups)
 
 
-def full_optimizer_state(engine: Any, model: torch.nn.Module) -> dict[str, Any]:
+def full_optimizer_state(engine: Any, model: torch.nn.Module, *, rank: int) -> dict[str, Any]:
     """Collective: the partitioned AdamW state as torch's ``AdamW.state_dict()`` of a
-    replicated run (parameter ids = the model's trainable parameters in order)."""
+    replicated run (parameter ids = the model's trainable parameters in order), kept on rank
+    0 only (``{}`` elsewhere; each tensor is assembled, then copied to rank 0's CPU memory
+    one at a time). The moments stay fp32 (DeepSpeed's precision; ``AdamW.load_state_dict``
+    casts them to the parameters' dtype in a replicated run)."""
     from deepspeed.utils import safe_get_full_optimizer_state
 
     base, flats = _base_state(engine)
@@ -168,15 +194,18 @@ def full_optimizer_state(engine: Any, model: torch.nn.Module) -> dict[str, Any]:
     params = _trainable(model)
     groups[0]["params"] = list(range(len(params)))
     if not base.state.get(flats[0]):  # no update applied yet: a fresh AdamW's empty state
-        return {"state": {}, "param_groups": groups}
+        return {"state": {}, "param_groups": groups} if rank == 0 else {}
     steps = base.state[flats[0]]["step"]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for i, p in enumerate(params):
         entry = {"step": steps.detach().clone().cpu()}
         for key in ADAM_KEYS:
-            entry[key] = safe_get_full_optimizer_state(p, key).detach().to(p.dtype).cpu()
-        state[i] = entry
-    return {"state": state, "param_groups": groups}
+            full = safe_get_full_optimizer_state(p, key)  # an all-reduce of the fragments
+            if rank == 0:
+                entry[key] = full.detach().float().cpu()
+        if rank == 0:
+            state[i] = entry
+    return {"state": state, "param_groups": groups} if rank == 0 else {}
 
 
 def load_full_optimizer_state(
@@ -191,6 +220,8 @@ def load_full_optimizer_state(
 
     base, flats = _base_state(engine)
     params = _trainable(model)
+    if rank == 0:
+        check_full_optimizer_state(state, params)
     has = torch.tensor([int(bool(state.get("state"))) if rank == 0 else 0])
     td.broadcast(has, src=0)
     if rank == 0:
@@ -199,8 +230,9 @@ def load_full_optimizer_state(
     if not int(has[0]):  # the checkpoint's AdamW had not stepped: nothing to restore
         return
     step_value = torch.zeros((), dtype=torch.float32)
-    if rank == 0:
-        step_value.copy_(state["state"][0]["step"])
+    if rank == 0:  # AdamW steps every parameter together: the largest count (a parameter that
+        step_value.copy_(max(float(e["step"]) for e in state["state"].values()))  # never had
+        # a gradient in a replicated run has no entry: zero moments below)
     td.broadcast(step_value, src=0)
     zero = engine.optimizer
     for flat in flats:  # AdamW's state exists once it has stepped: create it, then link it
@@ -214,8 +246,29 @@ def load_full_optimizer_state(
         lazy_init_hp_params_optimizer_state(lp_params, flat, base.state)
     for i, p in enumerate(params):
         for key in ADAM_KEYS:
-            value = torch.empty(p.shape, dtype=torch.float32)
-            if rank == 0:
+            value = torch.zeros(p.shape, dtype=torch.float32)
+            if rank == 0 and i in state["state"]:
                 value.copy_(state["state"][i][key])
             td.broadcast(value, src=0)
             safe_set_full_optimizer_state(p, value.to(p.device), key)
+
+
+def check_full_optimizer_state(state: dict[str, Any], params: list[torch.nn.Parameter]) -> None:
+    """Rank 0, before any collective: ``state`` fits these trainable parameters (ids in
+    range, AdamW's keys, the parameters' shapes), else ValueError naming the entry."""
+    entries = state.get("state", {})
+    for i, entry in entries.items():
+        if not isinstance(i, int) or not 0 <= i < len(params):
+            raise ValueError(
+                f"the checkpoint's optimizer state has an entry for parameter {i!r}, but the "
+                f"policy has {len(params)} trainable parameters"
+            )
+        for key in ("step", *ADAM_KEYS):
+            if key not in entry:
+                raise ValueError(f"the checkpoint's optimizer state of parameter {i} has no {key}")
+        for key in ADAM_KEYS:
+            if tuple(entry[key].shape) != tuple(params[i].shape):
+                raise ValueError(
+                    f"the checkpoint's optimizer state of parameter {i}: {key} has shape "
+                    f"{tuple(entry[key].shape)}, the parameter {tuple(params[i].shape)}"
+                )

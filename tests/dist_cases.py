@@ -3,6 +3,7 @@ process) and tests/dist_learner_worker.py (several ranks)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -71,7 +72,16 @@ def case_learner(model_dir: str, case: dict[str, Any], build: bool = True) -> An
     if not build:
         return recipe
     torch.manual_seed(0)
-    return Learner(recipe, pad_id=PAD, weights_path=model_dir, resumed=False)
+    learner = Learner(recipe, pad_id=PAD, weights_path=model_dir, resumed=False)
+    if case.get("inf_penalty"):  # a non-finite loss whose gradient is finite (a constant
+        apply = learner.token_rules.apply  # inf per token): the guard must skip the update
+
+        def poisoned(tokens: Any) -> Any:
+            out = apply(tokens)
+            return dataclasses.replace(out, penalty=torch.full_like(tokens.logp, float("inf")))
+
+        learner.token_rules.apply = poisoned  # type: ignore[method-assign]
+    return learner
 
 
 CASES: dict[str, dict[str, Any]] = {
@@ -114,3 +124,4 @@ DEEPSPEED_CASES = {
         "lora_kl_mb4",
     )
 }
+DEEPSPEED_CASES["inf_loss_mb4"] = {"micro_batch_size": 4, "inf_penalty": True}

@@ -55,7 +55,8 @@ def run_case(name: str, case: dict, model_dir: str, out: Path, dist: DistEnv) ->
         serve(learner, dist)
         metrics = {}
     weights = torch.cat([whole(p.detach()).flatten() for p in learner.model.parameters()])
-    save_file({"grad": seen[0], "weights": weights}, out / f"rank{dist.rank}_{name}.safetensors")
+    grad = seen[0] if seen else torch.zeros(0)  # no optimizer step: the guard skipped it
+    save_file({"grad": grad, "weights": weights}, out / f"rank{dist.rank}_{name}.safetensors")
     (out / f"rank{dist.rank}_{name}.json").write_text(json.dumps(metrics))
 
 

@@ -109,6 +109,8 @@ def test_zero_stage_and_accelerate_deepspeed_options(tiny_model_dir: Path) -> No
     assert resolve_zero_stage(one, {}) == 1
     assert resolve_zero_stage(plain, accelerate) == 2
     assert resolve_zero_stage(plain, {**accelerate, "ACCELERATE_DEEPSPEED_ZERO_STAGE": "1"}) == 1
+    assert resolve_zero_stage(plain, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": " 1 "}) == 1
+    assert resolve_zero_stage(plain, {"ACCELERATE_MIXED_PRECISION": "no"}) == 2
     refused = {
         "train.zero_stage=1 but the accelerate config sets zero_stage: 2": (one, {}),
         "ZeRO stage 3 .* train.strategy=fsdp2": (plain, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}),
@@ -124,6 +126,10 @@ def test_zero_stage_and_accelerate_deepspeed_options(tiny_model_dir: Path) -> No
         "rlvr accumulates the micro-batches": (
             plain,
             {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"},
+        ),
+        "ACCELERATE_MIXED_PRECISION=bf16: rlvr trains in model.dtype": (
+            plain,
+            {"ACCELERATE_MIXED_PRECISION": "bf16"},
         ),
         "gradient_clipping is 0.5 but train.max_grad_norm=1.0": (
             plain,
