@@ -17,8 +17,10 @@ trained quickstart model (math reward), a random 24M model with 128-token comple
 ~102M model whose vocabulary is real-size (151,936 ids, most of the parameters), or a random
 Qwen2.5-0.5B-shaped model (d 896, 24 layers, 14 / 2 heads, intermediate 4864, V 151936, tied
 embeddings; 494M parameters, built locally) at B=8 x G=8 x 256 tokens, meant for
-``--device cuda``; random models use ``scripts/bench_reward.py``'s coin reward (p = 0.15, so
-about a quarter of the groups have zero advantage, as a partly trained model's do) on both sides.
+``--device cuda``; random models use ``scripts/bench_reward.py``'s paired coin reward on both
+sides (27 % of the prompts, chosen by their hash, have all-zero rewards, as a partly trained
+model's groups often do; the others a fair coin per completion), so every side skips the same
+groups (``--reward coin``: a coin per completion, p = 0.15, each side its own groups).
 
 ``--device cpu`` (the default): all sides run on CPU in fp32 (rlvr ``train.device=cpu``,
 ``rollout.engine=hf`` unless rlvr_best's engine is vLLM; TRL ``use_cpu=True``,
@@ -177,8 +179,9 @@ def _examples(args: argparse.Namespace) -> list[dict]:
 
 
 def _reward_spec(args: argparse.Namespace) -> dict:
-    if args.reward == "coin":
-        return {"name": f"{ROOT / 'scripts' / 'bench_reward.py'}:coin_reward"}
+    if args.reward in ("coin", "paired"):
+        name = "coin_reward" if args.reward == "coin" else "paired_coin_reward"
+        return {"name": f"{ROOT / 'scripts' / 'bench_reward.py'}:{name}"}
     return {"name": "math"}
 
 
@@ -348,6 +351,20 @@ def _trl_coin_reward(prompts: list, completions: list, answer: list, **kwargs: A
     return [coin_reward(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
 
 
+def _trl_paired_reward(prompts: list, completions: list, **kwargs: Any) -> list[float]:
+    """scripts/bench_reward.py's paired coin reward as a TRL reward function (keyed on the
+    prompt text rlvr's example holds as ``prompt``)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_reward import paired_coin_reward
+
+    out = []
+    for prompt, c in zip(prompts, completions, strict=True):
+        text = c[-1]["content"] if isinstance(c, list) else c
+        question = prompt[-1]["content"] if isinstance(prompt, list) else prompt
+        out.append(paired_coin_reward(text, {"prompt": question}))
+    return out
+
+
 def trl_config_kwargs(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """The TRL side's GRPOConfig arguments."""
     n = args.prompts * args.group
@@ -417,7 +434,9 @@ def _trl_worker(args: argparse.Namespace, workdir: Path, clock: Clock, link: Lin
     )
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=_trl_coin_reward if args.reward == "coin" else _trl_reward,
+        reward_funcs={"coin": _trl_coin_reward, "paired": _trl_paired_reward}.get(
+            args.reward, _trl_reward
+        ),
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -1020,12 +1039,12 @@ SCALES: dict[str, dict[str, Any]] = {
     "25m": {
         "shape": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4,
                   "intermediate_size": 1408},
-        "prompts": 8, "group": 8, "new_tokens": 128, "micro_batch": 16, "reward": "coin",
+        "prompts": 8, "group": 8, "new_tokens": 128, "micro_batch": 16, "reward": "paired",
     },
     "100m": {
         "shape": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4,
                   "intermediate_size": 1408, "vocab_size": 151936},
-        "prompts": 4, "group": 8, "new_tokens": 64, "micro_batch": 8, "reward": "coin",
+        "prompts": 4, "group": 8, "new_tokens": 64, "micro_batch": 8, "reward": "paired",
     },
     # Qwen2.5-0.5B's shape, random weights built locally (tied embeddings: tiny_config); sized
     # for one GPU (--device cuda). vLLM's KV cache: 0.1 of the GPU is far more than 64 x ~300
@@ -1034,7 +1053,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "shape": {"hidden_size": 896, "num_layers": 24, "num_heads": 14, "num_kv_heads": 2,
                   "intermediate_size": 4864, "vocab_size": 151936,
                   "max_position_embeddings": 1024},
-        "prompts": 8, "group": 8, "new_tokens": 256, "micro_batch": 16, "reward": "coin",
+        "prompts": 8, "group": 8, "new_tokens": 256, "micro_batch": 16, "reward": "paired",
         "gpu_memory_utilization": 0.1,
     },
 }  # fmt: skip
@@ -1078,8 +1097,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="rlvr rollout.gpu_memory_utilization (vLLM on CUDA only)",
     )  # fmt: skip
     p.add_argument(
-        "--reward", choices=["math", "coin"], default="math",
-        help="math: rlvr's math verifier; coin: scripts/bench_reward.py (random models)",
+        "--reward", choices=["math", "coin", "paired"], default="math",
+        help="math: rlvr's math verifier; coin / paired: scripts/bench_reward.py's coin rewards "
+        "for random models (paired: the same zero-advantage groups on every side, chosen by "
+        "prompt; the presets for random models use it)",
     )  # fmt: skip
     p.add_argument("--prompts", "-B", type=int, default=8, help="prompts per step (B)")
     p.add_argument("--group", "-G", type=int, default=8, help="completions per prompt (G)")

@@ -21,9 +21,9 @@ def _load():
 def test_scale_presets_under_explicit_flags() -> None:
     b = _load()
     args = b._apply_scale(b.build_parser(), ["--scale", "25m"])
-    assert (args.prompts, args.group, args.new_tokens, args.reward) == (8, 8, 128, "coin")
+    assert (args.prompts, args.group, args.new_tokens, args.reward) == (8, 8, 128, "paired")
     args = b._apply_scale(b.build_parser(), ["--scale", "25m", "--new-tokens", "16"])
-    assert args.new_tokens == 16 and args.reward == "coin"
+    assert args.new_tokens == 16 and args.reward == "paired"
     assert b.SCALES["100m"]["shape"]["vocab_size"] == 151936
 
 
@@ -99,3 +99,29 @@ def test_cuda_memory_ratio_is_the_cuda_allocator_peak() -> None:
     assert s["ratios_vs_trl"]["rlvr_best"]["peak_rss"] == 0.5  # (90 + 10) / 200, host side
     assert s["rlvr_best"]["cuda_step_increment_mib"] == 200.0 and s["step_ratio"] == 0.5
     assert s["config"]["device"] == "cuda" and "bf16=True" in s["config"]["precision"]
+
+
+def test_paired_coin_reward_gives_every_side_the_same_dead_groups() -> None:
+    """Dead (all-zero) groups are chosen by the prompt alone: about q = 27 % of prompts, the
+    same whatever the completions; live groups are a fair coin per completion; the TRL
+    adapter scores exactly as rlvr's reward does."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_reward import paired_coin_reward
+    from bench_step import _trl_paired_reward
+
+    prompts = [f"{a}+{b}=" for a in range(40) for b in range(25)]
+    dead = []
+    for x in prompts:
+        scores = [paired_coin_reward(f"{x} completion {k}", {"prompt": x}) for k in range(24)]
+        other = [paired_coin_reward(f"another {k}", {"prompt": x}) for k in range(8)]
+        dead.append(not any(scores))
+        if dead[-1]:
+            assert not any(other)  # dead whatever was sampled
+    assert 0.23 < sum(dead) / len(dead) < 0.31
+    live = [x for x, d in zip(prompts, dead, strict=True) if not d]
+    coins = [paired_coin_reward(f"c{k}", {"prompt": x}) for x in live[:100] for k in range(10)]
+    assert 0.45 < sum(coins) / len(coins) < 0.55
+    chat = [[{"role": "user", "content": x}] for x in prompts[:50]]
+    texts = [[{"role": "assistant", "content": f"c{i}"}] for i in range(50)]
+    ours = [paired_coin_reward(f"c{i}", {"prompt": x}) for i, x in enumerate(prompts[:50])]
+    assert _trl_paired_reward(chat, texts) == ours
