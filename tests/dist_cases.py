@@ -112,16 +112,7 @@ FSDP2_CASES = {
         "lora_kl_mb4",
     )
 }
-# DeepSpeed ZeRO-2 (train.strategy=deepspeed): uneven micro-batch counts (padding backward
-# passes), a whole-batch rule, KL with two updates, and LoRA (only the adapters partitioned)
-DEEPSPEED_CASES = {
-    k: CASES[k]
-    for k in (
-        "token_mean_mb1",
-        "seq_mean_token_sum_norm_mb4",
-        "high_entropy_only_mb4",
-        "kl_two_updates_mb4",
-        "lora_kl_mb4",
-    )
-}
-DEEPSPEED_CASES["inf_loss_mb4"] = {"micro_batch_size": 4, "inf_penalty": True}
+# DeepSpeed ZeRO-2 (train.strategy=deepspeed): the same cases (padding backward passes, the
+# whole-batch rule, KL with two updates, LoRA: only the adapters partitioned), and a non-finite
+# loss with a finite gradient, which the guard must not step
+DEEPSPEED_CASES = {**FSDP2_CASES, "inf_loss_mb4": {"micro_batch_size": 4, "inf_penalty": True}}

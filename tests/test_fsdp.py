@@ -65,12 +65,18 @@ def test_fsdp2_refusals_are_named_before_any_process_group(tiny_model_dir: Path)
         "rollout.cure": {"rollout": {"engine": "hf", "cure": {}}},
         "rollout.soft_thinking": {"rollout": {"engine": "hf", "soft_thinking": {}}},
     }
+    assert_refused(base, refused, two, "fsdp2")
+
+
+def assert_refused(base: dict, refused: dict, env: dict, strategy: str) -> None:
+    """Each recipe ``base`` + ``refused[what]`` stops at DistEnv.setup with StrategyError
+    naming ``what``; ``base`` at W=1 without torchrun asks for a process group."""
     for what, extra in refused.items():
         recipe = Recipe.model_validate({**base, **extra})
         with pytest.raises(StrategyError, match=f"does not run with {what}"):
-            DistEnv.setup(recipe, two)
+            DistEnv.setup(recipe, env)
     hf = Recipe.model_validate({**base, "rollout": {"engine": "hf"}})
-    with pytest.raises(StrategyError, match="needs a process group"):
+    with pytest.raises(StrategyError, match=f"{strategy} needs a process group"):
         DistEnv.setup(hf, {"WORLD_SIZE": "1", "RANK": "0"})
     assert not current().active
 
@@ -144,17 +150,14 @@ def test_zero_stage_and_accelerate_deepspeed_options(tiny_model_dir: Path) -> No
             resolve_zero_stage(recipe, env)
     two = {"WORLD_SIZE": "2", "RANK": "0", "ACCELERATE_USE_DEEPSPEED": "true"}
     base = {"model": {"path": str(tiny_model_dir)}, "train": {"strategy": "deepspeed"}}
-    for what, extra in {
+    refused = {
         "rollout.engine=vllm colocated": {"rollout": {"engine": "vllm"}},
-        "model.dtype=float16": {"model": {"path": str(tiny_model_dir), "dtype": "float16"}},
-    }.items():
-        recipe = Recipe.model_validate({**base, "rollout": {"engine": "hf"}, **extra})
-        with pytest.raises(StrategyError, match=f"does not run with {what}"):
-            DistEnv.setup(recipe, two)
-    hf = Recipe.model_validate({**base, "rollout": {"engine": "hf"}})
-    with pytest.raises(StrategyError, match="deepspeed needs a process group"):
-        DistEnv.setup(hf, {"WORLD_SIZE": "1", "RANK": "0"})
-    assert not current().active
+        "model.dtype=float16": {
+            "model": {"path": str(tiny_model_dir), "dtype": "float16"},
+            "rollout": {"engine": "hf"},
+        },
+    }
+    assert_refused(base, refused, two, "deepspeed")
 
 
 def test_configs_carry_their_command_in_line_one() -> None:
