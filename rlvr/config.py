@@ -197,7 +197,14 @@ class RolloutConfig(Section):
     top_k: int = -1
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     max_model_len: int | None = None
-    kv_cache_gib: int = Field(1, ge=1, description="vLLM CPU KV-cache size in GiB.")
+    kv_cache_gib: float = Field(
+        1.0,
+        gt=0,
+        description="vLLM CPU KV-cache size in GiB (fractions allowed: 0.25 = 256 MiB). vLLM "
+        "allocates all of it at start; a step needs about rows x (prompt + completion) tokens "
+        "x 2 x layers x kv_heads x head_dim x dtype bytes (docs/bench_step.md). A "
+        "VLLM_CPU_KVCACHE_SPACE in the environment (whole GiB) takes precedence.",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None,
         description="Rollout engine dtype (default: model.dtype). bfloat16 rollouts with "

@@ -185,9 +185,28 @@ def _reward_spec(args: argparse.Namespace) -> dict:
     return {"name": "math"}
 
 
+PROMPT_TOKENS = 64  # a bound on the arithmetic prompts' length with the chat template (~30)
+
+
+def kv_cache_gib_for(model_dir: str, rows: int, new_tokens: int, dtype: str) -> float:
+    """The vLLM CPU KV cache one step needs, doubled, in 1/16 GiB units: rows x (prompt bound +
+    completion + a 16-token block) tokens x 2 (K, V) x layers x kv_heads x head_dim x dtype
+    bytes, and at least one sequence of the model's full length (vLLM's start-up check)."""
+    import math
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    per_token = 2 * config["num_hidden_layers"] * config.get("num_key_value_heads", heads)
+    per_token *= head_dim * (2 if dtype == "bfloat16" else 4)
+    tokens = max(rows * (PROMPT_TOKENS + new_tokens + 16), config["max_position_embeddings"])
+    return max(1, math.ceil(2 * tokens * per_token / 2**26)) / 16
+
+
 def rlvr_recipe(args: argparse.Namespace, workdir: Path, best: bool) -> dict[str, Any]:
     """The rlvr side's recipe (validated by :class:`rlvr.config.Recipe` in the worker)."""
     engine = args.best_engine if best else "hf"
+    kv = args.kv_cache_gib if best and engine == "vllm" and args.device == "cpu" else None
     return {
         "name": "bench_rlvr_best" if best else "bench_rlvr",
         "output_dir": str(workdir),
@@ -214,6 +233,7 @@ def rlvr_recipe(args: argparse.Namespace, workdir: Path, best: bool) -> dict[str
             "temperature": 1.0,
             "top_p": 1.0,
             "top_k": -1,
+            **({"kv_cache_gib": kv} if kv is not None else {}),
         },
         "rewards": [_reward_spec(args)],
         "reward_runner": {"num_workers": args.reward_workers, "timeout_s": 5.0},
@@ -700,7 +720,8 @@ def _shared_argv(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
     if args.rollout_dtype:
         out += ["--rollout-dtype", args.rollout_dtype]
-
+    if args.kv_cache_gib is not None:
+        out += ["--kv-cache-gib", str(args.kv_cache_gib)]
     out += ["--threads", str(args.threads)]
     if args.profile:
         out += ["--profile", args.profile]
@@ -774,6 +795,10 @@ def parent_main(args: argparse.Namespace) -> dict:
 
             shape = SCALES[args.scale].get("shape", {}) if args.scale else {}
             args.model = str(build_tiny_model(workdir / "tiny_model", **shape))
+        if args.kv_cache_gib is None and args.best_engine == "vllm" and args.device == "cpu":
+            rows = args.prompts * args.group
+            dtype = args.rollout_dtype or args.dtype
+            args.kv_cache_gib = kv_cache_gib_for(args.model, rows, args.new_tokens, dtype)
         sides = [x.strip() for x in args.sides.split(",") if x.strip()]
         if "trl" not in sides or any(x not in SIDE_LABEL for x in sides):
             raise SystemExit(f"--sides: a comma list of {sorted(SIDE_LABEL)} including trl")
@@ -850,6 +875,7 @@ def _summarize(
             "warmup": args.warmup,
             "reward": args.reward,
             "best_engine": args.best_engine,
+            "kv_cache_gib": args.kv_cache_gib,  # rlvr_best's vLLM on CPU (None: not used)
             "vllm_installed": _vllm_installed(),
             "reward_workers": args.reward_workers,
             "threads": args.threads,
@@ -1091,6 +1117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rollout-dtype", choices=["float32", "bfloat16"], default=None,
         help="rlvr_best's rollout.dtype (default: --dtype; another dtype = its own engine copy)",
+    )  # fmt: skip
+    p.add_argument(
+        "--kv-cache-gib", type=float, default=None,
+        help="rlvr_best's vLLM CPU KV cache (rollout.kv_cache_gib; default: twice what one step "
+        "needs, kv_cache_gib_for; rlvr's own default is 1 GiB)",
     )  # fmt: skip
     p.add_argument(
         "--gpu-memory-utilization", type=float, default=0.3,

@@ -55,7 +55,10 @@ def vllm_engine(tiny_model_dir: Path):
     pytest.importorskip("vllm")
     from rlvr.rollout.vllm_engine import VLLMEngine
 
-    engine = VLLMEngine(str(tiny_model_dir), dtype="float32", seed=0, max_model_len=512)
+    # a quarter GiB of KV cache (rollout.kv_cache_gib accepts fractions): 2 KiB per token here
+    engine = VLLMEngine(
+        str(tiny_model_dir), dtype="float32", seed=0, max_model_len=512, kv_cache_gib=0.25
+    )
     yield engine
     engine.close()
 

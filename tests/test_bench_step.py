@@ -4,6 +4,7 @@ benchmark is run)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -125,3 +126,22 @@ def test_paired_coin_reward_gives_every_side_the_same_dead_groups() -> None:
     texts = [[{"role": "assistant", "content": f"c{i}"}] for i in range(50)]
     ours = [paired_coin_reward(f"c{i}", {"prompt": x}) for i, x in enumerate(prompts[:50])]
     assert _trl_paired_reward(chat, texts) == ours
+
+
+def test_kv_cache_for_one_step_by_hand(tmp_path: Path) -> None:
+    """25m shape (8 layers, 4 KV heads of 64, fp32): 2 x 8 x 4 x 64 x 4 = 16 KiB per token;
+    64 rows x (64 + 128 + 16) = 13,312 tokens; doubled: 436,207,616 bytes = 6.5 / 16 GiB,
+    rounded up to 7 / 16 = 0.4375; bf16 halves it to 3.25 -> 4 / 16."""
+    b = _load()
+    config = {
+        "num_attention_heads": 8,
+        "hidden_size": 512,
+        "num_hidden_layers": 8,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 512,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert b.kv_cache_gib_for(str(tmp_path), 64, 128, "float32") == 0.4375
+    assert b.kv_cache_gib_for(str(tmp_path), 64, 128, "bfloat16") == 0.25
+    # one full-length sequence at least: 1 row x 208 tokens < 512 positions
+    assert b.kv_cache_gib_for(str(tmp_path), 1, 128, "float32") == 1 / 16

@@ -31,7 +31,7 @@ def build_engine(
     trust_remote_code: bool = False,
     revision: str | None = None,
     gpu_memory_utilization: float = 0.3,
-    kv_cache_gib: int = 1,
+    kv_cache_gib: float = 1.0,
     model: Any = None,
     tokenizer: Any = None,
     soft: SoftThinkingParams | None = None,

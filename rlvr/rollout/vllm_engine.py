@@ -43,10 +43,8 @@ import torch
 from rlvr.rollout.base import Completion, RolloutEngine, SamplingParams
 
 
-def _configure_env(kv_cache_gib: int) -> None:
+def _configure_env() -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    if not torch.cuda.is_available():
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     layerwise = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
     if not any(isinstance(f, _RotaryReloadFilter) for f in layerwise.filters):
@@ -84,14 +82,14 @@ class VLLMEngine(RolloutEngine):
         seed: int = 0,
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.3,
-        kv_cache_gib: int = 1,
+        kv_cache_gib: float = 1.0,
         trust_remote_code: bool = False,
         revision: str | None = None,
         enforce_eager: bool | None = None,
         sleep: bool = False,
         lora_config: dict[str, Any] | None = None,
     ) -> None:
-        _configure_env(kv_cache_gib)
+        _configure_env()
         cuda = torch.cuda.is_available()
         try:
             from vllm import LLM
@@ -131,6 +129,9 @@ class VLLMEngine(RolloutEngine):
             # rewinds the request's seeded generator, which CPU generators cannot do
             # ("CPU Generator does not use offset"): prefill every prompt in one step.
             kwargs["enable_chunked_prefill"] = False
+            # the KV cache vLLM-CPU allocates whole at start, in bytes (its legacy
+            # VLLM_CPU_KVCACHE_SPACE, whole GiB only, overrides this when set)
+            kwargs["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         self.llm = LLM(**kwargs)
         VLLMEngine._live += 1
         self.tokenizer = self.llm.get_tokenizer()
