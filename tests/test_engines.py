@@ -190,7 +190,7 @@ def test_vllm_rotary_reload_warning_is_filtered(caplog) -> None:
 
     from rlvr.rollout.vllm_engine import _configure_env
 
-    _configure_env(1)
+    _configure_env()
     logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
     with caplog.at_level(logging.WARNING, logger=logger.name):
         logger.warning("%s: Failed to load weights", "RotaryEmbedding")
