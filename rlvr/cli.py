@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -100,7 +101,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {args.recipe}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if not dist.is_driver:  # ranks > 0 learn on their shard of rank 0's batches
-        return follow(recipe, dist)
+        code = follow(recipe, dist)  # the process group is already torn down
+        # a follower has nothing left to do: leave without the interpreter's teardown, where
+        # a C++ thread still joinable at exit has aborted a follower now and then ("terminate
+        # called without an active exception", SIGABRT after a finished run)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     from rlvr.trainer import Trainer
 
     try:
