@@ -131,6 +131,9 @@ def test_ctrl_c_is_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default action in the child, as in a terminal: a pytest started in the
+        # background of a non-interactive shell ignores SIGINT, and its children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     samples = tmp_path / "o" / "run.json"
     deadline = time.time() + 90
