@@ -139,11 +139,6 @@ class DistEnv:
         return self.strategy in ("fsdp2", "deepspeed")
 
     @property
-    def lockstep_backward(self) -> bool:
-        """Every backward is (or may be) a collective: the ranks run the same number."""
-        return self.strategy in ("fsdp2", "deepspeed")
-
-    @property
     def description(self) -> str:
         parts = "optimizer state and gradients" if self.zero_stage == 2 else "optimizer state"
         return {

@@ -341,7 +341,7 @@ class Learner:
         all-gather / reduce-scatter; ZeRO runs at least one (its step needs gradients: a
         zero-weight pass gives exact zeros). Otherwise ``plan``."""
         dist = self.dist
-        if not (dist.sharded or (backward and dist.lockstep_backward)):
+        if not (dist.sharded or (backward and self.engine is not None)):
             return list(plan)
         passes = dist.all_reduce_max(len(plan))
         if self.engine is not None:
