@@ -215,10 +215,11 @@ class RolloutConfig(Section):
     enforce_eager: bool | None = Field(
         None, description="vLLM eager mode (default: eager on CPU, CUDA graphs on GPU)."
     )
-    sleep: bool = Field(
-        False,
-        description="vLLM sleep mode on GPU: free the KV cache between rollouts (colocated "
-        "training); ignored on CPU.",
+    sleep: bool | None = Field(
+        None,
+        description="Free the vLLM KV cache's memory between rollouts, for the colocated "
+        "update. GPU: vLLM sleep mode (level 1; default off). CPU: its pages go back to the "
+        "kernel and the prefix cache is reset (default on; false keeps them resident).",
     )
     max_staleness: int = Field(
         0,

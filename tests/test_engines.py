@@ -183,6 +183,34 @@ def test_vllm_logprobs_match_and_weight_sync(vllm_engine, hf_model, tokenizer) -
         vllm_engine.update_weights(hf_model.state_dict().items())
 
 
+@pytest.mark.vllm
+def test_vllm_cpu_kv_release_leaves_sampling_unchanged(vllm_engine, tokenizer) -> None:
+    """rollout.sleep on CPU (its default): after each rollout the KV cache's pages go back to
+    the kernel and the prefix cache is reset; the next rollouts sample exactly as an engine
+    whose cache stayed resident."""
+    if torch.cuda.is_available():
+        pytest.skip("the page release is the CPU path")
+    long = tokenizer("12+34=" * 40, add_special_tokens=False)["input_ids"]
+    assert len(long) > 128  # a whole KV block on CPU: the prefix cache would reuse it
+    prompts = [*_prompts(tokenizer), long]
+    sp = SamplingParams(n=3, temperature=0.9, max_tokens=12, seed=21)
+    assert vllm_engine.release_kv
+    released = vllm_engine.generate(prompts, sp)
+    assert vllm_engine.kv_released_bytes > 0.9 * 0.25 * 2**30  # the whole 0.25 GiB cache
+    again = vllm_engine.generate(prompts, sp)  # written into zero-filled pages
+    vllm_engine.release_kv = False
+    try:
+        resident = vllm_engine.generate(prompts, sp)
+        resident_again = vllm_engine.generate(prompts, sp)  # the prefix cache's blocks reused
+    finally:
+        vllm_engine.release_kv = True
+
+    def seen(out):
+        return [[(c.token_ids, c.logprobs) for c in g] for g in out]
+
+    assert seen(released) == seen(again) == seen(resident) == seen(resident_again)
+
+
 def test_vllm_rotary_reload_warning_is_filtered(caplog) -> None:
     """vLLM warns "RotaryEmbedding: Failed to load weights" on every in-memory weight sync
     (the rotary cache is a computed buffer); rlvr drops that one message, not others."""

@@ -36,7 +36,7 @@ def build_engine(
     tokenizer: Any = None,
     soft: SoftThinkingParams | None = None,
     enforce_eager: bool | None = None,
-    sleep: bool = False,
+    sleep: bool | None = None,
     lora_config: dict[str, Any] | None = None,
 ) -> RolloutEngine:
     """Build a rollout engine. ``engine`` is "hf" (transformers.generate) or "vllm".

@@ -12,8 +12,12 @@ its own reproducible stream.
 On a GPU the engine captures CUDA graphs (``enforce_eager=False``, the default there; eager on
 CPU), and with ``sleep=True`` (vLLM sleep mode, level 1) it frees its KV cache and offloads its
 weights after each rollout, so that the colocated trainer has that memory during the update:
-:meth:`update_weights` wakes the weights only, :meth:`generate` wakes the KV cache. Sleep mode
-needs CUDA; on CPU ``sleep`` is ignored.
+:meth:`update_weights` wakes the weights only, :meth:`generate` wakes the KV cache. vLLM's
+sleep mode needs CUDA. On CPU, ``sleep`` (the default there: ``sleep=None``) returns the KV
+cache's pages to the kernel after each rollout (rlvr/rollout/cpu_pages.py) and resets the prefix
+cache, whose blocks they held: the cache keeps its size and address, and the next rollout
+faults in, zero-filled, only the blocks it writes. The weights stay (vLLM-CPU packs them for
+oneDNN). Sampling is unchanged (tests/test_engines.py: the same tokens and log-probs).
 
 LoRA adapter sync (``lora.sync: adapter``): built with ``lora_config`` (the adapter's
 ``adapter_config.json``), the engine starts with ``enable_lora=True, max_lora_rank=r'``
@@ -71,6 +75,17 @@ def max_lora_rank(rank: int) -> int:
     raise ValueError(f"lora.rank={rank}: vLLM serves LoRA ranks up to {LORA_RANKS[-1]}")
 
 
+def _release_kv_cache(worker: Any) -> int:
+    """On vLLM's worker (``LLM.collective_rpc``): its KV cache's pages back to the kernel;
+    the bytes released, or -1 when this vLLM keeps its cache elsewhere."""
+    from rlvr.rollout.cpu_pages import release_pages
+
+    caches = getattr(getattr(worker, "model_runner", None), "kv_caches", None)
+    if not caches:
+        return -1
+    return release_pages(caches)
+
+
 class VLLMEngine(RolloutEngine):
     _live = 0  # engines alive in this process (see close)
 
@@ -86,7 +101,7 @@ class VLLMEngine(RolloutEngine):
         trust_remote_code: bool = False,
         revision: str | None = None,
         enforce_eager: bool | None = None,
-        sleep: bool = False,
+        sleep: bool | None = None,
         lora_config: dict[str, Any] | None = None,
     ) -> None:
         _configure_env()
@@ -119,7 +134,9 @@ class VLLMEngine(RolloutEngine):
                 enable_lora=True, max_lora_rank=max_lora_rank(int(lora_config["r"])), max_loras=1
             )
             self._adapter_root = tempfile.mkdtemp(prefix="rlvr-lora-")
-        self.sleep_mode = sleep and cuda
+        self.sleep_mode = bool(sleep) and cuda  # vLLM's sleep mode (GPU)
+        self.release_kv = sleep is not False and not cuda  # CPU: the KV pages between rollouts
+        self.kv_released_bytes = 0  # the last release's
         self._asleep: set[str] = set()  # memory tags currently released
         if cuda:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -161,6 +178,8 @@ class VLLMEngine(RolloutEngine):
         if self.sleep_mode:  # release the KV cache and weights until the next call
             self.llm.sleep(level=1)
             self._asleep = {"weights", "kv_cache"}
+        elif self.release_kv:
+            self._release_kv()
         results: list[list[Completion]] = []
         for out in outputs:
             group = []
@@ -214,6 +233,18 @@ class VLLMEngine(RolloutEngine):
         if previous is not None:
             self.llm.llm_engine.remove_lora(previous.lora_int_id)
             shutil.rmtree(previous.lora_path, ignore_errors=True)
+
+    def _release_kv(self) -> None:
+        released = self.llm.collective_rpc(_release_kv_cache)[0]
+        if released < 0:  # not this vLLM's layout: keep the cache resident from now on
+            logging.getLogger(__name__).warning(
+                "rollout.sleep: this vLLM's worker has no model_runner.kv_caches; the KV cache "
+                "stays resident between rollouts"
+            )
+            self.release_kv = False
+            return
+        self.kv_released_bytes = released
+        self.llm.reset_prefix_cache()  # its blocks' contents are gone
 
     def _wake(self, tags: list[str]) -> None:
         wanted = [t for t in tags if t in self._asleep]
