@@ -128,6 +128,9 @@ class Clock:
     def __init__(self) -> None:
         self.acc: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        # (phase, VmHWM in KiB when one of its calls ended), in order: the first phase whose mark
+        # equals the step's peak is where the peak was reached (the innermost, for nested ones)
+        self.hwm_marks: list[tuple[str, int]] = []
         # --device cuda: torch.cuda.synchronize, called before and after every timed call so that
         # a phase's wall time covers its kernels (CUDA launches return before the work is done)
         self.sync: Any = None
@@ -135,6 +138,12 @@ class Clock:
     def reset(self) -> None:
         self.acc.clear()
         self.calls.clear()
+        self.hwm_marks.clear()
+
+    def peak_phase(self, peak_kib: int) -> str:
+        """The phase during which the process's resident memory first reached ``peak_kib``
+        ("other": outside every timed phase)."""
+        return next((name for name, kib in self.hwm_marks if kib >= peak_kib), "other")
 
     def barrier(self) -> None:
         """Wait for queued CUDA work (no-op on CPU): step times end after their kernels."""
@@ -153,6 +162,7 @@ class Clock:
                     self.sync()
                 self.acc[name] += time.perf_counter() - t0
                 self.calls[name] += 1
+                self.hwm_marks.append((name, _status_kib("VmHWM")))
 
         timed.__wrapped__ = fn  # type: ignore[attr-defined]
         return timed
@@ -598,6 +608,7 @@ class Link:
             "calls": dict(self.clock.calls),
             "rss_before_mib": _mib(self.rss0),
             "step_peak_mib": _mib(peak) if self.peak_reset else float("nan"),
+            "peak_phase": self.clock.peak_phase(peak) if self.peak_reset else "unknown",
             "helpers_peak_mib": _mib(self.helper_peaks()) if self.helper_peaks else 0.0,
             **extra,
         }
@@ -909,6 +920,8 @@ def _summarize(
             "zero_adv_fraction": _median([r.get("zero_adv_fraction", float("nan")) for r in rs]),
             "skipped_rows": _median([r.get("skipped_rows", 0.0) for r in rs]),
             "step_increment_mib": max(r["step_peak_mib"] - r["rss_before_mib"] for r in rs),
+            # where the highest step's peak was reached (a phase of the table below)
+            "peak_phase": max(rs, key=lambda r: r["step_peak_mib"]).get("peak_phase", "unknown"),
         }
         s[side]["step_peak_total_mib"] = s[side]["step_peak_mib"] + s[side]["helpers_peak_mib"]
         if args.device == "cuda":  # the worker's CUDA allocator (reward workers use no GPU)
@@ -1016,6 +1029,7 @@ def _print(
     row("  + reward workers (MiB)", "helpers_peak_mib", "{:.0f}")
     row("  = total (MiB)", "step_peak_total_mib", "{:.0f}")
     row("RSS before step (MiB)", "rss_before_step_mib", "{:.0f}")
+    row("  peak reached in phase", "peak_phase", "{}")
     row("process peak incl. set-up (MiB)", "process_peak_mib", "{:.0f}")
     if c["device"] == "cuda":
         row("CUDA max allocated, step (MiB)", "cuda_step_peak_mib", "{:.0f}")

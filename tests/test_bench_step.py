@@ -145,3 +145,16 @@ def test_kv_cache_for_one_step_by_hand(tmp_path: Path) -> None:
     assert b.kv_cache_gib_for(str(tmp_path), 64, 128, "bfloat16") == 0.25
     # one full-length sequence at least: 1 row x 208 tokens < 512 positions
     assert b.kv_cache_gib_for(str(tmp_path), 1, 128, "float32") == 1 / 16
+
+
+def test_peak_phase_is_the_first_phase_reaching_the_peak() -> None:
+    b = _load()
+    clock = b.Clock()
+    clock.hwm_marks = [("generate", 100), ("rollout", 100), ("forward", 180), ("backward", 180)]
+    assert clock.peak_phase(180) == "forward"  # backward ended with the peak already reached
+    assert clock.peak_phase(100) == "generate"  # nested: the inner phase ends first
+    assert clock.peak_phase(200) == "other"  # reached outside every timed phase
+    clock.wrap("optimizer step", lambda: None)()
+    assert clock.hwm_marks[-1][0] == "optimizer step" and clock.hwm_marks[-1][1] > 0
+    clock.reset()
+    assert clock.hwm_marks == []
