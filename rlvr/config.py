@@ -201,9 +201,11 @@ class RolloutConfig(Section):
         1.0,
         gt=0,
         description="vLLM CPU KV-cache size in GiB (fractions allowed: 0.25 = 256 MiB). vLLM "
-        "allocates all of it at start; a step needs about rows x (prompt + completion) tokens "
-        "x 2 x layers x kv_heads x head_dim x dtype bytes (docs/bench_step.md). A "
-        "VLLM_CPU_KVCACHE_SPACE in the environment (whole GiB) takes precedence.",
+        "allocates all of it at start; with rollout.sleep (on CPU by default) its pages go back "
+        "after each rollout, so only the blocks a rollout writes stay resident. A step needs "
+        "about rows x (prompt + completion) tokens x 2 x layers x kv_heads x head_dim x dtype "
+        "bytes (docs/bench_step.md). A VLLM_CPU_KVCACHE_SPACE in the environment (whole GiB) "
+        "takes precedence.",
     )
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None,
