@@ -33,8 +33,9 @@ main recipe sections (see recipes/*.yaml for complete examples):
   rollout     mode (colocate|server: vLLM servers from rlvr serve, with server.urls,
               server.timeout_s, server.receipt_tol), engine (hf|vllm), group_size, max_new_tokens, temperature, top_p, top_k,
               dtype (rollout precision, e.g. bfloat16 with float32 training; the gap is
-              logprob_mismatch), enforce_eager / sleep (vLLM on GPU: CUDA graphs, KV cache
-              freed between rollouts); soft_thinking {top_k, top_p, tau_g, noise_scale,
+              logprob_mismatch), enforce_eager (vLLM on GPU: CUDA graphs), sleep (the vLLM
+              KV cache freed between rollouts: sleep mode on GPU, on by default on CPU),
+              kv_cache_gib (vLLM on CPU); soft_thinking {top_k, top_p, tau_g, noise_scale,
               temperature} switches on SofT-GRPO soft-thinking rollouts (hf engine;
               docs/soft_thinking.md)
   rewards     list of {name, weight, params}; name is a built-in, pkg.module:fn or file.py:fn
